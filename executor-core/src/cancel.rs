@@ -1,0 +1,79 @@
+//! Cooperative cancellation of a running cell.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Why a cell was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The user interrupted the run (Ctrl-C).
+    Interrupted,
+    /// The cell ran past the run's time limit.
+    TimedOut,
+}
+
+const RUNNING: u8 = 0;
+const INTERRUPTED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+/// A flag an executor polls while a cell runs; another thread sets it.
+///
+/// Cancellation is cooperative: nothing unwinds the running code. The
+/// executor checks [`CancelToken::reason`] between units of work (the Rhai
+/// executor checks it on every operation) and returns promptly with an
+/// error of the matching kind. Clones share the flag. The first stop
+/// request wins; later ones do not change the reason.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken {
+    state: Arc<AtomicU8>,
+}
+
+impl CancelToken {
+    /// A token that has not been stopped.
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+
+    /// Asks the cell to stop for `reason`, unless it was already asked.
+    pub fn stop(&self, reason: StopReason) {
+        let code = match reason {
+            StopReason::Interrupted => INTERRUPTED,
+            StopReason::TimedOut => TIMED_OUT,
+        };
+        let _ = self
+            .state
+            .compare_exchange(RUNNING, code, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Why the cell was asked to stop, or `None` while it may run.
+    #[inline]
+    pub fn reason(&self) -> Option<StopReason> {
+        match self.state.load(Ordering::Acquire) {
+            RUNNING => None,
+            INTERRUPTED => Some(StopReason::Interrupted),
+            _ => Some(StopReason::TimedOut),
+        }
+    }
+
+    /// Whether the cell was asked to stop.
+    #[inline]
+    pub fn is_stopped(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != RUNNING
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_stop_reason_wins_and_clones_share_it() {
+        let token = CancelToken::new();
+        let clone = token.clone();
+        assert_eq!(token.reason(), None);
+        clone.stop(StopReason::TimedOut);
+        token.stop(StopReason::Interrupted);
+        assert_eq!(token.reason(), Some(StopReason::TimedOut));
+        assert!(token.is_stopped());
+    }
+}

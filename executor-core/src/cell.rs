@@ -1,0 +1,181 @@
+//! Cells: the unit of code, analysis and execution.
+
+use std::fmt;
+
+use crate::analysis::{intended_defs, Analysis};
+use crate::notebook::Program;
+use crate::{CellError, CellSource};
+
+/// Position of a cell in its notebook, counted from zero in file order.
+///
+/// Ids are dense: a notebook of `n` cells uses exactly `0..n`, so an id is
+/// also an index into any per-cell vector. Comparing two ids compares file
+/// positions, which is the tie-breaker of the topological order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CellId(u32);
+
+impl CellId {
+    /// The id of the cell at `index` in file order.
+    ///
+    /// # Panics
+    /// When `index` does not fit in a `u32` (a notebook of over four billion cells).
+    pub fn new(index: usize) -> CellId {
+        CellId(u32::try_from(index).expect("cell index fits in u32"))
+    }
+
+    /// The zero-based file position of the cell.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for CellId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One cell of a notebook: its source, what it defines and reads, and its
+/// compiled program.
+///
+/// Invariant: a cell has a program if and only if it has no syntax error.
+pub struct Cell {
+    id: CellId,
+    name: String,
+    code: String,
+    first_line: u32,
+    defs: Vec<String>,
+    private_defs: Vec<String>,
+    intended_defs: Vec<String>,
+    refs: Vec<String>,
+    inputs: Vec<String>,
+    syntax_error: Option<CellError>,
+    program: Option<Program>,
+}
+
+impl Cell {
+    pub(crate) fn parsed(
+        id: CellId,
+        source: CellSource,
+        analysis: Analysis,
+        program: Program,
+    ) -> Cell {
+        let mut inputs = analysis.refs.clone();
+        for call in &analysis.calls {
+            if !inputs.contains(call) {
+                inputs.push(call.clone());
+            }
+        }
+        Cell {
+            id,
+            name: source.name,
+            code: source.code,
+            first_line: source.first_line,
+            defs: analysis.defs,
+            private_defs: analysis.private_defs,
+            intended_defs: Vec::new(),
+            refs: analysis.refs,
+            inputs,
+            syntax_error: None,
+            program: Some(program),
+        }
+    }
+
+    pub(crate) fn broken(id: CellId, source: CellSource, error: CellError) -> Cell {
+        let intended_defs = intended_defs(&source.code);
+        Cell {
+            id,
+            name: source.name,
+            code: source.code,
+            first_line: source.first_line,
+            defs: Vec::new(),
+            private_defs: Vec::new(),
+            intended_defs,
+            refs: Vec::new(),
+            inputs: Vec::new(),
+            syntax_error: Some(error),
+            program: None,
+        }
+    }
+
+    /// The cell's id (its position in the notebook).
+    pub fn id(&self) -> CellId {
+        self.id
+    }
+
+    /// The cell's name, unique in its notebook.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cell's code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The 1-based notebook line of the code's first line.
+    pub fn first_line(&self) -> u32 {
+        self.first_line
+    }
+
+    /// Public names the cell defines at its top level (`let`, `const`, `fn`), in order.
+    pub fn defs(&self) -> &[String] {
+        &self.defs
+    }
+
+    /// Names starting with `_` that the cell defines: private to it.
+    pub fn private_defs(&self) -> &[String] {
+        &self.private_defs
+    }
+
+    /// Free variables the cell reads, its functions' bodies included, in order.
+    pub fn refs(&self) -> &[String] {
+        &self.refs
+    }
+
+    /// The names that make edges in the dataflow graph: `refs` plus the
+    /// functions the cell calls.
+    pub fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// The names the dataflow graph treats as defined by the cell.
+    ///
+    /// For a cell that does not parse these are the names it appears to mean
+    /// to define, so the cells reading them are cancelled with a clear cause
+    /// rather than failing on an undefined name.
+    pub fn graph_defs(&self) -> &[String] {
+        if self.syntax_error.is_some() {
+            &self.intended_defs
+        } else {
+            &self.defs
+        }
+    }
+
+    /// The parse error, when the cell does not parse.
+    pub fn syntax_error(&self) -> Option<&CellError> {
+        self.syntax_error.as_ref()
+    }
+
+    /// The notebook line of a line of this cell's code (1-based in both).
+    pub fn notebook_line(&self, code_line: usize) -> u32 {
+        self.first_line + code_line.saturating_sub(1) as u32
+    }
+
+    pub(crate) fn program(&self) -> Option<&Program> {
+        self.program.as_ref()
+    }
+}
+
+impl fmt::Debug for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cell")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("first_line", &self.first_line)
+            .field("defs", &self.defs)
+            .field("refs", &self.refs)
+            .field("syntax_error", &self.syntax_error)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,64 @@
+//! The cell language: how the Rhai engine is configured.
+
+use rhai::{Engine, OptimizationLevel};
+
+/// Safety limits applied to every cell, so a runaway cell becomes a cell
+/// error instead of a crash or an out-of-memory of the runner.
+///
+/// Rhai's own defaults differ between debug and release builds; these are
+/// always set explicitly. Nothing limits the number of operations or the
+/// wall time by default: long legitimate computations must finish (use a
+/// run's timeout for wall time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of function calls (recursion depth).
+    pub call_depth: usize,
+    /// Deepest expression nesting at the top level of a cell.
+    pub expr_depth: usize,
+    /// Deepest expression nesting inside a function body.
+    pub fn_expr_depth: usize,
+    /// Longest string, in bytes.
+    pub string_size: usize,
+    /// Most elements of an array or bytes of a blob, nested ones included.
+    pub array_size: usize,
+    /// Most entries of an object map, nested ones included.
+    pub map_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            call_depth: 256,
+            expr_depth: 256,
+            fn_expr_depth: 128,
+            string_size: 64 << 20,
+            array_size: 16 << 20,
+            map_size: 1 << 20,
+        }
+    }
+}
+
+/// The stack a thread running cells needs for [`Limits::default`]'s call depth.
+///
+/// Deep Rhai recursion uses the native stack; run cells on a thread with at
+/// least this much.
+pub const CELL_THREAD_STACK: usize = 256 << 20;
+
+/// An engine configured with `limits` and the cell-language rules.
+///
+/// `eval` is disabled: code it would run is invisible to the static
+/// analysis. The engine does not optimise at compile time, so the analysis
+/// sees every read; the analysis optimises the AST itself afterwards.
+pub(crate) fn new_engine(limits: &Limits) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_optimization_level(OptimizationLevel::None)
+        .set_max_call_levels(limits.call_depth)
+        .set_max_expr_depths(limits.expr_depth, limits.fn_expr_depth)
+        .set_max_string_size(limits.string_size)
+        .set_max_array_size(limits.array_size)
+        .set_max_map_size(limits.map_size)
+        .set_max_operations(0)
+        .disable_symbol("eval");
+    engine
+}

@@ -1,0 +1,74 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Runs notebooks of Rhai cells as a dataflow graph.
+#[derive(Debug, Parser)]
+#[command(name = "cellrun", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a notebook's cells in dependency order.
+    Run(RunArgs),
+    /// Analyse a notebook without running it: defs, refs, parents, errors.
+    Check {
+        /// The notebook file (`.rhai`, percent format).
+        notebook: PathBuf,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a notebook's dependency graph.
+    Graph {
+        /// The notebook file (`.rhai`, percent format).
+        notebook: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The notebook file (`.rhai`, percent format).
+    pub(crate) notebook: PathBuf,
+    /// Run only this cell with its ancestors and descendants (repeatable).
+    #[arg(long = "cell", value_name = "NAME")]
+    pub(crate) cells: Vec<String>,
+    /// Stop a cell that runs longer than SECS seconds (an error of kind `timeout`).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<f64>,
+    /// Print NDJSON events on stdout instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The formats `cellrun graph` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+    /// JSON: nodes and edges.
+    Json,
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 && secs < 1e9 {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "the timeout must be a positive number of seconds, not `{text}`"
+        ))
+    }
+}

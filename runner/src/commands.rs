@@ -1,0 +1,308 @@
+//! The subcommands: `run`, `check` and `graph`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use executor_core::{
+    Cell, CellId, DefaultExecutor, Evaluator, ExecutorRegistry, Globals, Limits, NameFilter,
+    Notebook, CELL_THREAD_STACK,
+};
+use scheduler::{DataflowGraph, Hooks, Pipeline, Plan, RunControl, SequentialScheduler};
+use serde_json::json;
+
+use crate::cli::{Cli, Command, GraphFormat, RunArgs};
+use crate::output::{self, RunHeader, Sink, Warning};
+
+/// Exit status when the run was interrupted.
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check { notebook, json } => check(&notebook, json),
+        Command::Graph { notebook, format } => graph(&notebook, format),
+    }
+}
+
+/// A notebook read, split, compiled and analysed.
+struct Loaded {
+    path: String,
+    text: String,
+    notebook: Notebook,
+    graph: DataflowGraph,
+}
+
+fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read notebook {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|error| {
+        anyhow::anyhow!(
+            "notebook {} is not UTF-8 (invalid byte at offset {})",
+            path.display(),
+            error.utf8_error().valid_up_to()
+        )
+    })?;
+    let sources =
+        crate::format::split(&text).with_context(|| format!("notebook {}", path.display()))?;
+    let notebook = Notebook::compile(sources, limits);
+    let edges: Vec<(&[String], &[String])> = notebook
+        .cells()
+        .iter()
+        .map(|cell| (cell.graph_defs(), cell.inputs()))
+        .collect();
+    let graph = DataflowGraph::build(&edges);
+    Ok(Loaded {
+        path: path.display().to_string(),
+        text,
+        notebook,
+        graph,
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let limits = Limits::default();
+    let loaded = load(&args.notebook, &limits)?;
+    let selected = select_cells(&loaded.notebook, &args.cells, &loaded.path)?;
+    let plan = Plan::new(&loaded.notebook, &loaded.graph, selected.as_deref());
+
+    let sink = Sink::new();
+    let warn = |message: &str| {
+        tracing::debug!(message, "warning");
+        if args.json {
+            sink.event(&Warning { message });
+        } else {
+            eprintln!("cellrun: warning: {message}");
+        }
+    };
+
+    let registry = ExecutorRegistry::new();
+    let filter = NameFilter::from_lists(
+        std::env::var("CELLRUN_EXECUTOR_ALLOWLIST").ok().as_deref(),
+        std::env::var("CELLRUN_EXECUTOR_DENYLIST").ok().as_deref(),
+    );
+    let selection = registry.select(&filter, || Arc::new(DefaultExecutor::new(&limits)));
+    let evaluator = Evaluator::new(selection.executor, Vec::new());
+
+    let header = RunHeader {
+        notebook: loaded.path.clone(),
+        executor: evaluator.executor().name().to_owned(),
+        lifecycles: evaluator
+            .lifecycles()
+            .iter()
+            .map(|lifecycle| lifecycle.name().to_owned())
+            .collect(),
+        cells: plan
+            .order()
+            .iter()
+            .map(|id| loaded.notebook.cell(*id).name().to_owned())
+            .collect(),
+        names: Arc::new(
+            loaded
+                .notebook
+                .cells()
+                .iter()
+                .map(|cell| cell.name().to_owned())
+                .collect(),
+        ),
+        lines: Arc::new(loaded.text.lines().map(str::to_owned).collect()),
+    };
+    let mut hooks = Hooks::new();
+    if args.json {
+        output::json_hooks(&mut hooks, &sink, &header);
+    } else {
+        output::human_hooks(&mut hooks, &sink, &header);
+    }
+    for warning in &selection.warnings {
+        warn(warning);
+    }
+
+    let control = Arc::new(RunControl::new(args.timeout.map(Duration::from_secs_f64)));
+    install_interrupt_handler(control.clone());
+    let pipeline = Pipeline {
+        notebook: &loaded.notebook,
+        graph: &loaded.graph,
+        plan: &plan,
+        evaluator: &evaluator,
+        control: &control,
+    };
+    let summary = thread::scope(|scope| {
+        let worker = thread::Builder::new()
+            .name("cellrun-cells".into())
+            .stack_size(CELL_THREAD_STACK)
+            .spawn_scoped(scope, || {
+                let mut scheduler = SequentialScheduler::new(&loaded.graph, plan.order().to_vec());
+                let mut globals = Globals::new();
+                pipeline.run(&mut scheduler, &mut hooks, &mut globals)
+            })
+            .context("cannot start the thread that runs cells")?;
+        worker.join().map_err(|payload| {
+            anyhow::anyhow!(
+                "internal error: {}",
+                executor_core::panic_message(payload.as_ref())
+            )
+        })
+    })?;
+    sink.flush();
+    Ok(ExitCode::from(if summary.was_interrupted {
+        EXIT_INTERRUPTED
+    } else if summary.error + summary.cancelled + summary.interrupted > 0 {
+        1
+    } else {
+        0
+    }))
+}
+
+/// Ctrl-C interrupts the run; a second Ctrl-C exits at once.
+fn install_interrupt_handler(control: Arc<RunControl>) {
+    let result = ctrlc::set_handler(move || {
+        if control.is_interrupted() {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        control.interrupt();
+    });
+    if let Err(error) = result {
+        tracing::warn!(%error, "cannot handle Ctrl-C; an interrupt will kill the run");
+    }
+}
+
+/// The cells named by `--cell`, or `None` for all.
+fn select_cells(
+    notebook: &Notebook,
+    names: &[String],
+    path: &str,
+) -> anyhow::Result<Option<Vec<CellId>>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut ids = Vec::with_capacity(names.len());
+    for name in names {
+        match notebook.find(name) {
+            Some(cell) => ids.push(cell.id()),
+            None => {
+                let known: Vec<&str> = notebook.cells().iter().map(Cell::name).collect();
+                bail!(
+                    "no cell named `{name}` in {path}; its cells are: {}",
+                    known.join(", ")
+                );
+            }
+        }
+    }
+    Ok(Some(ids))
+}
+
+fn check(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let loaded = load(path, &Limits::default())?;
+    let plan = Plan::new(&loaded.notebook, &loaded.graph, None);
+    let notebook = &loaded.notebook;
+    let name = |id: &CellId| notebook.cell(*id).name().to_owned();
+    let mut n_errors = 0;
+    let mut cells = Vec::new();
+    let mut text = String::new();
+    for cell in notebook.cells() {
+        let parents: Vec<String> = loaded.graph.parents(cell.id()).iter().map(name).collect();
+        let error = plan.static_error(cell.id());
+        n_errors += usize::from(error.is_some());
+        cells.push(json!({
+            "name": cell.name(),
+            "line": cell.first_line(),
+            "defs": cell.defs(),
+            "refs": cell.refs(),
+            "parents": parents,
+            "error": error.map(|error| json!({
+                "kind": error.kind.as_str(),
+                "message": error.message,
+                "line": error.line,
+                "blamed": error.blamed.map(|id| name(&id)),
+            })),
+        }));
+        text.push_str(&format!(
+            "{} (line {})\n  defs: {}\n  refs: {}\n  parents: {}\n",
+            cell.name(),
+            cell.first_line(),
+            cell.defs().join(", "),
+            cell.refs().join(", "),
+            parents.join(", ")
+        ));
+        if let Some(error) = error {
+            text.push_str(&format!("  error: {}\n", error));
+        }
+    }
+    if as_json {
+        let document = json!({"notebook": loaded.path, "cells": cells, "errors": n_errors});
+        println!("{document}");
+    } else {
+        print!("{text}");
+        println!("{} cells, {} with errors", notebook.len(), n_errors);
+    }
+    Ok(ExitCode::from(u8::from(n_errors > 0)))
+}
+
+fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
+    let loaded = load(path, &Limits::default())?;
+    let notebook = &loaded.notebook;
+    let edges: Vec<(&Cell, &Cell)> = notebook
+        .cells()
+        .iter()
+        .flat_map(|cell| {
+            loaded
+                .graph
+                .children(cell.id())
+                .iter()
+                .map(move |child| (cell, notebook.cell(*child)))
+        })
+        .collect();
+    let quote = |name: &str| serde_json::to_string(name).unwrap_or_default();
+    let mut text = String::new();
+    match format {
+        GraphFormat::Dot => {
+            text.push_str("digraph notebook {\n  rankdir=TB;\n");
+            for cell in notebook.cells() {
+                text.push_str(&format!("  {};\n", quote(cell.name())));
+            }
+            for (parent, child) in &edges {
+                text.push_str(&format!(
+                    "  {} -> {};\n",
+                    quote(parent.name()),
+                    quote(child.name())
+                ));
+            }
+            text.push_str("}\n");
+        }
+        GraphFormat::Mermaid => {
+            text.push_str("flowchart TD\n");
+            for cell in notebook.cells() {
+                text.push_str(&format!(
+                    "  c{}[{}]\n",
+                    cell.id().index(),
+                    quote(cell.name())
+                ));
+            }
+            for (parent, child) in &edges {
+                text.push_str(&format!(
+                    "  c{} --> c{}\n",
+                    parent.id().index(),
+                    child.id().index()
+                ));
+            }
+        }
+        GraphFormat::Json => {
+            let nodes: Vec<_> = notebook
+                .cells()
+                .iter()
+                .map(|cell| json!({"name": cell.name(), "line": cell.first_line(), "defs": cell.defs()}))
+                .collect();
+            let edges: Vec<_> = edges
+                .iter()
+                .map(|(parent, child)| json!({"from": parent.name(), "to": child.name()}))
+                .collect();
+            text = json!({"nodes": nodes, "edges": edges}).to_string();
+            text.push('\n');
+        }
+    }
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,149 @@
+//! The notebook file format: Rhai in percent format.
+//!
+//! A line whose trimmed text starts with `// %%` starts a cell; the rest of
+//! that line, trimmed, is the cell's name. Non-blank text before the first
+//! marker is a cell too. An unnamed cell is named `cell-N`, N being its
+//! 1-based position. Markers are Rhai comments, so the whole file stays a
+//! valid Rhai script.
+
+use executor_core::CellSource;
+
+/// The marker that starts a cell.
+pub(crate) const MARKER: &str = "// %%";
+
+/// A notebook file that cannot be split into cells.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum FormatError {
+    /// Two cells have the same name.
+    #[error("two cells are named `{name}`: at line {first_line} and at line {second_line}")]
+    DuplicateName {
+        name: String,
+        first_line: u32,
+        second_line: u32,
+    },
+}
+
+/// Splits a notebook's text into cell sources, in file order.
+pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
+    struct Pending {
+        name: Option<String>,
+        marker_line: u32,
+        first_line: u32,
+        code: String,
+    }
+    let mut pending = Pending {
+        name: None,
+        marker_line: 0,
+        first_line: 1,
+        code: String::new(),
+    };
+    let mut cells: Vec<(Option<String>, u32, CellSource)> = Vec::new();
+    let close = |pending: Pending, cells: &mut Vec<(Option<String>, u32, CellSource)>| {
+        let is_preamble = pending.marker_line == 0;
+        if is_preamble && pending.code.trim().is_empty() {
+            return;
+        }
+        let source = CellSource {
+            name: String::new(),
+            code: pending.code,
+            first_line: pending.first_line,
+        };
+        let line = if is_preamble {
+            pending.first_line
+        } else {
+            pending.marker_line
+        };
+        cells.push((pending.name, line, source));
+    };
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index as u32 + 1;
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix(MARKER) {
+            let name = rest.trim();
+            let next = Pending {
+                name: (!name.is_empty()).then(|| name.to_owned()),
+                marker_line: line_number,
+                first_line: line_number + 1,
+                code: String::new(),
+            };
+            close(std::mem::replace(&mut pending, next), &mut cells);
+        } else {
+            pending.code.push_str(line);
+            pending.code.push('\n');
+        }
+    }
+    close(pending, &mut cells);
+
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut sources = Vec::with_capacity(cells.len());
+    for (position, (name, line, mut source)) in cells.into_iter().enumerate() {
+        let name = name.unwrap_or_else(|| format!("cell-{}", position + 1));
+        if let Some(first_line) = seen.insert(name.clone(), line) {
+            return Err(FormatError::DuplicateName {
+                name,
+                first_line,
+                second_line: line,
+            });
+        }
+        source.name = name;
+        sources.push(source);
+    }
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_and_lines(text: &str) -> Vec<(String, u32, String)> {
+        split(text)
+            .unwrap()
+            .into_iter()
+            .map(|cell| (cell.name, cell.first_line, cell.code))
+            .collect()
+    }
+
+    #[test]
+    fn markers_start_named_and_unnamed_cells() {
+        let cells = names_and_lines("let a = 1;\n// %% second\nlet b = a;\n  // %%\nb\n");
+        assert_eq!(
+            cells,
+            [
+                ("cell-1".to_owned(), 1, "let a = 1;\n".to_owned()),
+                ("second".to_owned(), 3, "let b = a;\n".to_owned()),
+                ("cell-3".to_owned(), 5, "b\n".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn blank_preamble_is_not_a_cell() {
+        let cells = names_and_lines("\n   \n// %% only\n42\n");
+        assert_eq!(cells, [("only".to_owned(), 4, "42\n".to_owned())]);
+    }
+
+    #[test]
+    fn duplicate_names_name_both_lines() {
+        let error = split("// %% a\n1\n// %% b\n2\n// %% a\n3\n").unwrap_err();
+        assert_eq!(
+            error,
+            FormatError::DuplicateName {
+                name: "a".into(),
+                first_line: 1,
+                second_line: 5
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "two cells are named `a`: at line 1 and at line 5"
+        );
+    }
+
+    #[test]
+    fn generated_name_can_collide_with_an_explicit_one() {
+        assert!(matches!(
+            split("// %%\n1\n// %% cell-1\n2\n"),
+            Err(FormatError::DuplicateName { .. })
+        ));
+    }
+}

@@ -1,0 +1,466 @@
+//! What a run prints: hooks that write human lines or NDJSON events.
+
+use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use executor_core::{CellError, Status};
+use scheduler::{CellOutcome, Hooks, Priority, RunSummary};
+use serde::Serialize;
+
+use crate::json::{compact, to_json};
+
+/// Standard output, buffered, flushed at least every 50 ms by a background
+/// thread and at once on a terminal, so lines appear as cells finish
+/// without a system call per line on long runs.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    inner: Arc<SinkInner>,
+}
+
+struct SinkInner {
+    out: Mutex<BufWriter<Stdout>>,
+    dirty: AtomicBool,
+    done: AtomicBool,
+    terminal: bool,
+}
+
+impl Sink {
+    pub(crate) fn new() -> Sink {
+        let stdout = io::stdout();
+        let terminal = stdout.is_terminal();
+        let inner = Arc::new(SinkInner {
+            out: Mutex::new(BufWriter::with_capacity(64 << 10, stdout)),
+            dirty: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            terminal,
+        });
+        if !terminal {
+            let weak = Arc::downgrade(&inner);
+            let _ = thread::Builder::new()
+                .name("cellrun-flush".into())
+                .spawn(move || loop {
+                    thread::sleep(Duration::from_millis(50));
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if inner.dirty.swap(false, Ordering::AcqRel) {
+                        let _ = inner
+                            .out
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .flush();
+                    }
+                });
+        }
+        Sink { inner }
+    }
+
+    pub(crate) fn is_terminal(&self) -> bool {
+        self.inner.terminal
+    }
+
+    /// Writes `text` (whole lines).
+    pub(crate) fn write(&self, text: &str) {
+        let mut out = self
+            .inner
+            .out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A closed pipe is not worth a panic; the run goes on.
+        let _ = out.write_all(text.as_bytes());
+        if self.inner.terminal {
+            let _ = out.flush();
+        } else {
+            self.inner.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Writes one JSON event as a line.
+    pub(crate) fn event<T: Serialize>(&self, event: &T) {
+        let mut line = serde_json::to_string(event).unwrap_or_else(|error| {
+            serde_json::json!({"event": "warning", "message": format!("cannot encode event: {error}")}).to_string()
+        });
+        line.push('\n');
+        self.write(&line);
+    }
+
+    pub(crate) fn flush(&self) {
+        self.inner.done.store(true, Ordering::Relaxed);
+        let _ = self
+            .inner
+            .out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush();
+    }
+}
+
+/// Whether to colour: only on a terminal, and never under `NO_COLOR`.
+pub(crate) fn use_color(stdout: &Sink) -> bool {
+    stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// ANSI styles, or nothing when colour is off.
+#[derive(Clone, Copy)]
+pub(crate) struct Style {
+    color: bool,
+}
+
+impl Style {
+    pub(crate) fn new(color: bool) -> Style {
+        Style { color }
+    }
+
+    pub(crate) fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// The facts of a run the printers need.
+pub(crate) struct RunHeader {
+    pub(crate) notebook: String,
+    pub(crate) executor: String,
+    pub(crate) lifecycles: Vec<String>,
+    pub(crate) cells: Vec<String>,
+    /// Every cell's name, by cell id.
+    pub(crate) names: Arc<Vec<String>>,
+    /// The notebook's lines, for error excerpts.
+    pub(crate) lines: Arc<Vec<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "event", rename = "run_started")]
+struct RunStarted<'a> {
+    notebook: &'a str,
+    executor: &'a str,
+    lifecycles: &'a [String],
+    cells: &'a [String],
+}
+
+#[derive(Serialize)]
+#[serde(tag = "event", rename = "cell_started")]
+struct CellStarted<'a> {
+    cell: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    kind: &'a str,
+    message: &'a str,
+    line: Option<u32>,
+    blamed: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "event", rename = "cell_finished")]
+struct CellFinished<'a> {
+    cell: &'a str,
+    status: &'a str,
+    output: serde_json::Value,
+    stdout: &'a str,
+    error: Option<ErrorJson<'a>>,
+    duration_ms: f64,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "event", rename = "warning")]
+pub(crate) struct Warning<'a> {
+    pub(crate) message: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "event", rename = "run_finished")]
+struct RunFinished {
+    ok: usize,
+    error: usize,
+    cancelled: usize,
+    interrupted: usize,
+}
+
+/// Adds the hooks that print NDJSON events, and prints `run_started`.
+pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
+    stdout.event(&RunStarted {
+        notebook: &header.notebook,
+        executor: &header.executor,
+        lifecycles: &header.lifecycles,
+        cells: &header.cells,
+    });
+    let out = stdout.clone();
+    hooks.on_pre_execution(Priority::Normal, move |cell| {
+        out.event(&CellStarted { cell: cell.name() })
+    });
+    let out = stdout.clone();
+    let names = header.names.clone();
+    hooks.on_post_execution(Priority::Normal, move |outcome| {
+        let error = outcome.result.error.as_ref().map(|error| ErrorJson {
+            kind: error.kind.as_str(),
+            message: &error.message,
+            line: error.line,
+            blamed: error.blamed.map(|id| names[id.index()].as_str()),
+        });
+        out.event(&CellFinished {
+            cell: outcome.cell.name(),
+            status: outcome.status.as_str(),
+            output: to_json(&outcome.result.output),
+            stdout: &outcome.result.stdout,
+            error,
+            duration_ms: outcome.duration.as_secs_f64() * 1e3,
+        });
+    });
+    let out = stdout.clone();
+    hooks.on_finish(Priority::Final, move |summary| {
+        out.event(&RunFinished {
+            ok: summary.ok,
+            error: summary.error,
+            cancelled: summary.cancelled,
+            interrupted: summary.interrupted,
+        });
+        out.flush();
+    });
+}
+
+/// Adds the hooks that print human lines (and a progress bar on a terminal
+/// during long runs), and prints the first line.
+pub(crate) fn human_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
+    let style = Style::new(use_color(stdout));
+    let mut first = format!(
+        "{} {} ({} cells) with executor `{}`",
+        style.paint("1", "cellrun"),
+        header.notebook,
+        header.cells.len(),
+        header.executor
+    );
+    if !header.lifecycles.is_empty() {
+        first.push_str(&format!(" and lifecycles {}", header.lifecycles.join(", ")));
+    }
+    first.push('\n');
+    stdout.write(&first);
+
+    let progress = Progress::new(header.cells.len() as u64);
+    let width = header
+        .cells
+        .iter()
+        .map(|name| name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(28);
+    let started = Instant::now();
+    let pre_progress = progress.clone();
+    hooks.on_pre_execution(Priority::Normal, move |cell| {
+        pre_progress.starting(cell.name())
+    });
+    let out = stdout.clone();
+    let names = header.names.clone();
+    let lines = header.lines.clone();
+    let notebook = header.notebook.clone();
+    let post_progress = progress.clone();
+    hooks.on_post_execution(Priority::Normal, move |outcome| {
+        let text = render_cell(outcome, style, width, &names, &lines, &notebook);
+        post_progress.suspend(|| out.write(&text));
+        post_progress.finished();
+    });
+    let out = stdout.clone();
+    hooks.on_finish(Priority::Final, move |summary| {
+        progress.clear();
+        out.write(&render_summary(summary, started.elapsed(), style));
+        out.flush();
+    });
+}
+
+fn render_cell(
+    outcome: &CellOutcome<'_>,
+    style: Style,
+    width: usize,
+    names: &[String],
+    lines: &[String],
+    notebook: &str,
+) -> String {
+    let (mark, color) = match outcome.status {
+        Status::Ok => ("✓", "32"),
+        Status::Error => ("✗", "31"),
+        Status::Cancelled => ("○", "33"),
+        Status::Interrupted => ("■", "35"),
+    };
+    let mut text = format!(
+        "{} {:<width$}",
+        style.paint(color, mark),
+        outcome.cell.name()
+    );
+    if outcome.evaluated {
+        text.push_str(&style.paint("2", &format!(" {:>9}", format_duration(outcome.duration))));
+    } else {
+        text.push_str(&format!(" {:>9}", ""));
+    }
+    match &outcome.result.error {
+        None => {
+            if !outcome.result.output.is_unit() {
+                text.push_str("  ");
+                text.push_str(&compact(&outcome.result.output, 72));
+            }
+        }
+        Some(error) => {
+            text.push_str("  ");
+            text.push_str(&style.paint(color, &format!("{}: {}", error.kind, error.message)));
+            if let Some(blamed) = error
+                .blamed
+                .filter(|_| error.kind != executor_core::ErrorKind::Cancelled)
+            {
+                text.push_str(&format!(" (blames `{}`)", names[blamed.index()]));
+            }
+        }
+    }
+    text.push('\n');
+    for line in outcome.result.stdout.lines() {
+        text.push_str(&format!("    {} {line}\n", style.paint("2", "│")));
+    }
+    if let Some(error) = &outcome.result.error {
+        text.push_str(&excerpt(error, lines, notebook, style));
+    }
+    text
+}
+
+/// The notebook line an error points at, with a caret under its column.
+fn excerpt(error: &CellError, lines: &[String], notebook: &str, style: Style) -> String {
+    let Some(line) = error.line else {
+        return String::new();
+    };
+    let Some(code) = lines.get(line as usize - 1) else {
+        return String::new();
+    };
+    let number = line.to_string();
+    let pad = " ".repeat(number.len());
+    let mut text = format!(
+        "    {pad}{} {notebook}:{line}{}\n",
+        style.paint("34", "-->"),
+        error
+            .column
+            .map(|column| format!(":{column}"))
+            .unwrap_or_default()
+    );
+    text.push_str(&format!(
+        "    {} {code}\n",
+        style.paint("34", &format!("{number} |"))
+    ));
+    if let Some(column) = error.column {
+        let indent: String = code
+            .chars()
+            .take(column.saturating_sub(1) as usize)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        text.push_str(&format!(
+            "    {pad} {} {indent}{}\n",
+            style.paint("34", "|"),
+            style.paint("31", "^")
+        ));
+    }
+    text
+}
+
+fn render_summary(summary: &RunSummary, elapsed: Duration, style: Style) -> String {
+    let mut parts = vec![style.paint("32", &format!("{} ok", summary.ok))];
+    for (count, label, color) in [
+        (summary.error, "error", "31"),
+        (summary.cancelled, "cancelled", "33"),
+        (summary.interrupted, "interrupted", "35"),
+    ] {
+        if count > 0 {
+            parts.push(style.paint(color, &format!("{count} {label}")));
+        }
+    }
+    let head = if summary.was_interrupted {
+        "interrupted: "
+    } else {
+        ""
+    };
+    format!(
+        "{head}{} cells: {} in {}\n",
+        summary.total(),
+        parts.join(", "),
+        format_duration(elapsed)
+    )
+}
+
+pub(crate) fn format_duration(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros < 1000.0 {
+        format!("{micros:.0} µs")
+    } else if micros < 1e6 {
+        format!("{:.1} ms", micros / 1e3)
+    } else {
+        format!("{:.2} s", micros / 1e6)
+    }
+}
+
+/// A progress bar on stderr that shows itself only on a terminal, once a
+/// run has gone on for a second.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    shown: Arc<AtomicBool>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        let bar = io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::hidden(),
+            );
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            shown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn maybe_show(&self, bar: &indicatif::ProgressBar) {
+        if !self.shown.load(Ordering::Relaxed) && self.started.elapsed() > Duration::from_secs(1) {
+            self.shown.store(true, Ordering::Relaxed);
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+    }
+
+    fn starting(&self, name: &str) {
+        if let Some(bar) = &self.bar {
+            self.maybe_show(bar);
+            bar.set_message(name.to_owned());
+        }
+    }
+
+    fn finished(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            self.maybe_show(bar);
+        }
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) if self.shown.load(Ordering::Relaxed) => bar.suspend(f),
+            _ => f(),
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! [`RunControl`]: interrupting a run and timing out its cells.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use executor_core::{CancelToken, StopReason};
+
+/// Controls a run from outside: interrupts it, and times out its cells.
+///
+/// [`RunControl::interrupt`] may be called from any thread, such as a
+/// signal handler's: it halts the queue and stops the running cell. With a
+/// timeout, one watchdog thread stops a cell that runs past it; arming it
+/// per cell costs a lock and a notification, not a thread.
+pub struct RunControl {
+    interrupted: AtomicBool,
+    active: Mutex<Option<CancelToken>>,
+    watchdog: Option<Watchdog>,
+}
+
+impl RunControl {
+    /// A control with an optional per-cell time limit.
+    pub fn new(timeout: Option<Duration>) -> RunControl {
+        RunControl {
+            interrupted: AtomicBool::new(false),
+            active: Mutex::new(None),
+            watchdog: timeout.map(Watchdog::spawn),
+        }
+    }
+
+    /// Interrupts the run: the running cell is stopped, and no other starts.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(token) = active.as_ref() {
+            token.stop(StopReason::Interrupted);
+        }
+    }
+
+    /// Whether [`RunControl::interrupt`] was called.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// A token for a cell about to run, armed for interrupts and the timeout.
+    pub(crate) fn begin(&self) -> CancelToken {
+        let token = CancelToken::new();
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+        if self.is_interrupted() {
+            token.stop(StopReason::Interrupted);
+        }
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.arm(token.clone());
+        }
+        token
+    }
+
+    /// Disarms the token of the cell that just finished.
+    pub(crate) fn end(&self) {
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.disarm();
+        }
+    }
+}
+
+impl Default for RunControl {
+    fn default() -> RunControl {
+        RunControl::new(None)
+    }
+}
+
+impl std::fmt::Debug for RunControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunControl")
+            .field("interrupted", &self.is_interrupted())
+            .field(
+                "timeout",
+                &self.watchdog.as_ref().map(|watchdog| watchdog.timeout),
+            )
+            .finish()
+    }
+}
+
+/// The cell the watchdog is watching, if any.
+#[derive(Default)]
+struct Watched {
+    token: Option<(Instant, CancelToken)>,
+    shutdown: bool,
+}
+
+/// One thread that stops the watched cell at its deadline.
+struct Watchdog {
+    timeout: Duration,
+    shared: Arc<(Mutex<Watched>, Condvar)>,
+}
+
+impl Watchdog {
+    fn spawn(timeout: Duration) -> Watchdog {
+        let shared = Arc::new((Mutex::new(Watched::default()), Condvar::new()));
+        let thread_shared = shared.clone();
+        let spawned = thread::Builder::new()
+            .name("cellrun-watchdog".into())
+            .spawn(move || watch(&thread_shared));
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the timeout watchdog; cells will not time out");
+        }
+        Watchdog { timeout, shared }
+    }
+
+    fn arm(&self, token: CancelToken) {
+        let (lock, wake) = &*self.shared;
+        lock.lock().unwrap_or_else(PoisonError::into_inner).token =
+            Some((Instant::now() + self.timeout, token));
+        wake.notify_one();
+    }
+
+    fn disarm(&self) {
+        let (lock, _) = &*self.shared;
+        lock.lock().unwrap_or_else(PoisonError::into_inner).token = None;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.shared;
+        lock.lock().unwrap_or_else(PoisonError::into_inner).shutdown = true;
+        wake.notify_one();
+    }
+}
+
+fn watch(shared: &(Mutex<Watched>, Condvar)) {
+    let (lock, wake) = shared;
+    let mut watched = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if watched.shutdown {
+            return;
+        }
+        watched = match &watched.token {
+            None => wake.wait(watched).unwrap_or_else(PoisonError::into_inner),
+            Some((deadline, token)) => {
+                let now = Instant::now();
+                if now >= *deadline {
+                    token.stop(StopReason::TimedOut);
+                    watched.token = None;
+                    continue;
+                }
+                let wait = *deadline - now;
+                wake.wait_timeout(watched, wait)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupt_stops_the_active_cell_and_later_ones() {
+        let control = RunControl::new(None);
+        let token = control.begin();
+        control.interrupt();
+        assert_eq!(token.reason(), Some(StopReason::Interrupted));
+        control.end();
+        assert_eq!(control.begin().reason(), Some(StopReason::Interrupted));
+    }
+
+    #[test]
+    fn watchdog_stops_a_cell_past_its_deadline_only() {
+        let control = RunControl::new(Some(Duration::from_millis(20)));
+        let quick = control.begin();
+        control.end();
+        let slow = control.begin();
+        let start = Instant::now();
+        while !slow.is_stopped() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(slow.reason(), Some(StopReason::TimedOut));
+        assert_eq!(quick.reason(), None, "a disarmed token never times out");
+    }
+}

@@ -1,0 +1,287 @@
+//! The run loop: the pipeline every cell of a run goes through.
+
+use std::time::{Duration, Instant};
+
+use executor_core::{
+    Cell, CellError, CellId, ErrorKind, Evaluator, Globals, Notebook, RunResult, Status,
+};
+
+use crate::{
+    CellOutcome, DataflowGraph, Hooks, RunControl, RunInfo, RunSummary, Scheduler, StaticError,
+};
+
+/// The cells of one run and the static errors among them.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    order: Vec<CellId>,
+    errors: Vec<Option<CellError>>,
+}
+
+impl Plan {
+    /// Plans a run of `selected` cells with their ancestors and descendants,
+    /// or of every cell when `selected` is `None`.
+    ///
+    /// Cells with a static error (syntax, multiple definitions, cycle) come
+    /// first, in file order; the others follow in topological order, the
+    /// earliest in the file first among the ready ones.
+    pub fn new(notebook: &Notebook, graph: &DataflowGraph, selected: Option<&[CellId]>) -> Plan {
+        let errors = static_errors(notebook, graph);
+        let members: Vec<CellId> = match selected {
+            None => notebook.cells().iter().map(Cell::id).collect(),
+            Some(seeds) => {
+                let mut members = graph.ancestors(seeds);
+                members.extend(graph.descendants(seeds));
+                members.sort_unstable();
+                members.dedup();
+                members
+            }
+        };
+        let errored: Vec<CellId> = members
+            .iter()
+            .copied()
+            .filter(|id| errors[id.index()].is_some())
+            .collect();
+        let order = graph.run_order(&members, &errored);
+        Plan { order, errors }
+    }
+
+    /// The cells of the run, in queue order.
+    pub fn order(&self) -> &[CellId] {
+        &self.order
+    }
+
+    /// The static error of `cell`, if it has one.
+    pub fn static_error(&self, cell: CellId) -> Option<&CellError> {
+        self.errors[cell.index()].as_ref()
+    }
+}
+
+/// Each cell's static error: syntax first, then multiple definitions, then cycle.
+fn static_errors(notebook: &Notebook, graph: &DataflowGraph) -> Vec<Option<CellError>> {
+    let name = |id: CellId| notebook.cell(id).name();
+    let mut errors: Vec<Option<CellError>> = notebook
+        .cells()
+        .iter()
+        .map(|cell| cell.syntax_error().cloned())
+        .collect();
+    for (id, error) in graph.static_errors() {
+        let slot = &mut errors[id.index()];
+        if slot.is_some() {
+            continue;
+        }
+        let cell = notebook.cell(*id);
+        let at_cell = Some(cell.first_line());
+        *slot = Some(match error {
+            StaticError::MultipleDefinitions { name: def, others } => {
+                let others: Vec<String> = others
+                    .iter()
+                    .map(|other| format!("`{}`", name(*other)))
+                    .collect();
+                CellError::new(
+                    ErrorKind::MultipleDefinitions,
+                    format!("`{def}` is also defined by {}", others.join(", ")),
+                )
+                .at(at_cell, None)
+            }
+            StaticError::Cycle { cycle } => {
+                let mut path: Vec<&str> = cycle.iter().map(|id| name(*id)).collect();
+                path.push(path[0]);
+                CellError::new(
+                    ErrorKind::Cycle,
+                    format!("dependency cycle: {}", path.join(" -> ")),
+                )
+                .at(at_cell, None)
+            }
+        });
+    }
+    errors
+}
+
+/// Everything a run needs besides its queue and globals.
+pub struct Pipeline<'a> {
+    /// The notebook.
+    pub notebook: &'a Notebook,
+    /// Its dataflow graph.
+    pub graph: &'a DataflowGraph,
+    /// The plan of this run.
+    pub plan: &'a Plan,
+    /// Lifecycles and executor.
+    pub evaluator: &'a Evaluator,
+    /// Interrupts and timeouts.
+    pub control: &'a RunControl,
+}
+
+impl Pipeline<'_> {
+    /// Runs the planned cells through the pipeline:
+    /// scheduling, pending hooks, lifecycle setups, the body, lifecycle
+    /// teardowns, completion hooks; then the on-finish hooks, always.
+    ///
+    /// A failing cell cancels its queued descendants and the run goes on; an
+    /// interrupt stops the running cell, cancels its descendants, halts the
+    /// queue and reports every cell that did not run as interrupted.
+    pub fn run(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        hooks: &mut Hooks,
+        globals: &mut Globals,
+    ) -> RunSummary {
+        let _span = tracing::info_span!("run", n_cells = self.plan.order().len()).entered();
+        let mut summary = RunSummary::default();
+        hooks.preparation(&RunInfo {
+            notebook: self.notebook,
+            graph: self.graph,
+            order: self.plan.order(),
+        });
+        loop {
+            if self.control.is_interrupted() && !scheduler.is_interrupted() {
+                scheduler.interrupt();
+            }
+            let Some(id) = scheduler.next() else { break };
+            let cell = self.notebook.cell(id);
+            let (result, duration, evaluated) = match self.plan.static_error(id) {
+                Some(error) => (RunResult::failed(error.clone()), Duration::ZERO, false),
+                None => {
+                    hooks.pre_execution(cell);
+                    let token = self.control.begin();
+                    let start = Instant::now();
+                    let mut result = self.evaluator.evaluate(cell, globals, &token);
+                    let duration = start.elapsed();
+                    self.control.end();
+                    if let Some(error) = &mut result.error {
+                        self.blame_missing_name(cell, error);
+                    }
+                    (result, duration, true)
+                }
+            };
+            let status = Status::of(&result);
+            report(
+                hooks,
+                &mut summary,
+                cell,
+                status,
+                &result,
+                duration,
+                evaluated,
+            );
+            match status {
+                Status::Ok | Status::Cancelled => {}
+                Status::Error => self.cancel(scheduler, hooks, &mut summary, cell, "failed"),
+                Status::Interrupted => {
+                    scheduler.interrupt();
+                    self.cancel(scheduler, hooks, &mut summary, cell, "was interrupted");
+                }
+            }
+            scheduler.complete(id);
+        }
+        if scheduler.is_interrupted() || self.control.is_interrupted() {
+            summary.was_interrupted = true;
+            let result = RunResult::failed(CellError::new(
+                ErrorKind::Interrupted,
+                "not run: the run was interrupted",
+            ));
+            for id in scheduler.pending() {
+                let cell = self.notebook.cell(id);
+                report(
+                    hooks,
+                    &mut summary,
+                    cell,
+                    Status::Interrupted,
+                    &result,
+                    Duration::ZERO,
+                    false,
+                );
+            }
+        }
+        hooks.finish(&summary);
+        summary
+    }
+
+    /// Cancels the queued descendants of `raiser` and reports each of them.
+    fn cancel(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        hooks: &mut Hooks,
+        summary: &mut RunSummary,
+        raiser: &Cell,
+        what: &str,
+    ) {
+        let cancelled = scheduler.cancel(raiser.id());
+        if cancelled.is_empty() {
+            return;
+        }
+        let result = RunResult::failed(
+            CellError::new(
+                ErrorKind::Cancelled,
+                format!("not run: ancestor `{}` {what}", raiser.name()),
+            )
+            .blaming(raiser.id()),
+        );
+        for id in &cancelled {
+            let cell = self.notebook.cell(*id);
+            report(
+                hooks,
+                summary,
+                cell,
+                Status::Cancelled,
+                &result,
+                Duration::ZERO,
+                false,
+            );
+        }
+        summary.cancellations.push((raiser.id(), cancelled));
+    }
+
+    /// Points an undefined-name error at the cell that should define the name.
+    fn blame_missing_name(&self, cell: &Cell, error: &mut CellError) {
+        let Some(name) = error.missing_name.as_deref() else {
+            return;
+        };
+        if let Some(definer) = self
+            .graph
+            .definers(name)
+            .iter()
+            .find(|id| **id != cell.id())
+        {
+            error.message = format!(
+                "{}; it was expected to be defined by cell `{}`",
+                error.message,
+                self.notebook.cell(*definer).name()
+            );
+            error.blamed = Some(*definer);
+        } else if let Some(owner) = self.notebook.cells().iter().find(|other| {
+            other.id() != cell.id() && other.private_defs().iter().any(|def| def == name)
+        }) {
+            error.message = format!(
+                "{}; names starting with `_` are private to the cell that defines them (`{}`)",
+                error.message,
+                owner.name()
+            );
+            error.blamed = Some(owner.id());
+        }
+    }
+}
+
+/// Counts a cell's final status and notifies the completion hooks.
+fn report(
+    hooks: &mut Hooks,
+    summary: &mut RunSummary,
+    cell: &Cell,
+    status: Status,
+    result: &RunResult,
+    duration: Duration,
+    evaluated: bool,
+) {
+    match status {
+        Status::Ok => summary.ok += 1,
+        Status::Error => summary.error += 1,
+        Status::Cancelled => summary.cancelled += 1,
+        Status::Interrupted => summary.interrupted += 1,
+    }
+    hooks.post_execution(&CellOutcome {
+        cell,
+        status,
+        result,
+        duration,
+        evaluated,
+    });
+}

@@ -1,0 +1,152 @@
+//! `cargo xtask bench`: how fast the pipeline is, measured end to end.
+//!
+//! Times `cellrun run` (release build, stdout discarded) on generated
+//! linear chains and fan-outs of trivial cells at several sizes, reports the
+//! time per cell and the ratio between sizes, then runs the in-process
+//! benchmarks of the `scheduler` crate (pipeline without Rhai evaluation,
+//! analysis and graph of 100,000 cells). Results go to
+//! `target/bench/results.md`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::{cargo, project_root};
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let root = project_root();
+    let out_dir = root.join("target/bench");
+    fs::create_dir_all(&out_dir)?;
+
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", "runner", "--bin", "cellrun"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("building cellrun failed");
+    }
+    let cellrun = root.join("target/release/cellrun");
+
+    let sizes: &[usize] = if quick {
+        &[1_000, 2_000]
+    } else {
+        &[5_000, 10_000, 20_000]
+    };
+    let repeats = if quick { 3 } else { 7 };
+    let mut report = String::from("# cellrun benchmarks\n\n");
+    writeln!(
+        report,
+        "End to end: `cellrun run NOTEBOOK > /dev/null`, best and median of {repeats} runs.\n"
+    )?;
+    writeln!(report, "| shape | cells | best | median | best per cell |")?;
+    writeln!(report, "|---|---|---|---|---|")?;
+    for shape in [Shape::Chain, Shape::Fan] {
+        let mut per_size = Vec::new();
+        for &n in sizes {
+            let path = out_dir.join(format!("{}_{n}.rhai", shape.name()));
+            fs::write(&path, shape.generate(n))?;
+            let times = time_runs(&cellrun, &path, repeats)?;
+            let best = times[0];
+            let median = times[times.len() / 2];
+            let per_cell = best.as_secs_f64() * 1e6 / n as f64;
+            writeln!(
+                report,
+                "| {} | {n} | {:.1} ms | {:.1} ms | {per_cell:.2} µs |",
+                shape.name(),
+                ms(best),
+                ms(median)
+            )?;
+            per_size.push((n, best));
+        }
+        for pair in per_size.windows(2) {
+            let ((n1, t1), (n2, t2)) = (pair[0], pair[1]);
+            writeln!(
+                report,
+                "| {} ratio | {n2}/{n1} = {:.1}x cells | {:.2}x time | | |",
+                shape.name(),
+                n2 as f64 / n1 as f64,
+                t2.as_secs_f64() / t1.as_secs_f64()
+            )?;
+        }
+    }
+    print!("{report}");
+
+    println!("\nIn-process benchmarks (divan):");
+    let output = Command::new(cargo())
+        .args(["bench", "-p", "scheduler", "--bench", "pipeline"])
+        .current_dir(&root)
+        .stderr(Stdio::inherit())
+        .output()?;
+    let divan = String::from_utf8_lossy(&output.stdout);
+    print!("{divan}");
+    if !output.status.success() {
+        bail!("the pipeline benchmarks failed");
+    }
+    writeln!(
+        report,
+        "\nIn-process (`cargo bench -p scheduler --bench pipeline`):\n\n```text\n{divan}```"
+    )?;
+    let results = out_dir.join("results.md");
+    fs::write(&results, report)?;
+    println!("\nwritten to {}", results.display());
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `x_i = x_{i-1} + 1`: depth n.
+    Chain,
+    /// `c_i = root + i`: depth 2.
+    Fan,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Chain => "chain",
+            Shape::Fan => "fan",
+        }
+    }
+
+    fn generate(self, n: usize) -> String {
+        let mut text = String::with_capacity(n * 32);
+        for i in 0..n {
+            let _ = match (self, i) {
+                (Shape::Chain, 0) => writeln!(text, "// %% c0\nlet x_0 = 0;"),
+                (Shape::Chain, i) => writeln!(text, "// %% c{i}\nlet x_{i} = x_{} + 1;", i - 1),
+                (Shape::Fan, 0) => writeln!(text, "// %% root\nlet root = 0;"),
+                (Shape::Fan, i) => writeln!(text, "// %% c{i}\nlet c_{i} = root + {i};"),
+            };
+        }
+        text
+    }
+}
+
+/// Wall times of `repeats` runs, sorted.
+fn time_runs(cellrun: &Path, notebook: &PathBuf, repeats: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        let status = Command::new(cellrun)
+            .arg("run")
+            .arg(notebook)
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run {}", cellrun.display()))?;
+        times.push(start.elapsed());
+        if !status.success() {
+            bail!("cellrun run {} failed with {status}", notebook.display());
+        }
+    }
+    times.sort();
+    Ok(times)
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}

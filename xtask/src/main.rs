@@ -1,0 +1,49 @@
+//! Maintainer tasks, run as `cargo xtask <task>`.
+//!
+//! - `bench`: end-to-end timings of `cellrun run` on generated notebooks and
+//!   the in-process pipeline benchmarks; results under `target/bench/`.
+//! - `tidy`: the repository checks (also run by `cargo test`).
+
+mod bench;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    match task.as_deref() {
+        Some("bench") => bench::run(&rest),
+        Some("tidy") => tidy::run(),
+        _ => {
+            print_help();
+            if task.is_some() {
+                anyhow::bail!("unknown task `{}`", task.unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_help() {
+    eprintln!(
+        "Tasks:
+  bench [--quick]   time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
+  tidy              repository checks (also run by `cargo test -p xtask`)"
+    );
+}
+
+/// The workspace root.
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(1)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The cargo that runs this task.
+pub(crate) fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
