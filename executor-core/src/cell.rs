@@ -48,6 +48,7 @@ pub struct Cell {
     private_defs: Vec<String>,
     intended_defs: Vec<String>,
     refs: Vec<String>,
+    fn_names: Vec<String>,
     inputs: Vec<String>,
     syntax_error: Option<CellError>,
     program: Option<Program>,
@@ -75,6 +76,7 @@ impl Cell {
             private_defs: analysis.private_defs,
             intended_defs: Vec::new(),
             refs: analysis.refs,
+            fn_names: analysis.functions.iter().map(|function| function.name.clone()).collect(),
             inputs,
             syntax_error: None,
             program: Some(program),
@@ -92,6 +94,7 @@ impl Cell {
             private_defs: Vec::new(),
             intended_defs,
             refs: Vec::new(),
+            fn_names: Vec::new(),
             inputs: Vec::new(),
             syntax_error: Some(error),
             program: None,
@@ -133,6 +136,11 @@ impl Cell {
         &self.refs
     }
 
+    /// Names of the script functions the cell defines (public and private).
+    pub fn fn_names(&self) -> &[String] {
+        &self.fn_names
+    }
+
     /// The names that make edges in the dataflow graph: `refs` plus the
     /// functions the cell calls.
     pub fn inputs(&self) -> &[String] {
@@ -150,6 +158,14 @@ impl Cell {
         } else {
             &self.defs
         }
+    }
+
+    /// Notebook globals read by the bodies of the functions the cell calls
+    /// or defines, transitively.
+    ///
+    /// These are visible to the cell while it runs, besides its [`Cell::refs`].
+    pub fn fn_refs(&self) -> &[String] {
+        self.program.as_ref().map_or(&[], |program| program.fn_globals.as_slice())
     }
 
     /// The parse error, when the cell does not parse.

@@ -151,11 +151,13 @@ impl DefaultExecutor {
                 output,
                 stdout,
                 error: None,
+                cached: false,
             },
             Err(error) => RunResult {
                 output: Dynamic::UNIT,
                 stdout,
                 error: Some(cell_error(*error, cell, program, token)),
+                cached: false,
             },
         }
     }

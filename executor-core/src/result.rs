@@ -128,6 +128,8 @@ pub struct RunResult {
     pub stdout: String,
     /// Why the cell failed, if it did.
     pub error: Option<CellError>,
+    /// Whether the result was restored from a cache instead of running the body.
+    pub cached: bool,
 }
 
 impl RunResult {
@@ -137,6 +139,7 @@ impl RunResult {
             output,
             stdout: String::new(),
             error: None,
+            cached: false,
         }
     }
 
@@ -146,6 +149,7 @@ impl RunResult {
             output: rhai::Dynamic::UNIT,
             stdout: String::new(),
             error: Some(error),
+            cached: false,
         }
     }
 

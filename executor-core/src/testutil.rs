@@ -74,6 +74,7 @@ impl Lifecycle for Recorder {
                 output: value.into(),
                 stdout: format!("skipped by {}\n", self.name),
                 error: None,
+                cached: false,
             }),
             None => Setup::Continue,
         })
