@@ -65,6 +65,13 @@ pub(crate) struct Analysis {
     /// namespace-qualified names (`m::x`) and `this` are not. A bare read of the name of a
     /// function the cell defines is a function-pointer reference, not a free variable.
     pub(crate) refs: Vec<String>,
+    /// Public names the cell assigns to outside its functions (`x = …`, `x += …`) without
+    /// binding them itself, in order of first appearance, without duplicates.
+    ///
+    /// Rebinding a name is defining it, as in Python: when another cell defines the name
+    /// too, both are in conflict. Mutating a value in place (`x[0] = …`, `x.f = …`,
+    /// `x.push(…)`) is not rebinding. These names are in [`Analysis::refs`] as well.
+    pub(crate) rebound: Vec<String>,
     /// Names of the functions the cell calls anywhere, in order of first appearance, without
     /// duplicates.
     ///
@@ -149,6 +156,7 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
     let mut free = std::mem::take(&mut top.free);
     let mut calls = std::mem::take(&mut top.calls);
     let mut defs = std::mem::take(&mut top.defs);
+    let rebound = std::mem::take(&mut top.rebound);
 
     // The bodies of the named functions.
     let mut functions = Vec::with_capacity(named_fns.len());
@@ -206,6 +214,12 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
         defs: ordered_unique(public),
         private_defs: ordered_unique(private),
         refs: ordered_unique(free),
+        rebound: ordered_unique(
+            rebound
+                .into_iter()
+                .filter(|(_, name)| !name.starts_with('_'))
+                .collect(),
+        ),
         calls,
         functions,
     })
@@ -300,6 +314,9 @@ struct Walker<'e> {
     records_defs: bool,
     /// Top-level `let` and `const` names, with their positions.
     defs: Vec<(Key, String)>,
+    /// Names outside any function that the cell assigns to (`x = …`, `x += …`) without
+    /// binding them first, with their positions.
+    rebound: Vec<(Key, String)>,
 }
 
 impl<'e> Walker<'e> {
@@ -312,6 +329,7 @@ impl<'e> Walker<'e> {
             calls: Vec::new(),
             records_defs,
             defs: Vec::new(),
+            rebound: Vec::new(),
         }
     }
 
@@ -416,6 +434,11 @@ impl<'e> Walker<'e> {
                 // The target's root variable is read (the cell mutates a value it must
                 // already have), and so are index expressions inside the target.
                 let (_, target) = &**assignment;
+                if let Expr::Variable(var, _, pos) = &target.lhs {
+                    if self.records_defs && var.2.is_empty() && !self.is_bound(&var.1) {
+                        self.rebound.push((key(*pos), var.1.to_string()));
+                    }
+                }
                 self.expr(&target.lhs);
                 self.expr(&target.rhs);
             }
@@ -825,11 +848,22 @@ mod tests {
 
     #[test]
     fn assignment_to_unbound_name_is_a_ref() {
-        check(
+        let a = check(
             "x = 1; y[i] = 2; z.f = 3; w += 1; let q = 0; q = 5; q.g = r;",
             &["q"],
             &["x", "y", "i", "z", "w", "r"],
         );
+        assert_eq!(a.rebound, ["x", "w"], "only whole-name assignments rebind");
+    }
+
+    #[test]
+    fn rebinding_is_recorded_in_blocks_but_not_in_functions() {
+        let a = check(
+            "for i in 0..3 { total += i; } fn f() { inside = 1; } _p = 2;",
+            &["f"],
+            &["total", "inside", "_p"],
+        );
+        assert_eq!(a.rebound, ["total"]);
     }
 
     #[test]
@@ -899,9 +933,11 @@ mod tests {
 
     #[cfg(debug_assertions)]
     #[test]
-    #[should_panic(expected = "optimisation level")]
     fn optimising_engine_is_rejected_in_debug_builds() {
-        let _ = analyze(&Engine::new(), "1");
+        let outcome = std::panic::catch_unwind(|| analyze(&Engine::new(), "1").is_ok());
+        let payload = outcome.expect_err("an optimising engine is a caller bug");
+        let message = crate::panic_message(payload.as_ref());
+        assert!(message.contains("optimisation level"), "{message}");
     }
 
     #[test]

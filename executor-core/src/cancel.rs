@@ -10,11 +10,14 @@ pub enum StopReason {
     Interrupted,
     /// The cell ran past the run's time limit.
     TimedOut,
+    /// The process went over its memory limit while the cell ran.
+    MemoryLimit,
 }
 
 const RUNNING: u8 = 0;
 const INTERRUPTED: u8 = 1;
 const TIMED_OUT: u8 = 2;
+const MEMORY_LIMIT: u8 = 3;
 
 /// A flag an executor polls while a cell runs; another thread sets it.
 ///
@@ -39,6 +42,7 @@ impl CancelToken {
         let code = match reason {
             StopReason::Interrupted => INTERRUPTED,
             StopReason::TimedOut => TIMED_OUT,
+            StopReason::MemoryLimit => MEMORY_LIMIT,
         };
         let _ = self
             .state
@@ -51,7 +55,8 @@ impl CancelToken {
         match self.state.load(Ordering::Acquire) {
             RUNNING => None,
             INTERRUPTED => Some(StopReason::Interrupted),
-            _ => Some(StopReason::TimedOut),
+            TIMED_OUT => Some(StopReason::TimedOut),
+            _ => Some(StopReason::MemoryLimit),
         }
     }
 

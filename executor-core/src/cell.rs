@@ -46,9 +46,9 @@ pub struct Cell {
     first_line: u32,
     defs: Vec<String>,
     private_defs: Vec<String>,
-    intended_defs: Vec<String>,
     refs: Vec<String>,
     fn_names: Vec<String>,
+    graph_defs: Vec<String>,
     inputs: Vec<String>,
     syntax_error: Option<CellError>,
     program: Option<Program>,
@@ -61,6 +61,12 @@ impl Cell {
         analysis: Analysis,
         program: Program,
     ) -> Cell {
+        let mut graph_defs = analysis.defs.clone();
+        for name in &analysis.rebound {
+            if !graph_defs.contains(name) {
+                graph_defs.push(name.clone());
+            }
+        }
         let mut inputs = analysis.refs.clone();
         for call in &analysis.calls {
             if !inputs.contains(call) {
@@ -74,9 +80,13 @@ impl Cell {
             first_line: source.first_line,
             defs: analysis.defs,
             private_defs: analysis.private_defs,
-            intended_defs: Vec::new(),
             refs: analysis.refs,
-            fn_names: analysis.functions.iter().map(|function| function.name.clone()).collect(),
+            fn_names: analysis
+                .functions
+                .iter()
+                .map(|function| function.name.clone())
+                .collect(),
+            graph_defs,
             inputs,
             syntax_error: None,
             program: Some(program),
@@ -92,9 +102,9 @@ impl Cell {
             first_line: source.first_line,
             defs: Vec::new(),
             private_defs: Vec::new(),
-            intended_defs,
             refs: Vec::new(),
             fn_names: Vec::new(),
+            graph_defs: intended_defs,
             inputs: Vec::new(),
             syntax_error: Some(error),
             program: None,
@@ -152,12 +162,12 @@ impl Cell {
     /// For a cell that does not parse these are the names it appears to mean
     /// to define, so the cells reading them are cancelled with a clear cause
     /// rather than failing on an undefined name.
+    ///
+    /// For a cell that parses these are its defs plus the names it rebinds
+    /// (`x = …` on a name it did not bind), since rebinding a name another
+    /// cell defines is a conflict, as in Python.
     pub fn graph_defs(&self) -> &[String] {
-        if self.syntax_error.is_some() {
-            &self.intended_defs
-        } else {
-            &self.defs
-        }
+        &self.graph_defs
     }
 
     /// Notebook globals read by the bodies of the functions the cell calls
@@ -165,7 +175,9 @@ impl Cell {
     ///
     /// These are visible to the cell while it runs, besides its [`Cell::refs`].
     pub fn fn_refs(&self) -> &[String] {
-        self.program.as_ref().map_or(&[], |program| program.fn_globals.as_slice())
+        self.program
+            .as_ref()
+            .map_or(&[], |program| program.fn_globals.as_slice())
     }
 
     /// The parse error, when the cell does not parse.

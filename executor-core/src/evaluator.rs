@@ -129,7 +129,9 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let lifecycles: Vec<Arc<dyn Lifecycle>> = scripts
             .iter()
-            .map(|(name, script)| Arc::new(Recorder::new(name, script.clone(), log.clone())) as Arc<dyn Lifecycle>)
+            .map(|(name, script)| {
+                Arc::new(Recorder::new(name, script.clone(), log.clone())) as Arc<dyn Lifecycle>
+            })
             .collect();
         let executor = Arc::new(crate::testutil::RecordingExecutor {
             log: log.clone(),
@@ -137,7 +139,11 @@ mod tests {
         });
         let evaluator = Evaluator::new(executor, lifecycles);
         let notebook = one_cell("let x = 1;");
-        let result = evaluator.evaluate(&notebook.cells()[0], &mut Globals::new(), &CancelToken::new());
+        let result = evaluator.evaluate(
+            &notebook.cells()[0],
+            &mut Globals::new(),
+            &CancelToken::new(),
+        );
         let log = log.lock().unwrap().clone();
         (log, result)
     }
@@ -150,7 +156,18 @@ mod tests {
     fn setups_in_order_body_then_teardowns_in_reverse() {
         let ok = Script::default();
         let (log, result) = check(&[("A", ok.clone()), ("B", ok.clone()), ("C", ok)], false);
-        assert_eq!(log, ["setup A", "setup B", "setup C", "body", "teardown C", "teardown B", "teardown A"]);
+        assert_eq!(
+            log,
+            [
+                "setup A",
+                "setup B",
+                "setup C",
+                "body",
+                "teardown C",
+                "teardown B",
+                "teardown A"
+            ]
+        );
         assert!(result.is_ok());
     }
 
@@ -158,7 +175,16 @@ mod tests {
     fn teardowns_see_the_final_result() {
         let ok = Script::default();
         let (log, _) = check(&[("A", ok.clone()), ("B", ok)], true);
-        assert_eq!(log, ["setup A", "setup B", "body", "teardown B (saw body failed)", "teardown A (saw body failed)"]);
+        assert_eq!(
+            log,
+            [
+                "setup A",
+                "setup B",
+                "body",
+                "teardown B (saw body failed)",
+                "teardown A (saw body failed)"
+            ]
+        );
     }
 
     #[test]
@@ -169,8 +195,15 @@ mod tests {
         };
         let (log, result) = check(&[("A", skip), ("B", Script::default())], false);
         assert_eq!(log, ["setup A", "teardown A"]);
-        assert_eq!(result.output.as_int(), Ok(42), "the skip's result is the cell's result");
-        assert_eq!(result.stdout, "skipped by A\n", "every field of the skip's result is kept");
+        assert_eq!(
+            result.output.as_int(),
+            Ok(42),
+            "the skip's result is the cell's result"
+        );
+        assert_eq!(
+            result.stdout, "skipped by A\n",
+            "every field of the skip's result is kept"
+        );
     }
 
     #[test]
@@ -181,7 +214,10 @@ mod tests {
         };
         let ok = Script::default();
         let (log, result) = check(&[("A", ok.clone()), ("B", fail), ("C", ok)], false);
-        assert_eq!(log, ["setup A", "setup B", "teardown A (saw setup B failed)"]);
+        assert_eq!(
+            log,
+            ["setup A", "setup B", "teardown A (saw setup B failed)"]
+        );
         assert_eq!(message(&result), Some("setup B failed"));
     }
 
@@ -202,10 +238,21 @@ mod tests {
             teardown_fails: true,
             ..Script::default()
         };
-        let (log, result) = check(&[("A", Script::default()), ("B", fail.clone()), ("C", fail)], false);
+        let (log, result) = check(
+            &[("A", Script::default()), ("B", fail.clone()), ("C", fail)],
+            false,
+        );
         assert_eq!(
             log,
-            ["setup A", "setup B", "setup C", "body", "teardown C", "teardown B (saw teardown C failed)", "teardown A (saw teardown B failed)"]
+            [
+                "setup A",
+                "setup B",
+                "setup C",
+                "body",
+                "teardown C",
+                "teardown B (saw teardown C failed)",
+                "teardown A (saw teardown B failed)"
+            ]
         );
         assert_eq!(message(&result), Some("teardown B failed"));
     }
@@ -227,7 +274,14 @@ mod tests {
             ..Script::default()
         };
         let (log, result) = check(&[("A", Script::default()), ("B", panics)], false);
-        assert_eq!(log, ["setup A", "setup B", "teardown A (saw `B` panicked in setup: boom)"]);
+        assert_eq!(
+            log,
+            [
+                "setup A",
+                "setup B",
+                "teardown A (saw `B` panicked in setup: boom)"
+            ]
+        );
         let error = result.error.unwrap();
         assert_eq!(error.kind, ErrorKind::Internal);
         assert_eq!(error.message, "`B` panicked in setup: boom");

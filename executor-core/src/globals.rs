@@ -1,6 +1,6 @@
 //! The notebook's global names and their values.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rhai::Dynamic;
 
@@ -11,9 +11,22 @@ use rhai::Dynamic;
 /// a hundred cells costs what one read costs. A cell that mutates such a value
 /// in place mutates the global, as in Python; isolating cells from each other
 /// is the job of a strict lifecycle, which deep-copies.
+///
+/// # Restriction
+/// [`Globals::restrict`] narrows what readers see to a set of names, so a
+/// lifecycle can limit a cell's body to the names it declared it reads,
+/// whichever executor runs it. While restricted, [`get`](Globals::get),
+/// [`contains`](Globals::contains), [`names`](Globals::names),
+/// [`iter`](Globals::iter), [`len`](Globals::len) and
+/// [`is_empty`](Globals::is_empty) see only the visible names plus the names
+/// [`set`](Globals::set) since the restriction began; `set` and
+/// [`remove`](Globals::remove) work as usual. Each of these costs what it
+/// costs on a set of globals as large as the visible set, never a walk over
+/// every global.
 #[derive(Clone, Debug, Default)]
 pub struct Globals {
     values: HashMap<String, Dynamic>,
+    visible: Option<HashSet<String>>,
 }
 
 impl Globals {
@@ -22,46 +35,96 @@ impl Globals {
         Globals::default()
     }
 
-    /// The value of `name`, if a cell defined it.
+    /// The value of `name`, if a cell defined it and it is visible.
     pub fn get(&self, name: &str) -> Option<&Dynamic> {
+        if self.is_hidden(name) {
+            return None;
+        }
         self.values.get(name)
     }
 
-    /// Whether `name` is defined.
+    /// Whether `name` is defined and visible.
     pub fn contains(&self, name: &str) -> bool {
-        self.values.contains_key(name)
+        !self.is_hidden(name) && self.values.contains_key(name)
     }
 
     /// Defines `name` as `value`, replacing any previous value, and returns the previous one.
+    ///
+    /// While restricted, `name` becomes visible, and the previous value is
+    /// returned even if it was hidden.
     pub fn set(&mut self, name: impl Into<String>, value: Dynamic) -> Option<Dynamic> {
-        self.values.insert(name.into(), share_containers(value))
+        let name = name.into();
+        if let Some(visible) = &mut self.visible {
+            if !visible.contains(&name) {
+                visible.insert(name.clone());
+            }
+        }
+        self.values.insert(name, share_containers(value))
     }
 
-    /// Removes `name`, returning its value.
+    /// Removes `name`, returning its value, even if it is hidden.
     pub fn remove(&mut self, name: &str) -> Option<Dynamic> {
         self.values.remove(name)
     }
 
-    /// The defined names, in no particular order.
+    /// The defined visible names, in no particular order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.values.keys().map(String::as_str)
+        self.iter().map(|(name, _)| name)
     }
 
-    /// The defined names and values, in no particular order.
+    /// The defined visible names and values, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Dynamic)> {
-        self.values
+        let all = self
+            .visible
+            .is_none()
+            .then(|| self.values.iter())
+            .into_iter()
+            .flatten();
+        let visible = self
+            .visible
             .iter()
+            .flatten()
+            .filter_map(|name| self.values.get_key_value(name));
+        all.chain(visible)
             .map(|(name, value)| (name.as_str(), value))
     }
 
-    /// How many names are defined.
+    /// How many visible names are defined.
     pub fn len(&self) -> usize {
-        self.values.len()
+        match &self.visible {
+            None => self.values.len(),
+            Some(_) => self.iter().count(),
+        }
     }
 
-    /// Whether no name is defined.
+    /// Whether no visible name is defined.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.iter().next().is_none()
+    }
+
+    /// Hides every name but `visible` from readers until [`Globals::unrestrict`].
+    ///
+    /// Names set while restricted become visible too. A new restriction
+    /// replaces the current one; restrictions do not nest. Costs O(visible).
+    pub fn restrict(&mut self, visible: impl IntoIterator<Item = String>) {
+        self.visible = Some(visible.into_iter().collect());
+    }
+
+    /// Ends the restriction, if any: every name is visible again.
+    pub fn unrestrict(&mut self) {
+        self.visible = None;
+    }
+
+    /// Whether a restriction is in force.
+    pub fn is_restricted(&self) -> bool {
+        self.visible.is_some()
+    }
+
+    /// Whether a restriction hides `name`.
+    fn is_hidden(&self, name: &str) -> bool {
+        self.visible
+            .as_ref()
+            .is_some_and(|visible| !visible.contains(name))
     }
 }
 
@@ -99,5 +162,73 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(len, 11, "a clone of a shared value is the same value");
+    }
+
+    /// Globals holding `names` (each bound to its index), restricted to `visible`.
+    fn restricted(names: &[&str], visible: &[&str]) -> Globals {
+        let mut globals = Globals::new();
+        for (index, name) in names.iter().enumerate() {
+            globals.set(*name, Dynamic::from(index as i64));
+        }
+        globals.restrict(visible.iter().map(|name| (*name).to_owned()));
+        globals
+    }
+
+    fn sorted_names(globals: &Globals) -> Vec<&str> {
+        let mut names: Vec<&str> = globals.names().collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn restriction_hides_names_outside_the_visible_set() {
+        let globals = restricted(&["a", "b", "c"], &["a", "c", "missing"]);
+        assert!(globals.is_restricted());
+        assert!(globals.get("b").is_none());
+        assert!(!globals.contains("b"));
+        assert!(!globals.contains("missing"));
+        assert_eq!(globals.get("c").unwrap().as_int(), Ok(2));
+        assert_eq!(sorted_names(&globals), ["a", "c"]);
+        assert_eq!(globals.iter().count(), 2);
+        assert_eq!(globals.len(), 2);
+        assert!(!globals.is_empty());
+    }
+
+    #[test]
+    fn names_set_while_restricted_become_visible() {
+        let mut globals = restricted(&["a", "b"], &[]);
+        assert!(globals.is_empty());
+        let previous = globals.set("b", Dynamic::from(10_i64));
+        assert_eq!(
+            previous.unwrap().as_int(),
+            Ok(1),
+            "set returns the hidden previous value"
+        );
+        globals.set("new", Dynamic::from(11_i64));
+        assert_eq!(sorted_names(&globals), ["b", "new"]);
+        assert_eq!(
+            globals.remove("a").unwrap().as_int(),
+            Ok(0),
+            "remove reaches hidden names"
+        );
+        globals.unrestrict();
+        assert!(!globals.is_restricted());
+        assert_eq!(sorted_names(&globals), ["b", "new"]);
+    }
+
+    #[test]
+    fn unrestrict_shows_every_name_again() {
+        let mut globals = restricted(&["a", "b", "c"], &["a"]);
+        globals.unrestrict();
+        assert_eq!(sorted_names(&globals), ["a", "b", "c"]);
+        assert_eq!(globals.len(), 3);
+        assert!(globals.get("b").is_some());
+    }
+
+    #[test]
+    fn a_new_restriction_replaces_the_previous_one() {
+        let mut globals = restricted(&["a", "b"], &["a"]);
+        globals.restrict(["b".to_owned()]);
+        assert_eq!(sorted_names(&globals), ["b"]);
     }
 }

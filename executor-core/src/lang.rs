@@ -9,6 +9,13 @@ use rhai::{Engine, OptimizationLevel};
 /// always set explicitly. Nothing limits the number of operations or the
 /// wall time by default: long legitimate computations must finish (use a
 /// run's timeout for wall time).
+///
+/// The size limits default to `0`, unlimited, on purpose: once any size
+/// limit is set, Rhai measures a container after every mutation by walking
+/// it, so building an array of `n` elements with `push` costs O(n²) (40,000
+/// pushes took 4 s in a debug build). The runner bounds memory instead: a
+/// cell that makes the process exceed its memory limit is stopped with an
+/// error (see `StopReason::MemoryLimit`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest nesting of function calls (recursion depth).
@@ -17,11 +24,11 @@ pub struct Limits {
     pub expr_depth: usize,
     /// Deepest expression nesting inside a function body.
     pub fn_expr_depth: usize,
-    /// Longest string, in bytes.
+    /// Longest string, in bytes (`0`: unlimited).
     pub string_size: usize,
-    /// Most elements of an array or bytes of a blob, nested ones included.
+    /// Most elements of an array or bytes of a blob, nested ones included (`0`: unlimited).
     pub array_size: usize,
-    /// Most entries of an object map, nested ones included.
+    /// Most entries of an object map, nested ones included (`0`: unlimited).
     pub map_size: usize,
 }
 
@@ -31,9 +38,9 @@ impl Default for Limits {
             call_depth: 256,
             expr_depth: 256,
             fn_expr_depth: 128,
-            string_size: 64 << 20,
-            array_size: 16 << 20,
-            map_size: 1 << 20,
+            string_size: 0,
+            array_size: 0,
+            map_size: 0,
         }
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Program {
     pub(crate) fn_globals: Vec<String>,
     /// First line of the cell defining each script function, by function name.
     pub(crate) fn_homes: Arc<FnHomes>,
+    /// The cell's public definitions.
+    pub(crate) defs: Arc<[String]>,
 }
 
 impl Notebook {
@@ -106,6 +108,7 @@ impl Notebook {
                             ),
                             fn_globals,
                             fn_homes: fn_homes.clone(),
+                            defs: analysis.defs.clone().into(),
                         };
                         Cell::parsed(id, source, analysis, program)
                     }

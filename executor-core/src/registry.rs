@@ -135,3 +135,238 @@ impl ExecutorRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::testutil::NamedExecutor;
+
+    /// What a test factory does when called.
+    #[derive(Clone, Copy)]
+    enum Build {
+        Ok,
+        Fails(&'static str),
+        Panics(&'static str),
+    }
+
+    /// What a selection gave, and which factories it called.
+    #[derive(Debug)]
+    struct Outcome {
+        executor: String,
+        selected: Option<String>,
+        warnings: Vec<String>,
+        called: Vec<String>,
+    }
+
+    /// Registers `entries` in order, selects under `filter` with a fallback
+    /// named `fallback`, and checks that [`ExecutorRegistry::candidate`]
+    /// named the one factory that was called.
+    #[track_caller]
+    fn select(entries: &[(&str, Build)], filter: &NameFilter) -> Outcome {
+        let called = Arc::new(Mutex::new(Vec::new()));
+        let mut registry = ExecutorRegistry::new();
+        for &(name, build) in entries {
+            let called = called.clone();
+            let name = name.to_owned();
+            registry.register(
+                name.clone(),
+                Box::new(move || {
+                    called.lock().unwrap().push(name.clone());
+                    match build {
+                        Build::Ok => Ok(Arc::new(NamedExecutor(name)) as Arc<dyn Executor>),
+                        Build::Fails(reason) => Err(reason.to_owned()),
+                        Build::Panics(message) => panic!("{message}"),
+                    }
+                }),
+            );
+        }
+        let candidate = registry.candidate(filter).map(str::to_owned);
+        let selection = registry.select(filter, || Arc::new(NamedExecutor("fallback".to_owned())));
+        let called = called.lock().unwrap().clone();
+        assert_eq!(
+            called,
+            Vec::from_iter(candidate),
+            "candidate() names what select() builds"
+        );
+        Outcome {
+            executor: selection.executor.name().to_owned(),
+            selected: selection.selected,
+            warnings: selection.warnings,
+            called,
+        }
+    }
+
+    /// Registers working factories named `names` and returns the selected
+    /// name under the allow and deny lists, or `None` for the fallback.
+    #[track_caller]
+    fn selected(names: &[&str], allow: Option<&str>, deny: Option<&str>) -> Option<String> {
+        let entries: Vec<(&str, Build)> = names.iter().map(|&name| (name, Build::Ok)).collect();
+        let outcome = select(&entries, &NameFilter::from_lists(allow, deny));
+        let expected_executor = outcome.selected.as_deref().unwrap_or("fallback");
+        assert_eq!(outcome.executor, expected_executor);
+        outcome.selected
+    }
+
+    fn all() -> NameFilter {
+        NameFilter::default()
+    }
+
+    #[test]
+    fn the_first_name_alphabetically_is_built_and_the_others_never() {
+        let outcome = select(
+            &[
+                ("zeta", Build::Ok),
+                ("alpha", Build::Ok),
+                ("mid", Build::Ok),
+            ],
+            &all(),
+        );
+        assert_eq!(outcome.executor, "alpha");
+        assert_eq!(outcome.selected.as_deref(), Some("alpha"));
+        assert_eq!(outcome.called, ["alpha"]);
+        assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+        let warning = &outcome.warnings[0];
+        assert!(
+            warning.contains("`alpha`") && warning.contains("mid") && warning.contains("zeta"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn a_single_name_is_built_without_warning() {
+        let outcome = select(&[("only", Build::Ok)], &all());
+        assert_eq!(outcome.selected.as_deref(), Some("only"));
+        assert_eq!(outcome.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_failing_factory_falls_back_without_trying_the_next_name() {
+        let outcome = select(
+            &[("beta", Build::Ok), ("alpha", Build::Fails("bad option"))],
+            &all(),
+        );
+        assert_eq!(outcome.executor, "fallback");
+        assert_eq!(outcome.selected, None);
+        assert_eq!(outcome.called, ["alpha"]);
+        let last = outcome
+            .warnings
+            .last()
+            .expect("a warning about the failure");
+        assert!(
+            last.contains("`alpha`") && last.contains("bad option"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn a_panicking_factory_falls_back_like_a_failing_one() {
+        let outcome = select(
+            &[
+                ("alpha", Build::Panics("factory exploded")),
+                ("beta", Build::Ok),
+            ],
+            &all(),
+        );
+        assert_eq!(outcome.executor, "fallback");
+        assert_eq!(outcome.selected, None);
+        assert_eq!(outcome.called, ["alpha"]);
+        let last = outcome.warnings.last().expect("a warning about the panic");
+        assert!(
+            last.contains("`alpha`") && last.contains("factory exploded"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn an_empty_registry_falls_back_without_warning() {
+        let outcome = select(&[], &all());
+        assert_eq!(outcome.executor, "fallback");
+        assert_eq!(outcome.selected, None);
+        assert_eq!(outcome.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn allow_list_keeps_only_the_listed_names() {
+        let names = ["alpha", "beta", "gamma"];
+        assert_eq!(
+            selected(&names, Some("gamma"), None).as_deref(),
+            Some("gamma")
+        );
+        assert_eq!(
+            selected(&names, Some(" GAMMA , ,Beta,"), None).as_deref(),
+            Some("beta")
+        );
+        assert_eq!(selected(&names, Some("delta"), None), None);
+        // A blank allow list allows every name.
+        assert_eq!(
+            selected(&names, Some(" , "), None).as_deref(),
+            Some("alpha")
+        );
+    }
+
+    #[test]
+    fn deny_list_wins_over_the_allow_list() {
+        let names = ["alpha", "beta", "gamma"];
+        assert_eq!(
+            selected(&names, None, Some(" Alpha ")).as_deref(),
+            Some("beta")
+        );
+        assert_eq!(
+            selected(&names, Some("alpha,beta"), Some("ALPHA")).as_deref(),
+            Some("beta")
+        );
+        assert_eq!(selected(&names, Some("alpha"), Some("alpha")), None);
+    }
+
+    #[test]
+    fn denying_every_name_falls_back_without_warning() {
+        let filter = NameFilter::from_lists(None, Some("alpha, beta"));
+        let outcome = select(&[("alpha", Build::Ok), ("beta", Build::Ok)], &filter);
+        assert_eq!(outcome.executor, "fallback");
+        assert_eq!(outcome.selected, None);
+        assert_eq!(outcome.called, Vec::<String>::new());
+        assert_eq!(outcome.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn only_permitted_names_are_named_in_the_warning() {
+        let filter = NameFilter::from_lists(Some("beta,gamma"), None);
+        let entries = [
+            ("alpha", Build::Ok),
+            ("beta", Build::Ok),
+            ("gamma", Build::Ok),
+        ];
+        let outcome = select(&entries, &filter);
+        assert_eq!(outcome.selected.as_deref(), Some("beta"));
+        assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+        assert!(outcome.warnings[0].contains("gamma") && !outcome.warnings[0].contains("alpha"));
+    }
+
+    #[test]
+    fn filter_permits_names_case_insensitively() {
+        let filter = NameFilter::from_lists(Some(" Fast ,slow"), Some("SLOW"));
+        let permitted: Vec<bool> = ["fast", "FAST", "slow", "other"]
+            .iter()
+            .map(|name| filter.permits(name))
+            .collect();
+        assert_eq!(permitted, [true, true, false, false]);
+        assert_eq!(NameFilter::from_lists(None, None), NameFilter::default());
+    }
+
+    #[test]
+    fn registering_a_name_again_replaces_its_factory() {
+        let mut registry = ExecutorRegistry::new();
+        registry.register("same", Box::new(|| Err("first".to_owned())));
+        registry.register(
+            "same",
+            Box::new(|| Ok(Arc::new(NamedExecutor("second".to_owned())) as Arc<dyn Executor>)),
+        );
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["same"]);
+        let selection = registry.select(&NameFilter::default(), || {
+            Arc::new(NamedExecutor("fallback".to_owned()))
+        });
+        assert_eq!(selection.executor.name(), "second");
+    }
+}

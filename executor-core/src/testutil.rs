@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 
 use crate::{
-    CancelToken, Cell, CellError, CellSource, ErrorKind, Executor, Globals, Lifecycle, Limits, Notebook, RunResult,
-    Setup,
+    CancelToken, Cell, CellError, CellSource, DefaultExecutor, ErrorKind, Evaluator, Executor,
+    Globals, Lifecycle, Limits, Notebook, RunResult, Setup,
 };
 
 /// A notebook of one cell with `code`.
@@ -24,6 +24,40 @@ pub(crate) fn cells(codes: &[&str]) -> Notebook {
         })
         .collect();
     Notebook::compile(sources, &Limits::default())
+}
+
+/// An evaluator running bodies with the [`DefaultExecutor`] and no lifecycle.
+pub(crate) fn default_evaluator() -> Evaluator {
+    Evaluator::new(
+        Arc::new(DefaultExecutor::new(&Limits::default())),
+        Vec::new(),
+    )
+}
+
+/// Runs the cells of [`cells`]`(codes)` in file order with the
+/// [`DefaultExecutor`], one fresh token per cell, starting from `globals`.
+pub(crate) fn run_in(globals: &mut Globals, codes: &[&str]) -> Vec<RunResult> {
+    let notebook = cells(codes);
+    let evaluator = default_evaluator();
+    notebook
+        .cells()
+        .iter()
+        .map(|cell| evaluator.evaluate(cell, globals, &CancelToken::new()))
+        .collect()
+}
+
+/// Runs the cells of [`cells`]`(codes)` in file order from empty globals,
+/// returning each cell's result and the final globals.
+pub(crate) fn run_cells(codes: &[&str]) -> (Vec<RunResult>, Globals) {
+    let mut globals = Globals::new();
+    let results = run_in(&mut globals, codes);
+    (results, globals)
+}
+
+/// Runs [`one_cell`]`(code)` with `token`, starting from `globals`.
+pub(crate) fn run_one(globals: &mut Globals, code: &str, token: &CancelToken) -> RunResult {
+    let notebook = one_cell(code);
+    default_evaluator().evaluate(&notebook.cells()[0], globals, token)
 }
 
 /// What a [`Recorder`] lifecycle does.
@@ -67,7 +101,10 @@ impl Lifecycle for Recorder {
             panic!("boom");
         }
         if self.script.setup_fails {
-            return Err(CellError::new(ErrorKind::Runtime, format!("setup {} failed", self.name)));
+            return Err(CellError::new(
+                ErrorKind::Runtime,
+                format!("setup {} failed", self.name),
+            ));
         }
         Ok(match self.script.skip_with {
             Some(value) => Setup::Skip(RunResult {
@@ -80,13 +117,21 @@ impl Lifecycle for Recorder {
         })
     }
 
-    fn teardown(&self, _cell: &Cell, _globals: &mut Globals, result: &RunResult) -> Result<(), CellError> {
+    fn teardown(
+        &self,
+        _cell: &Cell,
+        _globals: &mut Globals,
+        result: &RunResult,
+    ) -> Result<(), CellError> {
         match &result.error {
             Some(error) => self.push(format!("teardown {} (saw {})", self.name, error.message)),
             None => self.push(format!("teardown {}", self.name)),
         }
         if self.script.teardown_fails {
-            return Err(CellError::new(ErrorKind::Runtime, format!("teardown {} failed", self.name)));
+            return Err(CellError::new(
+                ErrorKind::Runtime,
+                format!("teardown {} failed", self.name),
+            ));
         }
         Ok(())
     }
@@ -110,5 +155,18 @@ impl Executor for RecordingExecutor {
         } else {
             RunResult::default()
         }
+    }
+}
+
+/// An executor that only has a name; its bodies succeed with unit.
+pub(crate) struct NamedExecutor(pub(crate) String);
+
+impl Executor for NamedExecutor {
+    fn name(&self) -> &str {
+        &self.0
+    }
+
+    fn execute(&self, _cell: &Cell, _globals: &mut Globals, _token: &CancelToken) -> RunResult {
+        RunResult::default()
     }
 }

@@ -24,6 +24,11 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect or empty a cell cache directory.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Print a notebook's dependency graph.
     Graph {
         /// The notebook file (`.rhai`, percent format).
@@ -47,6 +52,32 @@ pub(crate) struct RunArgs {
     /// Print NDJSON events on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Stop a cell when the process holds more than MIB mebibytes of heap
+    /// (default: a quarter of the machine's memory).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_memory: Option<u64>,
+    /// Strict execution: a cell sees only deep copies of the names it reads.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// Reuse results of cells whose code and inputs did not change, stored in
+    /// DIR (default: `.cellrun/cache` beside the notebook).
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub(crate) cache: Option<Option<PathBuf>>,
+}
+
+/// What `cellrun cache` does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheAction {
+    /// Count the entries of a cache directory and their size.
+    Info {
+        /// The cache directory (default: `.cellrun/cache`).
+        dir: Option<PathBuf>,
+    },
+    /// Remove every entry of a cache directory.
+    Clear {
+        /// The cache directory (default: `.cellrun/cache`).
+        dir: Option<PathBuf>,
+    },
 }
 
 /// The formats `cellrun graph` writes.

@@ -1,4 +1,4 @@
-//! The subcommands: `run`, `check` and `graph`.
+//! The subcommands: `run`, `check`, `graph` and `cache`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use executor_core::{
-    Cell, CellId, DefaultExecutor, Evaluator, ExecutorRegistry, Globals, Limits, NameFilter,
-    Notebook, CELL_THREAD_STACK,
+    Cell, CellId, DefaultExecutor, Evaluator, ExecutorRegistry, Globals, Lifecycle, Limits,
+    NameFilter, Notebook, CELL_THREAD_STACK,
 };
-use scheduler::{DataflowGraph, Hooks, Pipeline, Plan, RunControl, SequentialScheduler};
+use lifecycles::{cache_clear, cache_info, CachedLifecycle, StrictLifecycle};
+use scheduler::{
+    DataflowGraph, Hooks, MemoryLimit, Pipeline, Plan, RunControl, SequentialScheduler,
+};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, GraphFormat, RunArgs};
+use crate::cli::{CacheAction, Cli, Command, GraphFormat, RunArgs};
 use crate::output::{self, RunHeader, Sink, Warning};
 
 /// Exit status when the run was interrupted.
@@ -25,6 +28,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args),
         Command::Check { notebook, json } => check(&notebook, json),
         Command::Graph { notebook, format } => graph(&notebook, format),
+        Command::Cache { action } => cache(action),
     }
 }
 
@@ -85,7 +89,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::env::var("CELLRUN_EXECUTOR_DENYLIST").ok().as_deref(),
     );
     let selection = registry.select(&filter, || Arc::new(DefaultExecutor::new(&limits)));
-    let evaluator = Evaluator::new(selection.executor, Vec::new());
+    let mut lifecycles: Vec<Arc<dyn Lifecycle>> = Vec::new();
+    if args.strict {
+        lifecycles.push(Arc::new(StrictLifecycle::new(&loaded.notebook)));
+    }
+    if let Some(dir) = &args.cache {
+        let dir = dir
+            .clone()
+            .unwrap_or_else(|| default_cache_dir(Some(&args.notebook)));
+        let cache = CachedLifecycle::new(dir, &loaded.notebook)
+            .context("cannot use the cache directory")?;
+        lifecycles.push(Arc::new(cache));
+    }
+    let evaluator = Evaluator::new(selection.executor, lifecycles);
 
     let header = RunHeader {
         notebook: loaded.path.clone(),
@@ -120,7 +136,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         warn(warning);
     }
 
-    let control = Arc::new(RunControl::new(args.timeout.map(Duration::from_secs_f64)));
+    let memory = MemoryLimit {
+        bytes: usize::try_from(
+            args.max_memory
+                .unwrap_or_else(crate::memory::default_limit_mib)
+                << 20,
+        )
+        .unwrap_or(usize::MAX),
+        probe: crate::memory::held,
+    };
+    let control = Arc::new(RunControl::with_limits(
+        args.timeout.map(Duration::from_secs_f64),
+        Some(memory),
+    ));
     install_interrupt_handler(control.clone());
     let pipeline = Pipeline {
         notebook: &loaded.notebook,
@@ -304,5 +332,44 @@ fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
         }
     }
     print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The cache directory used when none is given: `.cellrun/cache` beside the
+/// notebook, or in the current directory.
+fn default_cache_dir(notebook: Option<&Path>) -> std::path::PathBuf {
+    let base = notebook
+        .and_then(Path::parent)
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    base.join(".cellrun").join("cache")
+}
+
+fn cache(action: CacheAction) -> anyhow::Result<ExitCode> {
+    match action {
+        CacheAction::Info { dir } => {
+            let dir = dir.unwrap_or_else(|| default_cache_dir(None));
+            let info =
+                cache_info(&dir).with_context(|| format!("cannot read cache {}", dir.display()))?;
+            println!(
+                "{}: {} entries, {} bytes",
+                dir.display(),
+                info.entries,
+                info.bytes
+            );
+            if info.temp_files > 0 {
+                println!(
+                    "{} unfinished temporary files (removed by `cellrun cache clear`)",
+                    info.temp_files
+                );
+            }
+        }
+        CacheAction::Clear { dir } => {
+            let dir = dir.unwrap_or_else(|| default_cache_dir(None));
+            let removed = cache_clear(&dir)
+                .with_context(|| format!("cannot clear cache {}", dir.display()))?;
+            println!("{}: removed {removed} files", dir.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

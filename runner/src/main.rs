@@ -8,7 +8,11 @@ mod cli;
 mod commands;
 mod format;
 mod json;
+mod memory;
 mod output;
+
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 use std::process::ExitCode;
 

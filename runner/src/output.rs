@@ -168,6 +168,7 @@ struct CellFinished<'a> {
     stdout: &'a str,
     error: Option<ErrorJson<'a>>,
     duration_ms: f64,
+    cached: bool,
 }
 
 #[derive(Serialize)]
@@ -213,6 +214,7 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
             stdout: &outcome.result.stdout,
             error,
             duration_ms: outcome.duration.as_secs_f64() * 1e3,
+            cached: outcome.result.cached,
         });
     });
     let out = stdout.clone();
@@ -294,7 +296,9 @@ fn render_cell(
         style.paint(color, mark),
         outcome.cell.name()
     );
-    if outcome.evaluated {
+    if outcome.result.cached {
+        text.push_str(&style.paint("2", &format!(" {:>9}", "cached")));
+    } else if outcome.evaluated {
         text.push_str(&style.paint("2", &format!(" {:>9}", format_duration(outcome.duration))));
     } else {
         text.push_str(&format!(" {:>9}", ""));

@@ -7,12 +7,27 @@ use std::time::{Duration, Instant};
 
 use executor_core::{CancelToken, StopReason};
 
-/// Controls a run from outside: interrupts it, and times out its cells.
+/// A bound on the process's memory while cells run.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLimit {
+    /// The most bytes the process may hold while a cell runs.
+    pub bytes: usize,
+    /// Reports the bytes the process holds now (for instance from a
+    /// counting allocator). Called every few milliseconds while a cell runs.
+    pub probe: fn() -> usize,
+}
+
+/// How often the watchdog measures memory while a cell runs.
+const MEMORY_POLL: Duration = Duration::from_millis(5);
+
+/// Controls a run from outside: interrupts it, and stops cells that run too
+/// long or take too much memory.
 ///
 /// [`RunControl::interrupt`] may be called from any thread, such as a
 /// signal handler's: it halts the queue and stops the running cell. With a
-/// timeout, one watchdog thread stops a cell that runs past it; arming it
-/// per cell costs a lock and a notification, not a thread.
+/// timeout or a memory limit, one watchdog thread stops a cell that goes
+/// past it; arming it per cell costs a lock and a notification, not a
+/// thread.
 pub struct RunControl {
     interrupted: AtomicBool,
     active: Mutex<Option<CancelToken>>,
@@ -22,10 +37,17 @@ pub struct RunControl {
 impl RunControl {
     /// A control with an optional per-cell time limit.
     pub fn new(timeout: Option<Duration>) -> RunControl {
+        RunControl::with_limits(timeout, None)
+    }
+
+    /// A control with an optional per-cell time limit and memory limit.
+    pub fn with_limits(timeout: Option<Duration>, memory: Option<MemoryLimit>) -> RunControl {
+        let watchdog =
+            (timeout.is_some() || memory.is_some()).then(|| Watchdog::spawn(timeout, memory));
         RunControl {
             interrupted: AtomicBool::new(false),
             active: Mutex::new(None),
-            watchdog: timeout.map(Watchdog::spawn),
+            watchdog,
         }
     }
 
@@ -43,7 +65,7 @@ impl RunControl {
         self.interrupted.load(Ordering::SeqCst)
     }
 
-    /// A token for a cell about to run, armed for interrupts and the timeout.
+    /// A token for a cell about to run, armed for interrupts and the limits.
     pub(crate) fn begin(&self) -> CancelToken {
         let token = CancelToken::new();
         *self.active.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
@@ -77,7 +99,7 @@ impl std::fmt::Debug for RunControl {
             .field("interrupted", &self.is_interrupted())
             .field(
                 "timeout",
-                &self.watchdog.as_ref().map(|watchdog| watchdog.timeout),
+                &self.watchdog.as_ref().and_then(|watchdog| watchdog.timeout),
             )
             .finish()
     }
@@ -86,33 +108,33 @@ impl std::fmt::Debug for RunControl {
 /// The cell the watchdog is watching, if any.
 #[derive(Default)]
 struct Watched {
-    token: Option<(Instant, CancelToken)>,
+    token: Option<(Option<Instant>, CancelToken)>,
     shutdown: bool,
 }
 
-/// One thread that stops the watched cell at its deadline.
+/// One thread that stops the watched cell at its deadline or over the memory limit.
 struct Watchdog {
-    timeout: Duration,
+    timeout: Option<Duration>,
     shared: Arc<(Mutex<Watched>, Condvar)>,
 }
 
 impl Watchdog {
-    fn spawn(timeout: Duration) -> Watchdog {
+    fn spawn(timeout: Option<Duration>, memory: Option<MemoryLimit>) -> Watchdog {
         let shared = Arc::new((Mutex::new(Watched::default()), Condvar::new()));
         let thread_shared = shared.clone();
         let spawned = thread::Builder::new()
             .name("cellrun-watchdog".into())
-            .spawn(move || watch(&thread_shared));
+            .spawn(move || watch(&thread_shared, memory));
         if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot start the timeout watchdog; cells will not time out");
+            tracing::warn!(%error, "cannot start the watchdog; cells will not time out or be stopped over the memory limit");
         }
         Watchdog { timeout, shared }
     }
 
     fn arm(&self, token: CancelToken) {
         let (lock, wake) = &*self.shared;
-        lock.lock().unwrap_or_else(PoisonError::into_inner).token =
-            Some((Instant::now() + self.timeout, token));
+        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
+        lock.lock().unwrap_or_else(PoisonError::into_inner).token = Some((deadline, token));
         wake.notify_one();
     }
 
@@ -130,28 +152,40 @@ impl Drop for Watchdog {
     }
 }
 
-fn watch(shared: &(Mutex<Watched>, Condvar)) {
+fn watch(shared: &(Mutex<Watched>, Condvar), memory: Option<MemoryLimit>) {
     let (lock, wake) = shared;
     let mut watched = lock.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         if watched.shutdown {
             return;
         }
-        watched = match &watched.token {
-            None => wake.wait(watched).unwrap_or_else(PoisonError::into_inner),
-            Some((deadline, token)) => {
-                let now = Instant::now();
-                if now >= *deadline {
-                    token.stop(StopReason::TimedOut);
-                    watched.token = None;
-                    continue;
-                }
-                let wait = *deadline - now;
-                wake.wait_timeout(watched, wait)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
-            }
+        let Some((deadline, token)) = &watched.token else {
+            watched = wake.wait(watched).unwrap_or_else(PoisonError::into_inner);
+            continue;
         };
+        let now = Instant::now();
+        let stop = if deadline.is_some_and(|deadline| now >= deadline) {
+            Some(StopReason::TimedOut)
+        } else if memory.is_some_and(|memory| (memory.probe)() > memory.bytes) {
+            Some(StopReason::MemoryLimit)
+        } else {
+            None
+        };
+        if let Some(reason) = stop {
+            token.stop(reason);
+            watched.token = None;
+            continue;
+        }
+        let until_deadline = deadline.map(|deadline| deadline - now);
+        let wait = match (until_deadline, memory) {
+            (Some(until), Some(_)) => until.min(MEMORY_POLL),
+            (Some(until), None) => until,
+            (None, _) => MEMORY_POLL,
+        };
+        watched = wake
+            .wait_timeout(watched, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 
@@ -167,6 +201,24 @@ mod tests {
         assert_eq!(token.reason(), Some(StopReason::Interrupted));
         control.end();
         assert_eq!(control.begin().reason(), Some(StopReason::Interrupted));
+    }
+
+    #[test]
+    fn watchdog_stops_a_cell_over_the_memory_limit() {
+        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let limit = MemoryLimit {
+            bytes: 1000,
+            probe: || HELD.load(Ordering::SeqCst),
+        };
+        let control = RunControl::with_limits(None, Some(limit));
+        let token = control.begin();
+        HELD.store(5000, Ordering::SeqCst);
+        let start = Instant::now();
+        while !token.is_stopped() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(token.reason(), Some(StopReason::MemoryLimit));
+        control.end();
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod queue;
 mod run;
 
 pub use crate::{
-    control::RunControl,
+    control::{MemoryLimit, RunControl},
     graph::{DataflowGraph, StaticError},
     hooks::{CellOutcome, Hooks, Priority, RunInfo, RunSummary},
     queue::{Scheduler, SequentialScheduler},

@@ -132,6 +132,41 @@ impl Pipeline<'_> {
             graph: self.graph,
             order: self.plan.order(),
         });
+        // Cells with static errors head the queue. Report them all before
+        // cancelling anything, so that one of them (a cycle member, a
+        // conflicting definer) is never reported as another's cancellation.
+        let n_static = self
+            .plan
+            .order()
+            .iter()
+            .take_while(|id| self.plan.static_error(**id).is_some())
+            .count();
+        let mut failed_statically = Vec::with_capacity(n_static);
+        while failed_statically.len() < n_static {
+            let Some(id) = scheduler.next() else { break };
+            let cell = self.notebook.cell(id);
+            let error = self.plan.static_error(id).cloned().unwrap_or_else(|| {
+                CellError::new(
+                    ErrorKind::Internal,
+                    "static error expected at the head of the queue",
+                )
+            });
+            let result = RunResult::failed(error);
+            report(
+                hooks,
+                &mut summary,
+                cell,
+                Status::Error,
+                &result,
+                Duration::ZERO,
+                false,
+            );
+            scheduler.complete(id);
+            failed_statically.push(cell);
+        }
+        for cell in failed_statically {
+            self.cancel(scheduler, hooks, &mut summary, cell, "failed");
+        }
         loop {
             if self.control.is_interrupted() && !scheduler.is_interrupted() {
                 scheduler.interrupt();

@@ -1,0 +1,74 @@
+//! Counting the process's heap, so a runaway cell is stopped before the
+//! machine runs out of memory.
+//!
+//! Rhai's own size limits walk a container after every mutation, which makes
+//! building large arrays quadratic, so cellrun leaves them off and bounds the
+//! heap instead: the global allocator counts live bytes, and the run's
+//! watchdog stops the running cell when the count goes over the limit.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The system allocator, counting the bytes it holds.
+pub(crate) struct Counting;
+
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` with the same arguments and only
+// adds bookkeeping on an atomic counter.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            HELD.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
+        let pointer = unsafe { System.alloc_zeroed(layout) };
+        if !pointer.is_null() {
+            HELD.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(pointer, layout) };
+        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        let moved = unsafe { System.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            HELD.fetch_add(new_size, Ordering::Relaxed);
+            HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        moved
+    }
+}
+
+/// The heap bytes the process holds now.
+pub(crate) fn held() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// The default memory limit: a quarter of the machine's memory (so a cell
+/// that doubles a value past the limit in one step still fits), at least
+/// 512 MiB; 4 GiB when the machine's memory is unknown.
+pub(crate) fn default_limit_mib() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+    match total_kib {
+        Some(kib) => (kib / 1024 / 4).max(512),
+        None => 4096,
+    }
+}

@@ -1,0 +1,21 @@
+//! End-to-end tests of the `cellrun` binary.
+//!
+//! Each test writes its notebook into a directory of its own and runs the
+//! real binary, checking exit codes, JSON events and human output.
+
+mod util;
+
+// `cellrun run`: statuses, outputs, cancellation, JSON events, exit codes.
+mod run;
+
+// Static errors: syntax, multiple definitions, cycles, and what depends on them.
+mod static_errors;
+
+// `cellrun check` and `cellrun graph`.
+mod check_graph;
+
+// Interrupts, timeouts and safety limits.
+mod control;
+
+// Mistakes a user makes: bad flags, missing files, broken notebooks.
+mod mistakes;
