@@ -19,3 +19,6 @@ mod control;
 
 // Mistakes a user makes: bad flags, missing files, broken notebooks.
 mod mistakes;
+
+// `--strict` and `--cache`: isolation, reuse, and a cache that survives kills.
+mod lifecycles;
