@@ -66,6 +66,9 @@ pub(crate) fn new_engine(limits: &Limits) -> Engine {
         .set_max_array_size(limits.array_size)
         .set_max_map_size(limits.map_size)
         .set_max_operations(0)
+        // Interning identifiers costs more than it saves when thousands of
+        // small cells are compiled once each.
+        .set_max_strings_interned(0)
         .disable_symbol("eval");
     engine
 }

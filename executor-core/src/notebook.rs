@@ -47,16 +47,7 @@ impl Notebook {
     pub fn compile(sources: Vec<CellSource>, limits: &Limits) -> Notebook {
         let _span = tracing::debug_span!("compile", n_cells = sources.len()).entered();
         let engine = new_engine(limits);
-        let analyses: Vec<Result<Analysis, CellError>> = sources
-            .iter()
-            .map(|source| {
-                analysis::analyze(&engine, &source.code).map_err(|error| {
-                    let line = error.line.map(|line| source.first_line + line as u32 - 1);
-                    CellError::new(ErrorKind::Syntax, error.message)
-                        .at(line, error.column.map(|column| column as u32))
-                })
-            })
-            .collect();
+        let analyses = analyze_all(&engine, &sources);
 
         let mut lib = rhai::AST::empty();
         let mut fn_homes = FnHomes::new();
@@ -181,4 +172,42 @@ fn fn_globals(
         }
     }
     names
+}
+
+/// Cells per thread below which compiling in parallel is not worth a thread.
+const PARALLEL_CHUNK: usize = 512;
+
+/// Parses and analyses every cell, on several threads for large notebooks.
+///
+/// Cells are independent until linking, and the engine is shared read-only,
+/// so chunks of cells compile in parallel; the results keep file order.
+fn analyze_all(engine: &rhai::Engine, sources: &[CellSource]) -> Vec<Result<Analysis, CellError>> {
+    let analyze_one = |source: &CellSource| {
+        analysis::analyze(engine, &source.code).map_err(|error| {
+            let line = error.line.map(|line| source.first_line + line as u32 - 1);
+            CellError::new(ErrorKind::Syntax, error.message)
+                .at(line, error.column.map(|column| column as u32))
+        })
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(sources.len() / PARALLEL_CHUNK)
+        .max(1);
+    if threads == 1 {
+        return sources.iter().map(analyze_one).collect();
+    }
+    let chunk = sources.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = sources
+            .chunks(chunk)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(analyze_one).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(analyses) => analyses,
+                Err(payload) => std::panic::resume_unwind(payload),
+            })
+            .collect()
+    })
 }

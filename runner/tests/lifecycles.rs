@@ -1,6 +1,9 @@
 //! `--strict` and `--cache`: isolation, reuse, and a cache that survives kills.
 
-use crate::util::Dir;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::{cellrun_command, Dir, Run};
 
 #[test]
 fn strict_isolates_mutations_and_reports_unresolved_references() {
@@ -15,11 +18,22 @@ xs.len()
 xs.len()
 ";
     let lax = dir.run_json(notebook, &[]);
-    assert_eq!(lax.finished("read")["output"], 4, "without strict the mutation is shared");
+    assert_eq!(
+        lax.finished("read")["output"],
+        4,
+        "without strict the mutation is shared"
+    );
     let strict = dir.run_json(notebook, &["--strict"]);
-    assert_eq!(strict.events[0]["lifecycles"], serde_json::json!(["strict"]));
+    assert_eq!(
+        strict.events[0]["lifecycles"],
+        serde_json::json!(["strict"])
+    );
     assert_eq!(strict.finished("mutate")["output"], 4);
-    assert_eq!(strict.finished("read")["output"], 3, "a cell mutates only its own copy");
+    assert_eq!(
+        strict.finished("read")["output"],
+        3,
+        "a cell mutates only its own copy"
+    );
 
     let unresolved = "\
 // %% maker
@@ -37,7 +51,10 @@ let u = 1;
     let error = &strict.finished("user")["error"];
     assert_eq!(error["kind"], "strict");
     assert_eq!(error["blamed"], "maker");
-    assert!(error["message"].as_str().unwrap().contains("`made`"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("`made`"),
+        "{error}"
+    );
     assert!(!strict.started().is_empty());
 }
 
@@ -55,13 +72,27 @@ fn cache_reuses_unchanged_cells_and_invalidates_downstream() {
     assert_eq!(derived["cached"], true);
     assert_eq!(derived["status"], "ok");
     assert_eq!(derived["output"], 2);
-    assert_eq!(derived["stdout"], "computing\n", "what the cell printed is restored too");
-    assert_eq!(second.finished("fails")["cached"], false, "errors are never cached");
-    assert!(dir.path().join(".cellrun/cache").is_dir(), "the default cache sits beside the notebook");
+    assert_eq!(
+        derived["stdout"], "computing\n",
+        "what the cell printed is restored too"
+    );
+    assert_eq!(
+        second.finished("fails")["cached"],
+        false,
+        "errors are never cached"
+    );
+    assert!(
+        dir.path().join(".cellrun/cache").is_dir(),
+        "the default cache sits beside the notebook"
+    );
 
     let changed = dir.run_json(&notebook(5), &["--cache"]);
     assert_eq!(changed.finished("source")["cached"], false);
-    assert_eq!(changed.finished("derived")["cached"], false, "a changed upstream value invalidates it");
+    assert_eq!(
+        changed.finished("derived")["cached"],
+        false,
+        "a changed upstream value invalidates it"
+    );
     assert_eq!(changed.finished("derived")["output"], 10);
 
     let info = String::from_utf8(dir.cellrun(&["cache", "info", ".cellrun/cache"]).stdout).unwrap();
@@ -70,4 +101,74 @@ fn cache_reuses_unchanged_cells_and_invalidates_downstream() {
     assert_eq!(cleared.status.code(), Some(0));
     let info = String::from_utf8(dir.cellrun(&["cache", "info", ".cellrun/cache"]).stdout).unwrap();
     assert!(info.contains("0 entries"), "{info}");
+}
+
+/// Many cells with sizeable outputs, so a run spends its time writing entries.
+fn writing_notebook() -> String {
+    let mut text = String::from("// %% base\nlet base = [];\nbase.pad(4000, 7);\n");
+    for i in 0..30 {
+        text.push_str(&format!(
+            "// %% c{i}\nlet v{i} = base.map(|x| x + {i});\nv{i}.len()\n"
+        ));
+    }
+    text
+}
+
+/// Runs the notebook once more against the cache: it must succeed with no
+/// warning about a bad entry, reusing what earlier runs stored.
+fn assert_cache_is_sound(dir: &Dir) -> usize {
+    let run = dir.run_json(&writing_notebook(), &["--cache"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("warn"),
+        "no entry may be corrupt: {}",
+        run.stderr
+    );
+    run.events("cell_finished")
+        .iter()
+        .filter(|event| event["cached"] == true)
+        .count()
+}
+
+#[test]
+fn a_run_killed_while_writing_the_cache_leaves_no_broken_entry() {
+    let dir = Dir::new("cache-kill");
+    dir.write("nb.rhai", &writing_notebook());
+    for delay_ms in [10, 30, 60, 120] {
+        let mut child = cellrun_command(dir.path())
+            .args(["run", "nb.rhai", "--cache"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_cache_is_sound(&dir);
+    let cached = assert_cache_is_sound(&dir);
+    assert_eq!(cached, 31, "after one complete run every cell is reused");
+}
+
+#[test]
+fn two_runs_sharing_a_cache_directory_do_not_corrupt_it() {
+    let dir = Dir::new("cache-shared");
+    dir.write("nb.rhai", &writing_notebook());
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            cellrun_command(dir.path())
+                .args(["run", "nb.rhai", "--cache", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let run = Run::from_output(output);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(!run.stderr.contains("warn"), "{}", run.stderr);
+    }
+    assert_eq!(assert_cache_is_sound(&dir), 31);
 }

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         for &n in sizes {
             let path = out_dir.join(format!("{}_{n}.rhai", shape.name()));
             fs::write(&path, shape.generate(n))?;
-            let times = time_runs(&cellrun, &path, repeats)?;
+            let times = time_runs(&cellrun, &path, &[], repeats)?;
             let best = times[0];
             let median = times[times.len() / 2];
             let per_cell = best.as_secs_f64() * 1e6 / n as f64;
@@ -74,6 +74,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             )?;
         }
     }
+    reads_and_cache(&cellrun, &out_dir, repeats, &mut report)?;
     print!("{report}");
 
     println!("\nIn-process benchmarks (divan):");
@@ -127,14 +128,83 @@ impl Shape {
     }
 }
 
-/// Wall times of `repeats` runs, sorted.
-fn time_runs(cellrun: &Path, notebook: &PathBuf, repeats: usize) -> anyhow::Result<Vec<Duration>> {
+/// Reading a large value from many cells, and the cell cache.
+fn reads_and_cache(
+    cellrun: &Path,
+    out_dir: &Path,
+    repeats: usize,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    // A 1,000,000-element array read by 1 cell and by 100 cells.
+    let readers = |n: usize| {
+        let mut text = String::from("// %% make\nlet xs = [];\nxs.pad(1000000, 1);\n");
+        for i in 0..n {
+            let _ = writeln!(text, "// %% read{i}\nlet n{i} = xs.len() + xs[{i}];");
+        }
+        text
+    };
+    let one = out_dir.join("read_1.rhai");
+    let hundred = out_dir.join("read_100.rhai");
+    fs::write(&one, readers(1))?;
+    fs::write(&hundred, readers(100))?;
+    let t1 = time_runs(cellrun, &one, &[], repeats)?[0];
+    let t100 = time_runs(cellrun, &hundred, &[], repeats)?[0];
+    writeln!(
+        report,
+        "\nA 1,000,000-element array read by 1 cell: {:.1} ms; by 100 cells: {:.1} ms ({:.2}x).",
+        ms(t1),
+        ms(t100),
+        t100.as_secs_f64() / t1.as_secs_f64()
+    )?;
+
+    // A heavy cell (about a second) re-run from the cache.
+    let heavy = out_dir.join("heavy.rhai");
+    fs::write(&heavy, "// %% heavy\nlet total = 0;\nfor i in 0..12000000 { total += i % 7; }\ntotal\n// %% after\ntotal + 1\n")?;
+    let cache_dir = out_dir.join("cache");
+    let _ = fs::remove_dir_all(&cache_dir);
+    let cache_arg = format!("--cache={}", cache_dir.display());
+    let cold = time_runs(cellrun, &heavy, &[&cache_arg], 1)?[0];
+    let warm = time_runs(cellrun, &heavy, &[&cache_arg], repeats)?[0];
+    writeln!(
+        report,
+        "Heavy cell: first run {:.1} ms, from the cache {:.1} ms ({:.0}x faster).",
+        ms(cold),
+        ms(warm),
+        cold.as_secs_f64() / warm.as_secs_f64()
+    )?;
+
+    // The cache's cost on 1,000 trivial cells (warm cache) against no cache.
+    let trivial = out_dir.join("chain_1000.rhai");
+    fs::write(&trivial, Shape::Chain.generate(1000))?;
+    let _ = fs::remove_dir_all(&cache_dir);
+    let plain = time_runs(cellrun, &trivial, &[], repeats)?[0];
+    time_runs(cellrun, &trivial, &[&cache_arg], 1)?;
+    let cached = time_runs(cellrun, &trivial, &[&cache_arg], repeats)?[0];
+    writeln!(
+        report,
+        "1,000 trivial cells: {:.1} ms without the cache, {:.1} ms from a warm cache ({:.2}x).",
+        ms(plain),
+        ms(cached),
+        cached.as_secs_f64() / plain.as_secs_f64()
+    )?;
+    let _ = fs::remove_dir_all(&cache_dir);
+    Ok(())
+}
+
+/// Wall times of `repeats` runs of `cellrun run NOTEBOOK ARGS`, sorted.
+fn time_runs(
+    cellrun: &Path,
+    notebook: &Path,
+    args: &[&str],
+    repeats: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let start = Instant::now();
         let status = Command::new(cellrun)
             .arg("run")
             .arg(notebook)
+            .args(args)
             .stdout(Stdio::null())
             .status()
             .with_context(|| format!("cannot run {}", cellrun.display()))?;
