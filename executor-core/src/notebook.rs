@@ -91,12 +91,17 @@ impl Notebook {
             .map(|(index, ((source, analysis), fn_globals))| {
                 let id = CellId::new(index);
                 match analysis {
-                    Ok(analysis) => {
+                    Ok(mut analysis) => {
+                        // Move the statements under the shared library: the
+                        // cell's own functions are in the library already, and
+                        // combining into an empty body moves instead of cloning.
+                        let mut statements =
+                            std::mem::replace(&mut analysis.ast, rhai::AST::empty());
+                        statements.clear_functions();
+                        let mut ast = rhai::AST::new(Vec::new(), lib.clone());
+                        ast.combine(statements);
                         let program = Program {
-                            ast: rhai::AST::new(
-                                analysis.ast.statements().iter().cloned(),
-                                lib.clone(),
-                            ),
+                            ast,
                             fn_globals,
                             fn_homes: fn_homes.clone(),
                             defs: analysis.defs.clone().into(),
