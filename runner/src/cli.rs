@@ -29,6 +29,15 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// List the plugin libraries found, whether each is usable, and which
+    /// executor a run would select.
+    Plugins {
+        #[command(flatten)]
+        plugins: PluginArgs,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a notebook's dependency graph.
     Graph {
         /// The notebook file (`.rhai`, percent format).
@@ -63,6 +72,24 @@ pub(crate) struct RunArgs {
     /// DIR (default: `.cellrun/cache` beside the notebook).
     #[arg(long, value_name = "DIR", num_args = 0..=1)]
     pub(crate) cache: Option<Option<PathBuf>>,
+    #[command(flatten)]
+    pub(crate) plugins: PluginArgs,
+    /// Pass KEY=VALUE to the constructor of plugin NAME (repeatable).
+    #[arg(long = "plugin-opt", value_name = "NAME.KEY=VALUE", value_parser = crate::plugins::parse_option)]
+    pub(crate) plugin_opts: Vec<(String, String, String)>,
+}
+
+/// Where plugins come from.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PluginArgs {
+    /// Load plugins from the shared libraries in DIR (repeatable); the
+    /// directories in `CELLRUN_PLUGIN_PATH` are searched too.
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    pub(crate) plugin_dirs: Vec<PathBuf>,
+    /// Load plugin files that group or others can write, or that another
+    /// user owns (refused by default).
+    #[arg(long)]
+    pub(crate) allow_untrusted_plugins: bool,
 }
 
 /// What `cellrun cache` does.

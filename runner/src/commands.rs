@@ -1,4 +1,4 @@
-//! The subcommands: `run`, `check`, `graph` and `cache`.
+//! The subcommands: `run`, `check`, `graph`, `cache` and `plugins`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,8 +17,9 @@ use scheduler::{
 };
 use serde_json::json;
 
-use crate::cli::{CacheAction, Cli, Command, GraphFormat, RunArgs};
+use crate::cli::{CacheAction, Cli, Command, GraphFormat, PluginArgs, RunArgs};
 use crate::output::{self, RunHeader, Sink, Warning};
+use crate::plugins::{self, PluginConfig};
 
 /// Exit status when the run was interrupted.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -29,6 +30,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { notebook, json } => check(&notebook, json),
         Command::Graph { notebook, format } => graph(&notebook, format),
         Command::Cache { action } => cache(action),
+        Command::Plugins { plugins, json } => list_plugins(&plugins, json),
     }
 }
 
@@ -83,12 +85,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let registry = ExecutorRegistry::new();
-    let filter = NameFilter::from_lists(
-        std::env::var("CELLRUN_EXECUTOR_ALLOWLIST").ok().as_deref(),
-        std::env::var("CELLRUN_EXECUTOR_DENYLIST").ok().as_deref(),
+    let plugin_config = PluginConfig::new(
+        &args.plugins.plugin_dirs,
+        args.plugins.allow_untrusted_plugins,
+        args.plugin_opts.clone(),
     );
-    let selection = registry.select(&filter, || Arc::new(DefaultExecutor::new(&limits)));
+    let inventory = plugins::discover(&plugin_config);
+    let mut warnings = inventory.warnings.clone();
+    warnings.extend(plugins::unknown_option_warnings(&plugin_config, &inventory));
+    let default = Arc::new(DefaultExecutor::new(&limits));
+    let mut registry = ExecutorRegistry::new();
+    plugins::register_executors(&mut registry, &inventory, &plugin_config, &default);
+    let selection = registry.select(&executor_filter(), || default.clone());
+    warnings.extend(selection.warnings.iter().cloned());
     let mut lifecycles: Vec<Arc<dyn Lifecycle>> = Vec::new();
     if args.strict {
         lifecycles.push(Arc::new(StrictLifecycle::new(&loaded.notebook)));
@@ -101,6 +110,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("cannot use the cache directory")?;
         lifecycles.push(Arc::new(cache));
     }
+    lifecycles.extend(plugins::lifecycles(
+        &inventory,
+        &plugin_config,
+        &plugins::lifecycle_filter(),
+        &mut warnings,
+    ));
     let evaluator = Evaluator::new(selection.executor, lifecycles);
 
     let header = RunHeader {
@@ -132,7 +147,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         output::human_hooks(&mut hooks, &sink, &header);
     }
-    for warning in &selection.warnings {
+    for warning in &warnings {
         warn(warning);
     }
 
@@ -182,6 +197,95 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         0
     }))
+}
+
+/// The executor filter from `CELLRUN_EXECUTOR_ALLOWLIST` and `_DENYLIST`.
+fn executor_filter() -> NameFilter {
+    NameFilter::from_lists(
+        std::env::var("CELLRUN_EXECUTOR_ALLOWLIST").ok().as_deref(),
+        std::env::var("CELLRUN_EXECUTOR_DENYLIST").ok().as_deref(),
+    )
+}
+
+/// `cellrun plugins`: every library found, whether it is usable, and the
+/// executor a run would select. Constructs nothing.
+fn list_plugins(args: &PluginArgs, as_json: bool) -> anyhow::Result<ExitCode> {
+    let config = PluginConfig::new(&args.plugin_dirs, args.allow_untrusted_plugins, Vec::new());
+    let mut inventory = plugins::discover(&config);
+    plugins::check_layouts(&mut inventory);
+    let mut registry = ExecutorRegistry::new();
+    let default = Arc::new(DefaultExecutor::new(&Limits::default()));
+    plugins::register_executors(&mut registry, &inventory, &config, &default);
+    let selected = registry
+        .candidate(&executor_filter())
+        .unwrap_or(DefaultExecutor::NAME)
+        .to_owned();
+    let lifecycle_filter = plugins::lifecycle_filter();
+    let lifecycles: Vec<&str> = inventory
+        .plugins
+        .iter()
+        .filter(|(name, plugin)| {
+            plugin.kind() == executor_abi::FfiPluginKind::LIFECYCLE
+                && lifecycle_filter.permits(name)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if as_json {
+        let libraries: Vec<_> = inventory
+            .reports
+            .iter()
+            .map(|report| {
+                json!({
+                    "path": report.path.display().to_string(),
+                    "name": report.name,
+                    "kind": report.kind,
+                    "abi_version": report.abi_version,
+                    "compatible": report.problem.is_none(),
+                    "problem": report.problem,
+                })
+            })
+            .collect();
+        let dir_warnings: Vec<&String> = inventory
+            .warnings
+            .iter()
+            .filter(|warning| warning.starts_with("plugin directory"))
+            .collect();
+        let document = json!({
+            "abi_version": executor_abi::ABI_VERSION,
+            "libraries": libraries,
+            "executor": selected,
+            "lifecycles": lifecycles,
+            "warnings": dir_warnings,
+        });
+        println!("{document}");
+    } else {
+        for warning in inventory
+            .warnings
+            .iter()
+            .filter(|warning| warning.starts_with("plugin directory"))
+        {
+            eprintln!("cellrun: warning: {warning}");
+        }
+        println!("executor-abi {} (loads 1.x)", executor_abi::ABI_VERSION);
+        for report in &inventory.reports {
+            let status = report.problem.as_deref().unwrap_or("compatible");
+            println!(
+                "{}\n  name: {}\n  kind: {}\n  abi: {}\n  status: {status}",
+                report.path.display(),
+                report.name.as_deref().unwrap_or("-"),
+                report.kind.unwrap_or("-"),
+                report.abi_version.as_deref().unwrap_or("-"),
+            );
+        }
+        println!(
+            "{} libraries; a run would use executor `{selected}`",
+            inventory.reports.len()
+        );
+        if !lifecycles.is_empty() {
+            println!("and lifecycles {}", lifecycles.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Ctrl-C interrupts the run; a second Ctrl-C exits at once.

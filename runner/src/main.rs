@@ -10,6 +10,7 @@ mod format;
 mod json;
 mod memory;
 mod output;
+mod plugins;
 
 #[global_allocator]
 static ALLOCATOR: memory::Counting = memory::Counting;

@@ -22,3 +22,6 @@ mod mistakes;
 
 // `--strict` and `--cache`: isolation, reuse, and a cache that survives kills.
 mod lifecycles;
+
+// Plugins: loading, trust, version checks, panics, and the shipped plugins.
+mod plugins;

@@ -64,6 +64,9 @@ pub(crate) fn cellrun_command(dir: &Path) -> Command {
         .env_remove("CELLRUN_LOG")
         .env_remove("CELLRUN_EXECUTOR_ALLOWLIST")
         .env_remove("CELLRUN_EXECUTOR_DENYLIST")
+        .env_remove("CELLRUN_LIFECYCLE_ALLOWLIST")
+        .env_remove("CELLRUN_LIFECYCLE_DENYLIST")
+        .env_remove("CELLRUN_PLUGIN_PATH")
         .env("NO_COLOR", "1");
     command
 }

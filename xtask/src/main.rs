@@ -2,9 +2,12 @@
 //!
 //! - `bench`: end-to-end timings of `cellrun run` on generated notebooks and
 //!   the in-process pipeline benchmarks; results under `target/bench/`.
+//! - `build-plugins [--release] [--out DIR]`: builds every plugin crate and
+//!   copies each library into DIR (default `target/plugins`).
 //! - `tidy`: the repository checks (also run by `cargo test`).
 
 mod bench;
+mod plugins;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ fn main() -> anyhow::Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_deref() {
         Some("bench") => bench::run(&rest),
+        Some("build-plugins") => plugins::run(&rest),
         Some("tidy") => tidy::run(),
         _ => {
             print_help();
@@ -30,6 +34,8 @@ fn print_help() {
     eprintln!(
         "Tasks:
   bench [--quick]   time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
+  build-plugins [--release] [--out DIR]
+                    build every plugin and copy the libraries into DIR (default target/plugins)
   tidy              repository checks (also run by `cargo test -p xtask`)"
     );
 }

@@ -1,0 +1,483 @@
+//! Plugin discovery and loading: finds shared libraries in the plugin
+//! directories, checks that they are trusted and compatible, and turns
+//! them into executor factories and lifecycles.
+//!
+//! Loading runs a library's initialisers, so it happens once, at startup,
+//! on the main thread, and only for files that pass the trust check.
+//! Nothing is unloaded: abi_stable does not support it.
+//!
+//! Each file is loaded through its own library header
+//! (`lib_header_from_path`), never with `RootModule::load_from_file`, which
+//! caches one module per type and would return the first library for every
+//! later file. The ABI version in the header is compared with this runner's
+//! first, so an incompatible plugin gets one friendly line; abi_stable's
+//! long layout report goes to the debug log.
+//!
+//! # Two steps: inspect, then check
+//! Inspecting a library reads its name and kind; abi_stable's recursive
+//! layout check, which costs most of a library's load time, runs only for
+//! the plugins a run constructs (the selected executor, the permitted
+//! lifecycles) and for `cellrun plugins`. Reading the name and kind before
+//! that check relies on the ABI's own rule: in every 1.x root module they are
+//! the first two fields, with these types, and the version precheck has
+//! already refused any other major. Nothing in a library is called before
+//! its layout check passed, except the function exporting its root module.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use executor_abi::abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
+use executor_abi::abi_stable::std_types::{RString, RVec};
+use executor_abi::host::{logger, PluginExecutor, PluginLifecycle};
+use executor_abi::{FfiOption, FfiPluginKind, PluginMod_Ref, ABI_VERSION};
+use executor_core::{DefaultExecutor, Executor, ExecutorRegistry, Lifecycle, NameFilter};
+
+/// The environment variable listing extra plugin directories.
+pub(crate) const PLUGIN_PATH_VAR: &str = "CELLRUN_PLUGIN_PATH";
+
+/// Where to look for plugins and how careful to be.
+#[derive(Debug, Default)]
+pub(crate) struct PluginConfig {
+    /// `--plugin-dir` directories, then those of `CELLRUN_PLUGIN_PATH`.
+    pub(crate) dirs: Vec<PathBuf>,
+    /// Load files that fail the trust check anyway.
+    pub(crate) allow_untrusted: bool,
+    /// `--plugin-opt NAME.KEY=VALUE`, as (name, key, value).
+    pub(crate) options: Vec<(String, String, String)>,
+}
+
+impl PluginConfig {
+    /// The directories of `--plugin-dir` followed by `CELLRUN_PLUGIN_PATH`'s.
+    pub(crate) fn new(
+        dirs: &[PathBuf],
+        allow_untrusted: bool,
+        options: Vec<(String, String, String)>,
+    ) -> PluginConfig {
+        let mut all = dirs.to_vec();
+        if let Some(path) = std::env::var_os(PLUGIN_PATH_VAR) {
+            all.extend(std::env::split_paths(&path).filter(|dir| !dir.as_os_str().is_empty()));
+        }
+        PluginConfig {
+            dirs: all,
+            allow_untrusted,
+            options,
+        }
+    }
+}
+
+/// A library that loaded as a cellrun plugin of a compatible major version.
+#[derive(Clone)]
+pub(crate) struct Plugin {
+    module: PluginMod_Ref,
+    header: &'static LibHeader,
+    path: PathBuf,
+}
+
+impl Plugin {
+    /// abi_stable's layout check of the whole root module; call before
+    /// constructing anything.
+    pub(crate) fn check_layout(&self) -> Result<(), String> {
+        let _span = tracing::debug_span!("check_layout", plugin = self.name()).entered();
+        self.header
+            .ensure_layout::<PluginMod_Ref>()
+            .map_err(|error| summarize(&self.path, &error))
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.module.name().as_str()
+    }
+
+    pub(crate) fn kind(&self) -> FfiPluginKind {
+        self.module.kind()
+    }
+}
+
+/// What was found in one file: the plugin, or why it is not used.
+pub(crate) struct Report {
+    pub(crate) path: PathBuf,
+    pub(crate) name: Option<String>,
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) abi_version: Option<String>,
+    /// `None` when the plugin is compatible and used.
+    pub(crate) problem: Option<String>,
+}
+
+/// Every plugin found, and what went wrong on the way.
+#[derive(Default)]
+pub(crate) struct Inventory {
+    /// Usable plugins by name.
+    pub(crate) plugins: BTreeMap<String, Plugin>,
+    /// One report per library file, in search order.
+    pub(crate) reports: Vec<Report>,
+    /// Warnings for the user, one line each.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Whether `path` is a shared library by its extension.
+fn is_library(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|ext| ext.to_str()),
+        Some("so" | "dylib" | "dll")
+    )
+}
+
+/// Why `path` must not be loaded, if it must not: writable by group or
+/// others, or owned by another user than the caller or root.
+#[cfg(unix)]
+fn distrust(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) => return Some(format!("cannot read its permissions: {error}")),
+    };
+    if metadata.mode() & 0o022 != 0 {
+        return Some(format!("{} is writable by group or others", path.display()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if metadata.uid() != me && metadata.uid() != 0 {
+        return Some(format!(
+            "{} is owned by another user (uid {})",
+            path.display(),
+            metadata.uid()
+        ));
+    }
+    None
+}
+
+#[cfg(not(unix))]
+fn distrust(_path: &Path) -> Option<String> {
+    None
+}
+
+/// A short form of a loading error; the full text goes to the debug log.
+fn summarize(path: &Path, error: &LibraryError) -> String {
+    tracing::debug!(path = %path.display(), error = %error, "plugin library error in full");
+    match error {
+        LibraryError::OpenError { .. } => {
+            let text = error.to_string();
+            let last = text.lines().rev().find(|line| !line.trim().is_empty());
+            format!(
+                "not a loadable library ({})",
+                last.unwrap_or("cannot open it").trim()
+            )
+        }
+        LibraryError::GetSymbolError { .. } => {
+            "not a cellrun plugin (it has no abi_stable library header)".to_owned()
+        }
+        LibraryError::InvalidAbiHeader(header) => format!(
+            "built with an incompatible abi_stable (ABI 0.{}, this cellrun uses 0.{})",
+            header.abi_minor,
+            executor_abi::abi_stable::library::AbiHeader::VALUE.abi_minor
+        ),
+        LibraryError::AbiInstability(_) => {
+            "its types do not match this cellrun's executor-abi (layout check failed; CELLRUN_LOG=debug shows the report)".to_owned()
+        }
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "built against executor-abi {actual_version}; this cellrun loads {}.x",
+            expected_version.major
+        ),
+        other => {
+            let text = other.to_string();
+            text.lines().next().unwrap_or_default().trim().to_owned()
+        }
+    }
+}
+
+/// The one-line reason a plugin built against `version` cannot load, if it cannot.
+fn version_problem(file: &str, version: &str) -> Option<String> {
+    let host = semver::Version::parse(ABI_VERSION).expect("executor-abi has a semver version");
+    match semver::Version::parse(version) {
+        Err(error) => Some(format!(
+            "plugin {file} has an unreadable executor-abi version `{version}` ({error})"
+        )),
+        Ok(plugin) if plugin.major != host.major => Some(format!(
+            "plugin {file} was built against executor-abi {plugin}; this cellrun loads {}.x",
+            host.major
+        )),
+        // ABI 1.0 has one interface generation; a later minor links older
+        // generations here and picks one by `plugin.minor`.
+        Ok(_) => None,
+    }
+}
+
+/// Inspects one library: header, version, layout, then name and kind.
+/// Constructs nothing.
+fn inspect(path: &Path, report: &mut Report) -> Result<Plugin, String> {
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let started = std::time::Instant::now();
+    let header = lib_header_from_path(path).map_err(|error| summarize(path, &error))?;
+    let opened = started.elapsed();
+    let version = header.version_strings().version.as_str().to_owned();
+    report.abi_version = Some(version.clone());
+    if let Some(problem) = version_problem(&file, &version) {
+        return Err(problem);
+    }
+    // SAFETY: the version precheck admitted a 1.x library, whose root module
+    // starts with `name` and `kind` (see the module docs); the layout check
+    // runs in `Plugin::check_layout` before anything else is called.
+    let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginMod_Ref>() }
+        .map_err(|error| summarize(path, &error))?;
+    tracing::debug!(
+        path = %path.display(),
+        open_us = opened.as_micros() as u64,
+        init_us = (started.elapsed() - opened).as_micros() as u64,
+        "plugin library inspected"
+    );
+    let plugin = Plugin {
+        module,
+        header,
+        path: path.to_owned(),
+    };
+    report.name = Some(plugin.name().to_owned());
+    report.kind = Some(plugin.kind().as_str());
+    if plugin.kind() != FfiPluginKind::EXECUTOR && plugin.kind() != FfiPluginKind::LIFECYCLE {
+        return Err(format!(
+            "plugin `{}` has a kind this cellrun does not know",
+            plugin.name()
+        ));
+    }
+    Ok(plugin)
+}
+
+/// Finds and inspects every library in `config.dirs`.
+pub(crate) fn discover(config: &PluginConfig) -> Inventory {
+    let _span = tracing::info_span!("discover_plugins", n_dirs = config.dirs.len()).entered();
+    let mut inventory = Inventory::default();
+    let mut origin: HashMap<String, PathBuf> = HashMap::new();
+    for dir in &config.dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                let reason = if error.kind() == std::io::ErrorKind::NotFound {
+                    "it does not exist".to_owned()
+                } else {
+                    error.to_string()
+                };
+                inventory.warnings.push(format!(
+                    "plugin directory {} skipped: {reason}",
+                    dir.display()
+                ));
+                continue;
+            }
+        };
+        let dir_distrust = distrust(dir);
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| is_library(path) && path.is_file())
+            .collect();
+        files.sort();
+        for path in files {
+            let mut report = Report {
+                path: path.clone(),
+                name: None,
+                kind: None,
+                abi_version: None,
+                problem: None,
+            };
+            let untrusted = dir_distrust.clone().or_else(|| distrust(&path));
+            let outcome = match untrusted {
+                Some(reason) if !config.allow_untrusted => Err(format!(
+                    "refusing untrusted plugin {}: {reason} (--allow-untrusted-plugins loads it anyway)",
+                    path.display()
+                )),
+                _ => inspect(&path, &mut report).map_err(|reason| {
+                    format!("plugin {} skipped: {reason}", path.display())
+                }),
+            };
+            match outcome {
+                Ok(plugin) => {
+                    let name = plugin.name().to_owned();
+                    if let Some(first) = origin.get(&name) {
+                        let problem = format!(
+                            "plugin {} skipped: duplicate name `{name}` (already loaded from {})",
+                            path.display(),
+                            first.display()
+                        );
+                        inventory.warnings.push(problem.clone());
+                        report.problem = Some(problem);
+                    } else {
+                        tracing::debug!(plugin = %name, path = %path.display(), "plugin found");
+                        origin.insert(name.clone(), path.clone());
+                        inventory.plugins.insert(name, plugin);
+                    }
+                }
+                Err(problem) => {
+                    inventory.warnings.push(problem.clone());
+                    report.problem = Some(problem);
+                }
+            }
+            inventory.reports.push(report);
+        }
+    }
+    inventory
+}
+
+/// Runs the layout check of every plugin found, as `cellrun plugins` shows
+/// it; a plugin that fails it is reported and dropped.
+pub(crate) fn check_layouts(inventory: &mut Inventory) {
+    let mut failed = Vec::new();
+    for (name, plugin) in &inventory.plugins {
+        if let Err(reason) = plugin.check_layout() {
+            failed.push((name.clone(), plugin.path.clone(), reason));
+        }
+    }
+    for (name, path, reason) in failed {
+        inventory.plugins.remove(&name);
+        if let Some(report) = inventory
+            .reports
+            .iter_mut()
+            .find(|report| report.path == path)
+        {
+            report.problem = Some(format!("plugin {} skipped: {reason}", path.display()));
+        }
+    }
+}
+
+/// The `--plugin-opt` options of plugin `name`.
+fn options_for(config: &PluginConfig, name: &str) -> RVec<FfiOption> {
+    config
+        .options
+        .iter()
+        .filter(|(plugin, _, _)| plugin == name)
+        .map(|(_, key, value)| FfiOption {
+            key: RString::from(key.as_str()),
+            value: RString::from(value.as_str()),
+        })
+        .collect()
+}
+
+/// Warnings for `--plugin-opt` options naming no loaded plugin.
+pub(crate) fn unknown_option_warnings(config: &PluginConfig, inventory: &Inventory) -> Vec<String> {
+    let mut names: Vec<&str> = config
+        .options
+        .iter()
+        .map(|(name, _, _)| name.as_str())
+        .filter(|name| !inventory.plugins.contains_key(*name))
+        .collect();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| format!("--plugin-opt for `{name}`, but no plugin of that name is loaded"))
+        .collect()
+}
+
+/// Registers a lazy factory for every executor plugin: only the one the
+/// registry selects is constructed.
+pub(crate) fn register_executors(
+    registry: &mut ExecutorRegistry,
+    inventory: &Inventory,
+    config: &PluginConfig,
+    default: &Arc<DefaultExecutor>,
+) {
+    for (name, plugin) in &inventory.plugins {
+        if plugin.kind() != FfiPluginKind::EXECUTOR {
+            continue;
+        }
+        let name = name.clone();
+        let options = options_for(config, &name);
+        let plugin = plugin.clone();
+        let default = default.clone();
+        registry.register(
+            name.clone(),
+            Box::new(move || {
+                let _span = tracing::info_span!("construct_plugin", plugin = %name).entered();
+                plugin.check_layout()?;
+                let built = (plugin.module.new_executor())(options, logger(&name));
+                match built.into_result() {
+                    Ok(inner) => {
+                        Ok(Arc::new(PluginExecutor::new(name, inner, default))
+                            as Arc<dyn Executor>)
+                    }
+                    Err(error) => Err(error.message.into_string()),
+                }
+            }),
+        );
+    }
+}
+
+/// Constructs every permitted lifecycle plugin, alphabetically; one whose
+/// construction fails is left out with a warning.
+pub(crate) fn lifecycles(
+    inventory: &Inventory,
+    config: &PluginConfig,
+    filter: &NameFilter,
+    warnings: &mut Vec<String>,
+) -> Vec<Arc<dyn Lifecycle>> {
+    let mut built: Vec<Arc<dyn Lifecycle>> = Vec::new();
+    for (name, plugin) in &inventory.plugins {
+        if plugin.kind() != FfiPluginKind::LIFECYCLE || !filter.permits(name) {
+            continue;
+        }
+        let _span = tracing::info_span!("construct_plugin", plugin = %name).entered();
+        if let Err(reason) = plugin.check_layout() {
+            warnings.push(format!(
+                "lifecycle `{name}` cannot be loaded ({reason}); running without it"
+            ));
+            continue;
+        }
+        let res = (plugin.module.new_lifecycle())(options_for(config, name), logger(name));
+        match res.into_result() {
+            Ok(inner) => built.push(Arc::new(PluginLifecycle::new(name.clone(), inner))),
+            Err(error) => warnings.push(format!(
+                "lifecycle `{name}` could not be constructed ({}); running without it",
+                error.message
+            )),
+        }
+    }
+    built
+}
+
+/// The lifecycle filter from `CELLRUN_LIFECYCLE_ALLOWLIST` and `_DENYLIST`.
+pub(crate) fn lifecycle_filter() -> NameFilter {
+    NameFilter::from_lists(
+        std::env::var("CELLRUN_LIFECYCLE_ALLOWLIST").ok().as_deref(),
+        std::env::var("CELLRUN_LIFECYCLE_DENYLIST").ok().as_deref(),
+    )
+}
+
+/// Parses `NAME.KEY=VALUE`.
+pub(crate) fn parse_option(text: &str) -> Result<(String, String, String), String> {
+    let bad = || format!("`{text}` is not NAME.KEY=VALUE");
+    let (target, value) = text.split_once('=').ok_or_else(bad)?;
+    let (name, key) = target.split_once('.').ok_or_else(bad)?;
+    if name.is_empty() || key.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), key.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_options_split_at_the_first_dot_and_equals() {
+        assert_eq!(
+            parse_option("trace.path=a.b=c"),
+            Ok(("trace".into(), "path".into(), "a.b=c".into()))
+        );
+        assert!(parse_option("trace=1").is_err());
+        assert!(parse_option(".key=1").is_err());
+        assert!(parse_option("name.key").is_err());
+    }
+
+    #[test]
+    fn only_another_major_fails_the_version_precheck() {
+        assert_eq!(version_problem("libx.so", "1.0.0"), None);
+        assert_eq!(version_problem("libx.so", "1.7.2"), None);
+        assert_eq!(
+            version_problem("libx.so", "2.0.0").as_deref(),
+            Some("plugin libx.so was built against executor-abi 2.0.0; this cellrun loads 1.x")
+        );
+        assert!(version_problem("libx.so", "banana").is_some());
+    }
+}
