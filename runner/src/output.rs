@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use executor_core::{CellError, Status};
+use executor_core::{CancelToken, Cell, CellError, Executor, Globals, RunResult, Status};
 use scheduler::{CellOutcome, Hooks, Priority, RunSummary};
 use serde::Serialize;
 
@@ -193,10 +193,6 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
         executor: &header.executor,
         lifecycles: &header.lifecycles,
         cells: &header.cells,
-    });
-    let out = stdout.clone();
-    hooks.on_pre_execution(Priority::Normal, move |cell| {
-        out.event(&CellStarted { cell: cell.name() })
     });
     let out = stdout.clone();
     let names = header.names.clone();
@@ -466,5 +462,33 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Wraps `executor` so a `cell_started` event is printed when a body starts.
+///
+/// The pending hooks run before the lifecycles, which may skip the body;
+/// the event is printed here, where the body really starts.
+pub(crate) fn announce_body_start(executor: Arc<dyn Executor>, sink: &Sink) -> Arc<dyn Executor> {
+    Arc::new(AnnounceStart {
+        inner: executor,
+        sink: sink.clone(),
+    })
+}
+
+/// An executor that prints `cell_started` and delegates.
+struct AnnounceStart {
+    inner: Arc<dyn Executor>,
+    sink: Sink,
+}
+
+impl Executor for AnnounceStart {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
+        self.sink.event(&CellStarted { cell: cell.name() });
+        self.inner.execute(cell, globals, token)
     }
 }

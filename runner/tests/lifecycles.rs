@@ -55,7 +55,11 @@ let u = 1;
         error["message"].as_str().unwrap().contains("`made`"),
         "{error}"
     );
-    assert!(!strict.started().is_empty());
+    assert_eq!(
+        strict.started(),
+        ["maker", "child"],
+        "a body skipped by strict never starts"
+    );
 }
 
 #[test]
@@ -75,6 +79,11 @@ fn cache_reuses_unchanged_cells_and_invalidates_downstream() {
     assert_eq!(
         derived["stdout"], "computing\n",
         "what the cell printed is restored too"
+    );
+    assert_eq!(
+        second.started(),
+        ["fails"],
+        "a reused cell's body never starts"
     );
     assert_eq!(
         second.finished("fails")["cached"],
