@@ -203,7 +203,6 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The process ends next: leave the notebook's memory to the OS rather
     // than freeing thousands of cells (a fifth of a 20,000-cell run).
     // Plugins are dropped as usual: a lifecycle may write its output then.
-    drop(pipeline);
     drop(evaluator);
     std::mem::forget(plan);
     std::mem::forget(loaded);
