@@ -75,6 +75,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
     reads_and_cache(&cellrun, &out_dir, repeats, &mut report)?;
+    plugins(&root, &cellrun, &out_dir, repeats, &mut report)?;
     print!("{report}");
 
     println!("\nIn-process benchmarks (divan):");
@@ -191,6 +192,76 @@ fn reads_and_cache(
     Ok(())
 }
 
+/// The cost of plugins: loading many libraries, and running through one.
+fn plugins(
+    root: &Path,
+    cellrun: &Path,
+    out_dir: &Path,
+    repeats: usize,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", "plugin-passthrough"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building the passthrough plugin failed");
+    }
+    let library = root.join("target/release").join(format!(
+        "{}plugin_passthrough{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let one_dir = out_dir.join("plugins-1");
+    let fifty_dir = out_dir.join("plugins-50");
+    for dir in [&one_dir, &fifty_dir] {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir)?;
+    }
+    fs::copy(
+        &library,
+        one_dir.join(library.file_name().unwrap_or_default()),
+    )?;
+    for i in 0..50 {
+        let name = format!(
+            "{}plugin_{i:02}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        );
+        fs::copy(&library, fifty_dir.join(name))?;
+    }
+    let single = out_dir.join("one_cell.rhai");
+    fs::write(&single, "// %% only\n1 + 1\n")?;
+    let plugin_dir = |dir: &Path| format!("--plugin-dir={}", dir.display());
+    let bare = time_runs(cellrun, &single, &[], repeats * 3)?[0];
+    let fifty = time_runs(cellrun, &single, &[&plugin_dir(&fifty_dir)], repeats * 3)?[0];
+    writeln!(
+        report,
+        "\nA one-cell run: {:.1} ms without plugins, {:.1} ms inspecting 50 plugin libraries and constructing one (+{:.1} ms).",
+        ms(bare),
+        ms(fifty),
+        ms(fifty.saturating_sub(bare))
+    )?;
+
+    // The 10,000-cell chain through the passthrough plugin and the built-in
+    // executor, alternating, best of each.
+    let chain = out_dir.join("chain_10000.rhai");
+    fs::write(&chain, Shape::Chain.generate(10_000))?;
+    let (mut best_default, mut best_plugin) = (Duration::MAX, Duration::MAX);
+    for _ in 0..repeats {
+        best_default = best_default.min(time_runs(cellrun, &chain, &[], 1)?[0]);
+        best_plugin = best_plugin.min(time_runs(cellrun, &chain, &[&plugin_dir(&one_dir)], 1)?[0]);
+    }
+    writeln!(
+        report,
+        "10,000-cell chain: built-in `default` {:.1} ms, `passthrough` plugin {:.1} ms ({:+.1}%).",
+        ms(best_default),
+        ms(best_plugin),
+        (best_plugin.as_secs_f64() / best_default.as_secs_f64() - 1.0) * 100.0
+    )?;
+    Ok(())
+}
+
 /// Wall times of `repeats` runs of `cellrun run NOTEBOOK ARGS`, sorted.
 fn time_runs(
     cellrun: &Path,
@@ -206,6 +277,7 @@ fn time_runs(
             .arg(notebook)
             .args(args)
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .with_context(|| format!("cannot run {}", cellrun.display()))?;
         times.push(start.elapsed());
