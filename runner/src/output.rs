@@ -399,6 +399,9 @@ pub(crate) fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// How long a run goes before its progress bar shows.
+const SHOW_AFTER: Duration = Duration::from_secs(1);
+
 /// A progress bar on stderr that shows itself only on a terminal, once a
 /// run has gone on for a second.
 #[derive(Clone)]
@@ -422,16 +425,34 @@ impl Progress {
             }
             bar
         });
-        Progress {
+        let progress = Progress {
             bar,
             started: Instant::now(),
             shown: Arc::new(AtomicBool::new(false)),
+        };
+        // A single long cell fires no hook for a while: show the bar from a
+        // timer too.
+        if progress.bar.is_some() {
+            let timer = progress.clone();
+            let _ = thread::Builder::new()
+                .name("cellrun-progress".into())
+                .spawn(move || {
+                    thread::sleep(SHOW_AFTER + Duration::from_millis(20));
+                    if let Some(bar) = &timer.bar {
+                        timer.maybe_show(bar);
+                    }
+                });
         }
+        progress
     }
 
     fn maybe_show(&self, bar: &indicatif::ProgressBar) {
-        if !self.shown.load(Ordering::Relaxed) && self.started.elapsed() > Duration::from_secs(1) {
-            self.shown.store(true, Ordering::Relaxed);
+        if self.started.elapsed() > SHOW_AFTER
+            && self
+                .shown
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             bar.enable_steady_tick(Duration::from_millis(120));
         }
@@ -460,6 +481,10 @@ impl Progress {
 
     fn clear(&self) {
         if let Some(bar) = &self.bar {
+            // A timer that has not shown the bar yet never will.
+            let _ = self
+                .shown
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire);
             bar.finish_and_clear();
         }
     }
