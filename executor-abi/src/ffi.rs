@@ -80,7 +80,12 @@ pub type NewLifecycleFn = extern "C" fn(
 /// # Evolution
 /// This is a prefix type. A minor version may append fields after
 /// `new_lifecycle` (the `#[sabi(last_prefix_field)]` of 1.0); fields are
-/// never removed, reordered or retyped.
+/// never removed, reordered or retyped. Appended so far:
+/// - 1.1: `description`.
+///
+/// The 1.0 layout is kept, frozen, as
+/// [`generations::v1_0::PluginMod`](crate::generations::v1_0::PluginMod):
+/// the runner checks a 1.0 library against it.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginMod_Ref)))]
@@ -101,6 +106,13 @@ pub struct PluginMod {
         options: RVec<FfiOption>,
         logger: FfiLogger,
     ) -> RResult<FfiLifecycleBox, FfiError>,
+    /// One line saying what the plugin does, shown by `cellrun plugins`;
+    /// empty when the plugin says nothing.
+    ///
+    /// Added in 1.1. The accessor returns `None` for a module without it,
+    /// though the runner reads 1.0 libraries through the 1.0 generation.
+    #[sabi(missing_field(option))]
+    pub description: RStr<'static>,
 }
 
 impl RootModule for PluginMod_Ref {

@@ -27,6 +27,10 @@
 //!   The SDK catches every panic inside the plugin and returns an error
 //!   naming the plugin.
 //! - Plugins are never unloaded; abi_stable does not support unloading.
+//! - Older minor versions stay loadable: [`generations`] keeps the root
+//!   module of each older minor, and the runner checks a library against
+//!   the generation its header names. [`layout`] renders the layout the
+//!   committed snapshot `abi-layout.txt` pins.
 //! - Every type here is part of the ABI. Prefix types ([`PluginMod`], the
 //!   trait vtables) only ever grow at their end; see `README.md` for the
 //!   version policy.
@@ -61,7 +65,9 @@ pub use abi_stable;
 
 mod convert;
 mod ffi;
+pub mod generations;
 pub mod host;
+pub mod layout;
 pub mod sdk;
 
 pub use crate::{

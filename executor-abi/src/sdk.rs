@@ -278,6 +278,10 @@ pub trait ExecutorPlugin: Send + Sync + Sized + 'static {
     /// The plugin's name (lowercase, no spaces).
     const NAME: &'static str;
 
+    /// One line saying what the plugin does, shown by `cellrun plugins`
+    /// (ABI 1.1); empty says nothing.
+    const DESCRIPTION: &'static str = "";
+
     /// Builds the executor from its options; reject unknown or bad ones.
     fn new(options: &Options, logger: Logger) -> Result<Self, PluginError>;
 
@@ -300,6 +304,10 @@ pub trait ExecutorPlugin: Send + Sync + Sized + 'static {
 pub trait LifecyclePlugin: Send + Sync + Sized + 'static {
     /// The plugin's name (lowercase, no spaces).
     const NAME: &'static str;
+
+    /// One line saying what the plugin does, shown by `cellrun plugins`
+    /// (ABI 1.1); empty says nothing.
+    const DESCRIPTION: &'static str = "";
 
     /// Builds the lifecycle from its options; reject unknown or bad ones.
     fn new(options: &Options, logger: Logger) -> Result<Self, PluginError>;
@@ -397,7 +405,7 @@ fn wrong_kind<T>(name: &str, kind: &str) -> RResult<T, FfiError> {
     })
 }
 
-extern "C" fn new_executor<P: ExecutorPlugin>(
+pub(crate) extern "C" fn new_executor<P: ExecutorPlugin>(
     options: RVec<FfiOption>,
     logger: FfiLogger,
 ) -> RResult<FfiExecutorBox, FfiError> {
@@ -412,7 +420,7 @@ extern "C" fn new_executor<P: ExecutorPlugin>(
     })
 }
 
-extern "C" fn new_lifecycle<P: LifecyclePlugin>(
+pub(crate) extern "C" fn new_lifecycle<P: LifecyclePlugin>(
     options: RVec<FfiOption>,
     logger: FfiLogger,
 ) -> RResult<FfiLifecycleBox, FfiError> {
@@ -427,14 +435,14 @@ extern "C" fn new_lifecycle<P: LifecyclePlugin>(
     })
 }
 
-extern "C" fn no_executor<P: LifecyclePlugin>(
+pub(crate) extern "C" fn no_executor<P: LifecyclePlugin>(
     _options: RVec<FfiOption>,
     _logger: FfiLogger,
 ) -> RResult<FfiExecutorBox, FfiError> {
     wrong_kind(P::NAME, "an executor")
 }
 
-extern "C" fn no_lifecycle<P: ExecutorPlugin>(
+pub(crate) extern "C" fn no_lifecycle<P: ExecutorPlugin>(
     _options: RVec<FfiOption>,
     _logger: FfiLogger,
 ) -> RResult<FfiLifecycleBox, FfiError> {
@@ -450,7 +458,7 @@ static PANIC_LOGGER: OnceLock<Logger> = OnceLock::new();
 ///
 /// Called only from the exported root module, so in a shared library it
 /// changes that library's own copy of std, never the runner's.
-fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
@@ -469,6 +477,7 @@ pub fn executor_module<P: ExecutorPlugin>() -> PluginMod_Ref {
         kind: FfiPluginKind::EXECUTOR,
         new_executor: new_executor::<P>,
         new_lifecycle: no_lifecycle::<P>,
+        description: RStr::from_str(P::DESCRIPTION),
     }
     .leak_into_prefix()
 }
@@ -481,6 +490,7 @@ pub fn lifecycle_module<P: LifecyclePlugin>() -> PluginMod_Ref {
         kind: FfiPluginKind::LIFECYCLE,
         new_executor: no_executor::<P>,
         new_lifecycle: new_lifecycle::<P>,
+        description: RStr::from_str(P::DESCRIPTION),
     }
     .leak_into_prefix()
 }
@@ -555,18 +565,21 @@ macro_rules! export_lifecycle {
 #[macro_export]
 macro_rules! __export_root_module {
     ($module:expr) => {
+        $crate::__export_root_module!($module, $crate::PluginMod_Ref);
+    };
+    ($module:expr, $root:ty) => {
         /// The library header cellrun's loader reads (abi_stable's root module loader).
         #[no_mangle]
         pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::abi_stable::library::LibHeader = {
             extern "C" fn erased_module() -> $crate::abi_stable::library::RootModuleResult {
-                fn module() -> $crate::PluginMod_Ref {
+                fn module() -> $root {
                     $module()
                 }
                 $crate::abi_stable::library::__call_root_module_loader(module)
             }
-            // SAFETY: `erased_module` returns a `PluginMod_Ref`, the type named here.
+            // SAFETY: `erased_module` returns a `$root`, the type named here.
             unsafe {
-                $crate::abi_stable::library::LibHeader::from_constructor::<$crate::PluginMod_Ref>(
+                $crate::abi_stable::library::LibHeader::from_constructor::<$root>(
                     erased_module,
                     $crate::abi_stable::library::CheckTypeLayout::Yes,
                 )

@@ -256,6 +256,7 @@ fn list_plugins(args: &PluginArgs, as_json: bool) -> anyhow::Result<ExitCode> {
                     "name": report.name,
                     "kind": report.kind,
                     "abi_version": report.abi_version,
+                    "description": report.description,
                     "compatible": report.problem.is_none(),
                     "problem": report.problem,
                 })
@@ -282,15 +283,19 @@ fn list_plugins(args: &PluginArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         {
             eprintln!("cellrun: warning: {warning}");
         }
-        println!("executor-abi {} (loads 1.x)", executor_abi::ABI_VERSION);
+        println!(
+            "executor-abi {} (loads every 1.x)",
+            executor_abi::ABI_VERSION
+        );
         for report in &inventory.reports {
             let status = report.problem.as_deref().unwrap_or("compatible");
             println!(
-                "{}\n  name: {}\n  kind: {}\n  abi: {}\n  status: {status}",
+                "{}\n  name: {}\n  kind: {}\n  abi: {}\n  description: {}\n  status: {status}",
                 report.path.display(),
                 report.name.as_deref().unwrap_or("-"),
                 report.kind.unwrap_or("-"),
                 report.abi_version.as_deref().unwrap_or("-"),
+                report.description.as_deref().unwrap_or("-"),
             );
         }
         println!(

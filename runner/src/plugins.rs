@@ -13,6 +13,16 @@
 //! first, so an incompatible plugin gets one friendly line; abi_stable's
 //! long layout report goes to the debug log.
 //!
+//! # Interface generations
+//! abi_stable rejects a library built against an older minor than the
+//! host's once the root module gained a field ("too many fields"), yet every
+//! 1.x plugin must keep loading. The version in the header picks the
+//! *generation* before anything else: a 1.0 library is read and checked as
+//! the frozen 1.0 root module (`executor_abi::generations::v1_0`), a 1.1 or
+//! later one as the current root module. A library built against a newer
+//! minor than this runner's is abi_stable's supported direction: it loads,
+//! and the runner does not see what that minor appended.
+//!
 //! # Two steps: inspect, then check
 //! Inspecting a library reads its name and kind; abi_stable's recursive
 //! layout check, which costs most of a library's load time, runs only for
@@ -29,8 +39,11 @@ use std::sync::Arc;
 
 use executor_abi::abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
 use executor_abi::abi_stable::std_types::{RString, RVec};
+use executor_abi::generations::v1_0;
 use executor_abi::host::{logger, PluginExecutor, PluginLifecycle};
-use executor_abi::{FfiOption, FfiPluginKind, PluginMod_Ref, ABI_VERSION};
+use executor_abi::{
+    FfiOption, FfiPluginKind, NewExecutorFn, NewLifecycleFn, PluginMod_Ref, ABI_VERSION,
+};
 use executor_core::{DefaultExecutor, Executor, ExecutorRegistry, Lifecycle, NameFilter};
 
 /// The environment variable listing extra plugin directories.
@@ -66,30 +79,121 @@ impl PluginConfig {
     }
 }
 
+/// The interface generation a library is read and checked as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Generation {
+    /// Built against executor-abi 1.0: the frozen 1.0 root module.
+    V1_0,
+    /// Built against 1.1 or a later 1.x: the current root module.
+    Current,
+}
+
+/// A library's root module, as the type of its generation.
+#[derive(Clone, Copy)]
+enum Module {
+    V1_0(v1_0::PluginMod_Ref),
+    Current(PluginMod_Ref),
+}
+
+impl Module {
+    /// Runs the library's root-module constructor, reading the module as
+    /// `generation`'s type, without the layout check.
+    ///
+    /// # Safety
+    /// The caller runs the layout check ([`Plugin::check_layout`]) before
+    /// calling anything but `name` and `kind`, which every 1.x root module
+    /// starts with.
+    unsafe fn init(header: &LibHeader, generation: Generation) -> Result<Module, LibraryError> {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            Ok(match generation {
+                Generation::V1_0 => Module::V1_0(
+                    header.init_root_module_with_unchecked_layout::<v1_0::PluginMod_Ref>()?,
+                ),
+                Generation::Current => Module::Current(
+                    header.init_root_module_with_unchecked_layout::<PluginMod_Ref>()?,
+                ),
+            })
+        }
+    }
+
+    fn ensure_layout(&self, header: &LibHeader) -> Result<(), LibraryError> {
+        match self {
+            Module::V1_0(_) => header.ensure_layout::<v1_0::PluginMod_Ref>(),
+            Module::Current(_) => header.ensure_layout::<PluginMod_Ref>(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Module::V1_0(module) => module.name().as_str(),
+            Module::Current(module) => module.name().as_str(),
+        }
+    }
+
+    fn kind(&self) -> FfiPluginKind {
+        match self {
+            Module::V1_0(module) => module.kind(),
+            Module::Current(module) => module.kind(),
+        }
+    }
+
+    /// The description (ABI 1.1); `None` for 1.0 or an empty one.
+    fn description(&self) -> Option<&'static str> {
+        match self {
+            Module::V1_0(_) => None,
+            Module::Current(module) => module
+                .description()
+                .map(|text| text.as_str())
+                .filter(|text| !text.trim().is_empty()),
+        }
+    }
+
+    fn new_executor(&self) -> NewExecutorFn {
+        match self {
+            Module::V1_0(module) => module.new_executor(),
+            Module::Current(module) => module.new_executor(),
+        }
+    }
+
+    fn new_lifecycle(&self) -> NewLifecycleFn {
+        match self {
+            Module::V1_0(module) => module.new_lifecycle(),
+            Module::Current(module) => module.new_lifecycle(),
+        }
+    }
+}
+
 /// A library that loaded as a cellrun plugin of a compatible major version.
 #[derive(Clone)]
 pub(crate) struct Plugin {
-    module: PluginMod_Ref,
+    module: Module,
     header: &'static LibHeader,
     path: PathBuf,
 }
 
 impl Plugin {
-    /// abi_stable's layout check of the whole root module; call before
-    /// constructing anything.
+    /// abi_stable's layout check of the whole root module, against the
+    /// library's generation; call before constructing anything.
     pub(crate) fn check_layout(&self) -> Result<(), String> {
         let _span = tracing::debug_span!("check_layout", plugin = self.name()).entered();
-        self.header
-            .ensure_layout::<PluginMod_Ref>()
+        self.module
+            .ensure_layout(self.header)
             .map_err(|error| summarize(&self.path, &error))
     }
 
     pub(crate) fn name(&self) -> &'static str {
-        self.module.name().as_str()
+        self.module.name()
     }
 
     pub(crate) fn kind(&self) -> FfiPluginKind {
         self.module.kind()
+    }
+
+    /// What the plugin says it does (ABI 1.1); `None` when built against 1.0
+    /// or when it says nothing.
+    pub(crate) fn description(&self) -> Option<&'static str> {
+        self.module.description()
     }
 }
 
@@ -99,6 +203,8 @@ pub(crate) struct Report {
     pub(crate) name: Option<String>,
     pub(crate) kind: Option<&'static str>,
     pub(crate) abi_version: Option<String>,
+    /// What the plugin says it does; `None` for a 1.0 plugin or when it says nothing.
+    pub(crate) description: Option<String>,
     /// `None` when the plugin is compatible and used.
     pub(crate) problem: Option<String>,
 }
@@ -189,21 +295,36 @@ fn summarize(path: &Path, error: &LibraryError) -> String {
     }
 }
 
-/// The one-line reason a plugin built against `version` cannot load, if it cannot.
-fn version_problem(file: &str, version: &str) -> Option<String> {
+/// The generation a plugin built against `version` is read as, or the
+/// one-line reason it cannot load.
+///
+/// Every 1.x loads: 1.0 through the frozen 1.0 generation, 1.1 up to this
+/// runner's minor through the current one, and a newer minor through the
+/// current one too (abi_stable accepts a library that appended fields and
+/// methods; this runner just does not see them).
+fn select_generation(file: &str, version: &str) -> Result<Generation, String> {
     let host = semver::Version::parse(ABI_VERSION).expect("executor-abi has a semver version");
-    match semver::Version::parse(version) {
-        Err(error) => Some(format!(
-            "plugin {file} has an unreadable executor-abi version `{version}` ({error})"
-        )),
-        Ok(plugin) if plugin.major != host.major => Some(format!(
+    let plugin = semver::Version::parse(version).map_err(|error| {
+        format!("plugin {file} has an unreadable executor-abi version `{version}` ({error})")
+    })?;
+    if plugin.major != host.major {
+        return Err(format!(
             "plugin {file} was built against executor-abi {plugin}; this cellrun loads {}.x",
             host.major
-        )),
-        // ABI 1.0 has one interface generation; a later minor links older
-        // generations here and picks one by `plugin.minor`.
-        Ok(_) => None,
+        ));
     }
+    if plugin.minor > host.minor {
+        tracing::debug!(
+            plugin = file,
+            %plugin,
+            %host,
+            "plugin built against a newer minor; what that minor appended is not used"
+        );
+    }
+    Ok(match plugin.minor {
+        0 => Generation::V1_0,
+        _ => Generation::Current,
+    })
 }
 
 /// Inspects one library: header, version, layout, then name and kind.
@@ -218,18 +339,17 @@ fn inspect(path: &Path, report: &mut Report) -> Result<Plugin, String> {
     let opened = started.elapsed();
     let version = header.version_strings().version.as_str().to_owned();
     report.abi_version = Some(version.clone());
-    if let Some(problem) = version_problem(&file, &version) {
-        return Err(problem);
-    }
+    let generation = select_generation(&file, &version)?;
     // SAFETY: the version precheck admitted a 1.x library, whose root module
     // starts with `name` and `kind` (see the module docs); the layout check
     // runs in `Plugin::check_layout` before anything else is called.
-    let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginMod_Ref>() }
-        .map_err(|error| summarize(path, &error))?;
+    let module =
+        unsafe { Module::init(header, generation) }.map_err(|error| summarize(path, &error))?;
     tracing::debug!(
         path = %path.display(),
         open_us = opened.as_micros() as u64,
         init_us = (started.elapsed() - opened).as_micros() as u64,
+        ?generation,
         "plugin library inspected"
     );
     let plugin = Plugin {
@@ -239,6 +359,7 @@ fn inspect(path: &Path, report: &mut Report) -> Result<Plugin, String> {
     };
     report.name = Some(plugin.name().to_owned());
     report.kind = Some(plugin.kind().as_str());
+    report.description = plugin.description().map(str::to_owned);
     if plugin.kind() != FfiPluginKind::EXECUTOR && plugin.kind() != FfiPluginKind::LIFECYCLE {
         return Err(format!(
             "plugin `{}` has a kind this cellrun does not know",
@@ -281,6 +402,7 @@ pub(crate) fn discover(config: &PluginConfig) -> Inventory {
                 name: None,
                 kind: None,
                 abi_version: None,
+                description: None,
                 problem: None,
             };
             let untrusted = dir_distrust.clone().or_else(|| distrust(&path));
@@ -305,7 +427,12 @@ pub(crate) fn discover(config: &PluginConfig) -> Inventory {
                         inventory.warnings.push(problem.clone());
                         report.problem = Some(problem);
                     } else {
-                        tracing::debug!(plugin = %name, path = %path.display(), "plugin found");
+                        tracing::debug!(
+                            plugin = %name,
+                            path = %path.display(),
+                            description = report.description.as_deref().unwrap_or("-"),
+                            "plugin found"
+                        );
                         origin.insert(name.clone(), path.clone());
                         inventory.plugins.insert(name, plugin);
                     }
@@ -471,13 +598,32 @@ mod tests {
     }
 
     #[test]
-    fn only_another_major_fails_the_version_precheck() {
-        assert_eq!(version_problem("libx.so", "1.0.0"), None);
-        assert_eq!(version_problem("libx.so", "1.7.2"), None);
+    fn every_1_x_loads_and_1_0_is_read_as_its_own_generation() {
+        assert_eq!(select_generation("libx.so", "1.0.0"), Ok(Generation::V1_0));
+        assert_eq!(select_generation("libx.so", "1.0.3"), Ok(Generation::V1_0));
         assert_eq!(
-            version_problem("libx.so", "2.0.0").as_deref(),
-            Some("plugin libx.so was built against executor-abi 2.0.0; this cellrun loads 1.x")
+            select_generation("libx.so", "1.1.0"),
+            Ok(Generation::Current)
         );
-        assert!(version_problem("libx.so", "banana").is_some());
+        // A newer minor than the host's: abi_stable's supported direction.
+        assert_eq!(
+            select_generation("libx.so", "1.7.2"),
+            Ok(Generation::Current)
+        );
+        assert_eq!(
+            select_generation("libx.so", "2.0.0"),
+            Err(
+                "plugin libx.so was built against executor-abi 2.0.0; this cellrun loads 1.x"
+                    .into()
+            )
+        );
+        assert_eq!(
+            select_generation("libx.so", "0.9.0"),
+            Err(
+                "plugin libx.so was built against executor-abi 0.9.0; this cellrun loads 1.x"
+                    .into()
+            )
+        );
+        assert!(select_generation("libx.so", "banana").is_err());
     }
 }

@@ -21,6 +21,7 @@ const PLUGINS: &[&str] = &[
     "setup_panic",
     "teardown_panic",
     "abi_two",
+    "abi_1_0",
     "bad_layout",
     "not_a_plugin",
 ];
@@ -200,6 +201,46 @@ fn an_incompatible_abi_major_is_one_friendly_warning() {
         )]
     );
     assert_eq!(run_started(&run)["executor"], "default");
+}
+
+// See: issue 4, "ABI compatibility tooling": a plugin built against
+// executor-abi 1.0 loads and runs in a cellrun on 1.1, whose root module
+// gained a field (abi_stable alone rejects it with "too many fields").
+#[test]
+fn issue_4_plugins_built_against_1_0_load_in_1_1() {
+    let dir = Dir::new("abi-1-0");
+    let mut args = vec!["plugins".to_owned(), "--json".to_owned()];
+    args.extend(plugin_dirs(&["abi_1_0", "passthrough"]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = dir.cellrun(&args);
+    assert!(output.status.success());
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_ne!(document["abi_version"], "1.0.0", "the runner is past 1.0");
+    let libraries = document["libraries"].as_array().unwrap();
+    let old = libraries
+        .iter()
+        .find(|library| library["name"] == "abi-1-0")
+        .unwrap_or_else(|| panic!("{libraries:#?}"));
+    assert_eq!(old["abi_version"], "1.0.0");
+    assert_eq!(old["compatible"], true, "{old:#?}");
+    assert_eq!(document["executor"], "abi-1-0");
+
+    let run = run_with(&dir, BOOM, &["abi_1_0"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(warnings(&run).is_empty(), "{:?}", warnings(&run));
+    assert_eq!(run_started(&run)["executor"], "abi-1-0");
+    for cell in ["a", "boom", "child", "other"] {
+        let finished = run.finished(cell);
+        assert_eq!(finished["status"], "ok", "{finished:#?}");
+        assert!(
+            finished["stdout"]
+                .as_str()
+                .unwrap()
+                .ends_with("ran by abi-1-0\n"),
+            "{finished:#?}"
+        );
+    }
+    assert_eq!(run.finished("other")["output"], 10);
 }
 
 #[test]
@@ -465,7 +506,7 @@ fn plugins_lists_every_library_and_the_executor_a_run_would_use() {
             .unwrap_or_else(|| panic!("{name} in {libraries:#?}"))
     };
     assert_eq!(by_name("retry")["kind"], "executor");
-    assert_eq!(by_name("retry")["abi_version"], "1.0.0");
+    assert_eq!(by_name("retry")["abi_version"], document["abi_version"]);
     assert_eq!(by_name("retry")["compatible"], true);
     assert_eq!(by_name("trace")["kind"], "lifecycle");
     let two = libraries

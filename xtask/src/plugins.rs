@@ -1,7 +1,8 @@
 //! `cargo xtask build-plugins [--release] [--out DIR]`: builds every plugin
-//! crate under `plugins/` (test fixtures included) and copies each shared
-//! library into DIR (default `target/plugins`), so that copying one file
-//! into a plugin directory installs one plugin.
+//! crate under `plugins/` and copies each shared library into DIR (default
+//! `target/plugins`), so that copying one file into a plugin directory
+//! installs one plugin. The test fixtures, which misbehave on purpose, go
+//! to `DIR/testing/`, out of the way of `--plugin-dir DIR`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,10 +13,22 @@ use anyhow::{bail, Context};
 use crate::{cargo, project_root};
 
 /// A plugin crate: its package name and the name of its library.
-#[derive(Debug, PartialEq, Eq)]
-struct PluginCrate {
-    package: String,
-    lib: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PluginCrate {
+    pub(crate) package: String,
+    pub(crate) lib: String,
+}
+
+impl PluginCrate {
+    /// The library's file name on this platform, e.g. `libplugin_trace.so`.
+    pub(crate) fn file_name(&self) -> String {
+        format!(
+            "{}{}{}",
+            std::env::consts::DLL_PREFIX,
+            self.lib,
+            std::env::consts::DLL_SUFFIX
+        )
+    }
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
@@ -33,37 +46,23 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let root = project_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = workspace_target_dir(&root);
     let out = out.unwrap_or_else(|| target.join("plugins"));
-    let crates = find_plugins(&root.join("plugins"))?;
-    if crates.is_empty() {
-        bail!("no plugin crates under {}", root.join("plugins").display());
-    }
-    let mut command = Command::new(cargo());
-    command.current_dir(&root).arg("build");
-    if release {
-        command.arg("--release");
+    let profile = if release { "release" } else { "debug" };
+    let crates = build(&root, &target, profile, &[])?;
+    let fixtures = find_plugins(&root.join("plugins").join("testing"))?;
+    let fixture_dir = out.join("testing");
+    for dir in [&out, &fixture_dir] {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     for plugin in &crates {
-        command.args(["-p", &plugin.package]);
-    }
-    let status = command.status().context("cannot run cargo")?;
-    if !status.success() {
-        bail!("building the plugins failed ({status})");
-    }
-    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let profile_dir = target.join(if release { "release" } else { "debug" });
-    for plugin in &crates {
-        let file = format!(
-            "{}{}{}",
-            std::env::consts::DLL_PREFIX,
-            plugin.lib,
-            std::env::consts::DLL_SUFFIX
-        );
-        let from = profile_dir.join(&file);
-        let to = out.join(&file);
+        let from = target.join(profile).join(plugin.file_name());
+        let dir = if fixtures.contains(plugin) {
+            &fixture_dir
+        } else {
+            &out
+        };
+        let to = dir.join(plugin.file_name());
         fs::copy(&from, &to)
             .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
         println!("{}", to.display());
@@ -71,8 +70,56 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The target directory of the workspace at `root`: `CARGO_TARGET_DIR` or `root/target`.
+pub(crate) fn workspace_target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Builds every plugin crate of the workspace at `root`, plus the
+/// `extra` packages, into `target` with `profile` (`debug` or `release`),
+/// in one cargo invocation. The libraries end up in `target/<profile>/`.
+pub(crate) fn build(
+    root: &Path,
+    target: &Path,
+    profile: &str,
+    extra: &[&str],
+) -> anyhow::Result<Vec<PluginCrate>> {
+    let crates = find_plugins(&root.join("plugins"))?;
+    if crates.is_empty() {
+        bail!("no plugin crates under {}", root.join("plugins").display());
+    }
+    let mut command = Command::new(cargo());
+    command
+        .current_dir(root)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target);
+    if profile == "release" {
+        command.arg("--release");
+    }
+    for package in crates
+        .iter()
+        .map(|plugin| plugin.package.as_str())
+        .chain(extra.iter().copied())
+    {
+        command.args(["-p", package]);
+    }
+    let status = command.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!(
+            "building the plugins of {} failed ({status})",
+            root.display()
+        );
+    }
+    Ok(crates)
+}
+
 /// Every crate under `dir` (recursively) whose manifest builds a cdylib.
-fn find_plugins(dir: &Path) -> anyhow::Result<Vec<PluginCrate>> {
+pub(crate) fn find_plugins(dir: &Path) -> anyhow::Result<Vec<PluginCrate>> {
     let mut crates = Vec::new();
     let manifest = dir.join("Cargo.toml");
     if manifest.is_file() {

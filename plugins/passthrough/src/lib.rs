@@ -13,6 +13,8 @@ pub struct Passthrough;
 
 impl ExecutorPlugin for Passthrough {
     const NAME: &'static str = "passthrough";
+    const DESCRIPTION: &'static str =
+        "runs every body with the built-in evaluation (measures the plugin boundary)";
 
     fn new(options: &Options, _logger: Logger) -> Result<Passthrough, PluginError> {
         options.reject_unknown(&[])?;

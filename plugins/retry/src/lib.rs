@@ -22,6 +22,7 @@ pub struct Retry {
 
 impl ExecutorPlugin for Retry {
     const NAME: &'static str = "retry";
+    const DESCRIPTION: &'static str = "retries a failed cell (retry.attempts, retry.backoff_ms)";
 
     fn new(options: &Options, _logger: Logger) -> Result<Retry, PluginError> {
         options.reject_unknown(&["attempts", "backoff_ms"])?;

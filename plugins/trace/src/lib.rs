@@ -68,6 +68,8 @@ fn status(result: &FfiRunResult) -> &'static str {
 
 impl LifecyclePlugin for Trace {
     const NAME: &'static str = "trace";
+    const DESCRIPTION: &'static str =
+        "writes a Chrome trace-event profile of the run (trace.path=FILE)";
 
     fn new(options: &Options, logger: Logger) -> Result<Trace, PluginError> {
         options.reject_unknown(&["path"])?;

@@ -1,0 +1,40 @@
+//! Test fixture: an executor plugin as built against executor-abi 1.0.
+//!
+//! Its library header claims 1.0.0 and its root module is the frozen 1.0
+//! generation (`executor_abi::generations::v1_0`), whose layout is pinned to
+//! the released 1.0 by a snapshot test. A runner on a later 1.x must load
+//! and run it, which abi_stable alone refuses once the root module grew
+//! (see issue 4). `cargo xtask abi-check` shows the same for the plugins
+//! really built at the 1.0 release.
+//!
+//! It runs every body with the host's evaluation and adds one line to the
+//! cell's printed output, so a test can tell that it ran.
+
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
+use executor_abi::{FfiCell, FfiRunResult};
+
+/// Runs bodies through [`Host::run_default`] and says so in the stdout.
+#[derive(Debug)]
+pub struct AbiOneZero;
+
+impl ExecutorPlugin for AbiOneZero {
+    const NAME: &'static str = "abi-1-0";
+
+    fn new(options: &Options, _logger: Logger) -> Result<AbiOneZero, PluginError> {
+        options.reject_unknown(&[])?;
+        Ok(AbiOneZero)
+    }
+
+    fn execute(&self, _cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+        let mut result = host.run_default()?;
+        let mut stdout = result.stdout.into_string();
+        stdout.push_str("ran by abi-1-0\n");
+        result.stdout = stdout.into();
+        Ok(result)
+    }
+}
+
+executor_abi::__export_root_module!(
+    executor_abi::generations::v1_0::executor_module::<AbiOneZero>,
+    executor_abi::generations::v1_0::PluginMod_Ref
+);
