@@ -330,17 +330,6 @@ pub trait LifecyclePlugin: Send + Sync + Sized + 'static {
     }
 }
 
-/// The text of a panic payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
-}
-
 /// Runs `f` for plugin `name`'s `what`, turning errors and panics into an
 /// [`FfiError`] naming the plugin.
 pub fn guard<T>(
@@ -353,7 +342,7 @@ pub fn guard<T>(
         Ok(Err(error)) => format!("plugin `{name}` failed in {what}: {error}"),
         Err(payload) => format!(
             "plugin `{name}` panicked in {what}: {}",
-            panic_text(payload.as_ref())
+            executor_core::panic_message(payload.as_ref())
         ),
     };
     RResult::RErr(FfiError {
