@@ -146,7 +146,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .map(|cell| cell.name().to_owned())
                 .collect(),
         ),
-        lines: Arc::new(loaded.text.lines().map(str::to_owned).collect()),
+        text: Arc::from(loaded.text.as_str()),
     };
     let mut hooks = Hooks::new();
     if args.json {

@@ -132,8 +132,8 @@ pub(crate) struct RunHeader {
     pub(crate) cells: Vec<String>,
     /// Every cell's name, by cell id.
     pub(crate) names: Arc<Vec<String>>,
-    /// The notebook's lines, for error excerpts.
-    pub(crate) lines: Arc<Vec<String>>,
+    /// The notebook's text, for error excerpts.
+    pub(crate) text: Arc<str>,
 }
 
 #[derive(Serialize)]
@@ -257,11 +257,11 @@ pub(crate) fn human_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) 
     });
     let out = stdout.clone();
     let names = header.names.clone();
-    let lines = header.lines.clone();
+    let source = header.text.clone();
     let notebook = header.notebook.clone();
     let post_progress = progress.clone();
     hooks.on_post_execution(Priority::Normal, move |outcome| {
-        let text = render_cell(outcome, style, width, &names, &lines, &notebook);
+        let text = render_cell(outcome, style, width, &names, &source, &notebook);
         post_progress.suspend(|| out.write(&text));
         post_progress.finished();
     });
@@ -278,7 +278,7 @@ fn render_cell(
     style: Style,
     width: usize,
     names: &[String],
-    lines: &[String],
+    source: &str,
     notebook: &str,
 ) -> String {
     let (mark, color) = match outcome.status {
@@ -322,17 +322,18 @@ fn render_cell(
         text.push_str(&format!("    {} {line}\n", style.paint("2", "│")));
     }
     if let Some(error) = &outcome.result.error {
-        text.push_str(&excerpt(error, lines, notebook, style));
+        text.push_str(&excerpt(error, source, notebook, style));
     }
     text
 }
 
 /// The notebook line an error points at, with a caret under its column.
-fn excerpt(error: &CellError, lines: &[String], notebook: &str, style: Style) -> String {
+fn excerpt(error: &CellError, source: &str, notebook: &str, style: Style) -> String {
     let Some(line) = error.line else {
         return String::new();
     };
-    let Some(code) = lines.get(line as usize - 1) else {
+    // Errors are few: finding the line on demand beats keeping every line.
+    let Some(code) = source.lines().nth((line as usize).saturating_sub(1)) else {
         return String::new();
     };
     let number = line.to_string();
