@@ -185,7 +185,11 @@ impl Status {
         }
     }
 
-    /// The status of a finished evaluation: interrupted when the error says so, else error or ok.
+    /// The status a result's error kind suggests: interrupted or cancelled
+    /// for those kinds, error for any other error, ok without one.
+    ///
+    /// The run loop does not trust a result this far: it marks a cell
+    /// interrupted only when its cancel token was really interrupted.
     pub fn of(result: &RunResult) -> Status {
         match &result.error {
             None => Status::Ok,

@@ -159,12 +159,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let memory = MemoryLimit {
-        bytes: usize::try_from(
-            args.max_memory
-                .unwrap_or_else(crate::memory::default_limit_mib)
-                << 20,
-        )
-        .unwrap_or(usize::MAX),
+        bytes: args
+            .max_memory
+            .unwrap_or_else(crate::memory::default_limit_mib)
+            .checked_mul(1 << 20)
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .unwrap_or(usize::MAX),
         probe: crate::memory::held,
     };
     let control = Arc::new(RunControl::with_limits(

@@ -24,7 +24,10 @@ pub(crate) enum FormatError {
 }
 
 /// Splits a notebook's text into cell sources, in file order.
+///
+/// A leading byte-order mark, as some editors write, is ignored.
 pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     struct Pending {
         name: Option<String>,
         marker_line: u32,
@@ -114,6 +117,12 @@ mod tests {
                 ("cell-3".to_owned(), 5, "b\n".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_marker() {
+        let cells = names_and_lines("\u{feff}// %% a\nlet x = 1;\n");
+        assert_eq!(cells, [("a".to_owned(), 2, "let x = 1;\n".to_owned())]);
     }
 
     #[test]

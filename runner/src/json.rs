@@ -42,11 +42,17 @@ pub(crate) fn to_json(value: &Dynamic) -> Value {
 }
 
 /// A one-line rendering of a value, at most `width` characters.
+///
+/// It renders only as much of the value as fits: a cell returning a
+/// million-element array costs a few elements to show, not the array.
 pub(crate) fn compact(value: &Dynamic, width: usize) -> String {
-    let text = match to_json(value) {
-        Value::String(text) => text,
-        other => other.to_string(),
-    };
+    let mut text = String::new();
+    if value.is_string() {
+        text = value.to_string();
+    } else {
+        // Four bytes a character is enough to fill `width` characters.
+        write_bounded(value, &mut text, width.saturating_mul(4) + 1);
+    }
     if text.chars().count() <= width {
         return text.replace('\n', " ");
     }
@@ -54,6 +60,46 @@ pub(crate) fn compact(value: &Dynamic, width: usize) -> String {
     short = short.replace('\n', " ");
     short.push('…');
     short
+}
+
+/// Writes `value` as compact JSON into `out`, stopping soon after `out`
+/// reaches `limit` bytes.
+fn write_bounded(value: &Dynamic, out: &mut String, limit: usize) {
+    if out.len() >= limit {
+        return;
+    }
+    if value.is_shared() {
+        return write_bounded(&value.flatten_clone(), out, limit);
+    }
+    if let Some(array) = value.read_lock::<rhai::Array>() {
+        out.push('[');
+        for (index, item) in array.iter().enumerate() {
+            if out.len() >= limit {
+                return;
+            }
+            if index > 0 {
+                out.push(',');
+            }
+            write_bounded(item, out, limit);
+        }
+        out.push(']');
+    } else if let Some(map) = value.read_lock::<rhai::Map>() {
+        out.push('{');
+        for (index, (key, item)) in map.iter().enumerate() {
+            if out.len() >= limit {
+                return;
+            }
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(&Value::String(key.to_string()).to_string());
+            out.push(':');
+            write_bounded(item, out, limit);
+        }
+        out.push('}');
+    } else {
+        out.push_str(&to_json(value).to_string());
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +135,18 @@ mod tests {
     fn shared_values_are_read_through() {
         let shared = eval("[1, 2]").into_shared();
         assert_eq!(to_json(&shared), serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn compact_renders_like_json_and_stops_early_on_huge_values() {
+        assert_eq!(
+            compact(&eval("#{b: [1, 2.5], a: \"x\"}"), 72),
+            r#"{"a":"x","b":[1,2.5]}"#
+        );
+        assert_eq!(compact(&eval("\"plain text\""), 72), "plain text");
+        let huge = eval("let xs = []; xs.pad(1000000, 7); xs");
+        let text = compact(&huge, 20);
+        assert_eq!(text, "[7,7,7,7,7,7,7,7,7,…");
     }
 
     #[test]

@@ -201,7 +201,10 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
             kind: error.kind.as_str(),
             message: &error.message,
             line: error.line,
-            blamed: error.blamed.map(|id| names[id.index()].as_str()),
+            blamed: error
+                .blamed
+                .and_then(|id| names.get(id.index()))
+                .map(String::as_str),
         });
         out.event(&CellFinished {
             cell: outcome.cell.name(),
@@ -313,12 +316,25 @@ fn render_cell(
                 .blamed
                 .filter(|_| error.kind != executor_core::ErrorKind::Cancelled)
             {
-                text.push_str(&format!(" (blames `{}`)", names[blamed.index()]));
+                if let Some(name) = names.get(blamed.index()) {
+                    text.push_str(&format!(" (blames `{name}`)"));
+                }
             }
         }
     }
     text.push('\n');
     for line in outcome.result.stdout.lines() {
+        // A cell's text must not move the cursor or recolour the runner's lines.
+        let line: String = line
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect();
         text.push_str(&format!("    {} {line}\n", style.paint("2", "│")));
     }
     if let Some(error) = &outcome.result.error {

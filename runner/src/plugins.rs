@@ -490,6 +490,7 @@ pub(crate) fn unknown_option_warnings(config: &PluginConfig, inventory: &Invento
         .map(|(name, _, _)| name.as_str())
         .filter(|name| !inventory.plugins.contains_key(*name))
         .collect();
+    names.sort_unstable();
     names.dedup();
     names
         .into_iter()

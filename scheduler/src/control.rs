@@ -29,9 +29,9 @@ const POLL: Duration = Duration::from_millis(5);
 ///
 /// [`RunControl::interrupt`] may be called from any thread, such as a
 /// signal handler's: it halts the queue and stops the running cell. With a
-/// timeout or a memory limit, one watchdog thread stops a cell that goes
-/// past it; arming it per cell costs a lock and a notification, not a
-/// thread.
+/// timeout or a memory limit, one watchdog thread, polling every few
+/// milliseconds, stops a cell that goes past it; arming it per cell is a
+/// store under an uncontended lock.
 pub struct RunControl {
     interrupted: AtomicBool,
     active: Mutex<Option<CancelToken>>,

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use executor_core::{
-    Cell, CellError, CellId, ErrorKind, Evaluator, Globals, Notebook, RunResult, Status,
+    Cell, CellError, CellId, ErrorKind, Evaluator, Globals, Notebook, RunResult, Status, StopReason,
 };
 
 use crate::{
@@ -173,8 +173,13 @@ impl Pipeline<'_> {
             }
             let Some(id) = scheduler.next() else { break };
             let cell = self.notebook.cell(id);
-            let (result, duration, evaluated) = match self.plan.static_error(id) {
-                Some(error) => (RunResult::failed(error.clone()), Duration::ZERO, false),
+            let (result, status, duration, evaluated) = match self.plan.static_error(id) {
+                Some(error) => (
+                    RunResult::failed(error.clone()),
+                    Status::Error,
+                    Duration::ZERO,
+                    false,
+                ),
                 None => {
                     hooks.pre_execution(cell);
                     let token = self.control.begin();
@@ -182,13 +187,25 @@ impl Pipeline<'_> {
                     let mut result = self.evaluator.evaluate(cell, globals, &token);
                     let duration = start.elapsed();
                     self.control.end();
+                    let mut status = Status::Ok;
                     if let Some(error) = &mut result.error {
+                        self.sanitize(error);
                         self.blame_missing_name(cell, error);
+                        // The status comes from what the run saw, not from
+                        // what an executor or a lifecycle claims: only a
+                        // real interrupt halts the run, and any other error
+                        // cancels the cell's descendants.
+                        status = if error.kind == ErrorKind::Interrupted
+                            && token.reason() == Some(StopReason::Interrupted)
+                        {
+                            Status::Interrupted
+                        } else {
+                            Status::Error
+                        };
                     }
-                    (result, duration, true)
+                    (result, status, duration, true)
                 }
             };
-            let status = Status::of(&result);
             report(
                 hooks,
                 &mut summary,
@@ -209,12 +226,14 @@ impl Pipeline<'_> {
             scheduler.complete(id);
         }
         if scheduler.is_interrupted() || self.control.is_interrupted() {
-            summary.was_interrupted = true;
+            let pending = scheduler.pending();
+            // A Ctrl-C after the last cell interrupted nothing.
+            summary.was_interrupted = summary.interrupted > 0 || !pending.is_empty();
             let result = RunResult::failed(CellError::new(
                 ErrorKind::Interrupted,
                 "not run: the run was interrupted",
             ));
-            for id in scheduler.pending() {
+            for id in pending {
                 let cell = self.notebook.cell(id);
                 report(
                     hooks,
@@ -264,6 +283,21 @@ impl Pipeline<'_> {
             );
         }
         summary.cancellations.push((raiser.id(), cancelled));
+    }
+
+    /// Drops the parts of an error that point nowhere (a plugin may send
+    /// anything): a blamed cell outside the notebook, a line 0.
+    fn sanitize(&self, error: &mut CellError) {
+        if error
+            .blamed
+            .is_some_and(|id| id.index() >= self.notebook.len())
+        {
+            error.blamed = None;
+        }
+        if error.line == Some(0) {
+            error.line = None;
+            error.column = None;
+        }
     }
 
     /// Points an undefined-name error at the cell that should define the name.
@@ -319,4 +353,107 @@ fn report(
         duration,
         evaluated,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use executor_core::{CancelToken, CellSource, Executor, Limits};
+
+    use super::*;
+    use crate::SequentialScheduler;
+
+    /// An executor whose results claim whatever the test says, like a
+    /// misbehaving plugin.
+    struct Claims(CellError);
+
+    impl Executor for Claims {
+        fn name(&self) -> &str {
+            "claims"
+        }
+
+        fn execute(&self, cell: &Cell, _globals: &mut Globals, _token: &CancelToken) -> RunResult {
+            if cell.name() == "parent" {
+                RunResult::failed(self.0.clone())
+            } else {
+                RunResult::default()
+            }
+        }
+    }
+
+    /// Runs `parent` → `child`, plus an unrelated `other`, with `claim` as
+    /// the parent's error; returns each cell's status and error.
+    fn run_with_claim(claim: CellError) -> Vec<(String, Status, Option<CellError>)> {
+        let sources = [("parent", "let x = 1;"), ("child", "x + 1"), ("other", "2")]
+            .iter()
+            .enumerate()
+            .map(|(index, (name, code))| CellSource {
+                name: (*name).into(),
+                code: (*code).into(),
+                first_line: 2 * index as u32 + 2,
+            })
+            .collect();
+        let notebook = Notebook::compile(sources, &Limits::default());
+        let edges: Vec<(&[String], &[String])> = notebook
+            .cells()
+            .iter()
+            .map(|cell| (cell.graph_defs(), cell.inputs()))
+            .collect();
+        let graph = DataflowGraph::build(&edges);
+        let plan = Plan::new(&notebook, &graph, None);
+        let evaluator = Evaluator::new(Arc::new(Claims(claim)), Vec::new());
+        let control = RunControl::new(None);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut hooks = Hooks::new();
+        let record = seen.clone();
+        hooks.on_post_execution(crate::Priority::Normal, move |outcome| {
+            record.lock().unwrap().push((
+                outcome.cell.name().to_owned(),
+                outcome.status,
+                outcome.result.error.clone(),
+            ));
+        });
+        let pipeline = Pipeline {
+            notebook: &notebook,
+            graph: &graph,
+            plan: &plan,
+            evaluator: &evaluator,
+            control: &control,
+        };
+        let mut scheduler = SequentialScheduler::new(&graph, plan.order().to_vec());
+        let summary = pipeline.run(&mut scheduler, &mut hooks, &mut Globals::new());
+        assert!(
+            !summary.was_interrupted,
+            "only a real interrupt halts the run"
+        );
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    fn status_of(seen: &[(String, Status, Option<CellError>)], name: &str) -> Status {
+        seen.iter()
+            .find(|(cell, ..)| cell == name)
+            .map(|(_, status, _)| *status)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_claimed_interrupt_or_cancellation_is_an_error_that_cancels_descendants() {
+        for kind in [ErrorKind::Interrupted, ErrorKind::Cancelled] {
+            let seen = run_with_claim(CellError::new(kind, "claimed"));
+            assert_eq!(status_of(&seen, "parent"), Status::Error, "{kind}");
+            assert_eq!(status_of(&seen, "child"), Status::Cancelled, "{kind}");
+            assert_eq!(status_of(&seen, "other"), Status::Ok, "{kind}");
+        }
+    }
+
+    #[test]
+    fn errors_pointing_outside_the_notebook_are_dropped() {
+        let mut claim = CellError::new(ErrorKind::Plugin, "bad").at(Some(0), Some(3));
+        claim.blamed = Some(CellId::new(999));
+        let seen = run_with_claim(claim);
+        let error = seen[0].2.clone().unwrap();
+        assert_eq!((error.line, error.column, error.blamed), (None, None, None));
+    }
 }
