@@ -114,7 +114,21 @@ impl FfiHost for CallHost<'_> {
                 .into(),
             });
         };
-        let result = executor.execute(self.cell, self.globals, token);
+        // A panic must not unwind out of this `extern "C"` callback (the
+        // process would abort): it becomes the cell's internal error.
+        let (cell, globals) = (self.cell, &mut *self.globals);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            executor.execute(cell, globals, token)
+        }))
+        .unwrap_or_else(|payload| {
+            RunResult::failed(CellError::new(
+                ErrorKind::Internal,
+                format!(
+                    "the built-in evaluation panicked: {}",
+                    executor_core::panic_message(payload.as_ref())
+                ),
+            ))
+        });
         RResult::ROk(self.handles.borrow_mut().result_to_ffi(&result))
     }
 

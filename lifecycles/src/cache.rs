@@ -386,6 +386,28 @@ fn read_entry(path: &Path, key: &blake3::Hash, cell: &Cell) -> Result<Entry, Ent
 }
 
 /// The bytes of the entry for a successful run of `cell`, or why it cannot be stored.
+/// The deepest nesting an entry may have: serde_json reads up to 128 levels.
+const MAX_ENTRY_DEPTH: usize = 120;
+
+/// How deeply `value` nests arrays and objects.
+fn depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1)];
+    while let Some((value, level)) = pending.pop() {
+        deepest = deepest.max(level);
+        match value {
+            serde_json::Value::Array(items) => {
+                pending.extend(items.iter().map(|item| (item, level + 1)))
+            }
+            serde_json::Value::Object(map) => {
+                pending.extend(map.values().map(|item| (item, level + 1)))
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn entry_contents(
     key: &blake3::Hash,
     cell: &Cell,
@@ -410,6 +432,13 @@ fn entry_contents(
         "stdout": result.stdout,
         "defs": defs,
     });
+    // The reader stops at serde_json's nesting limit; an entry it could
+    // never read back would be rewritten on every run.
+    if depth(&entry) > MAX_ENTRY_DEPTH {
+        return Err(format!(
+            "the values nest deeper than {MAX_ENTRY_DEPTH} levels"
+        ));
+    }
     let mut contents =
         serde_json::to_vec(&entry).map_err(|error| format!("cannot serialize: {error}"))?;
     contents.push(b'\n');

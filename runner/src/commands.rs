@@ -408,19 +408,18 @@ fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
                 .map(move |child| (cell, notebook.cell(*child)))
         })
         .collect();
-    let quote = |name: &str| serde_json::to_string(name).unwrap_or_default();
     let mut text = String::new();
     match format {
         GraphFormat::Dot => {
             text.push_str("digraph notebook {\n  rankdir=TB;\n");
             for cell in notebook.cells() {
-                text.push_str(&format!("  {};\n", quote(cell.name())));
+                text.push_str(&format!("  {};\n", dot_quote(cell.name())));
             }
             for (parent, child) in &edges {
                 text.push_str(&format!(
                     "  {} -> {};\n",
-                    quote(parent.name()),
-                    quote(child.name())
+                    dot_quote(parent.name()),
+                    dot_quote(child.name())
                 ));
             }
             text.push_str("}\n");
@@ -431,7 +430,7 @@ fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
                 text.push_str(&format!(
                     "  c{}[{}]\n",
                     cell.id().index(),
-                    quote(cell.name())
+                    mermaid_quote(cell.name())
                 ));
             }
             for (parent, child) in &edges {
@@ -497,4 +496,35 @@ fn cache(action: CacheAction) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A cell name as a quoted Graphviz ID.
+fn dot_quote(name: &str) -> String {
+    let mut quoted = String::with_capacity(name.len() + 2);
+    quoted.push('"');
+    for c in name.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push(' '),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// A cell name as a quoted Mermaid label (Mermaid escapes with entities).
+fn mermaid_quote(name: &str) -> String {
+    let mut quoted = String::with_capacity(name.len() + 2);
+    quoted.push('"');
+    for c in name.chars() {
+        match c {
+            '"' => quoted.push_str("#quot;"),
+            c if c.is_control() => quoted.push(' '),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }

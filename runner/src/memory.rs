@@ -63,18 +63,38 @@ pub(crate) fn held() -> usize {
     HELD.load(Ordering::Relaxed)
 }
 
-/// The default memory limit: a quarter of the machine's memory (so a cell
-/// that doubles a value past the limit in one step still fits), at least
-/// 512 MiB; 4 GiB when the machine's memory is unknown.
+/// The default memory limit: a quarter of the memory the process may use
+/// (so a cell that doubles a value past the limit in one step still fits),
+/// at least 512 MiB; 4 GiB when that memory is unknown.
+///
+/// The memory the process may use is the machine's, or its control group's
+/// limit when that is lower (in a container).
 pub(crate) fn default_limit_mib() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo")
+    let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             let line = text.lines().find(|line| line.starts_with("MemTotal:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            let kib = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+            Some(kib * 1024)
         });
-    match total_kib {
-        Some(kib) => (kib / 1024 / 4).max(512),
+    let group = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| {
+        std::fs::read_to_string(path)
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    });
+    let usable = match (machine, group) {
+        (Some(machine), Some(group)) => Some(machine.min(group)),
+        (machine, group) => machine.or(group),
+    };
+    match usable {
+        Some(bytes) => ((bytes / 4) >> 20).max(512),
         None => 4096,
     }
 }

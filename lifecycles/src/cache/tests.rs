@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use executor_core::{CancelToken, ErrorKind, Evaluator};
+use executor_core::{CancelToken, DefaultExecutor, ErrorKind, Evaluator, Limits};
 
 use super::*;
 use crate::testutil::{int, notebook, run_all, CountingExecutor, TestDir};
@@ -80,6 +80,29 @@ fn assert_entries_decode(dir: &Path) {
 }
 
 const PRINTING: [&str; 2] = ["let n = 2;", r#"print("computing"); let m = n * 10; m + 1"#];
+
+#[test]
+fn values_too_deep_to_read_back_are_not_stored() {
+    let dir = TestDir::new("deep");
+    let deep = format!("let v = {}1{};", "[".repeat(70), "]".repeat(70));
+    let notebook = notebook(&[deep.as_str()]);
+    let cache = Arc::new(CachedLifecycle::new(dir.path().to_path_buf(), &notebook).unwrap());
+    let evaluator = Evaluator::new(
+        Arc::new(DefaultExecutor::new(&Limits::default())),
+        vec![cache],
+    );
+    let result = evaluator.evaluate(
+        &notebook.cells()[0],
+        &mut Globals::new(),
+        &CancelToken::new(),
+    );
+    assert!(result.is_ok(), "{:?}", result.error);
+    assert_eq!(
+        cache_info(dir.path()).unwrap().entries,
+        0,
+        "such an entry would never hit"
+    );
+}
 
 #[test]
 fn a_second_run_with_the_same_inputs_is_a_hit_and_skips_the_body() {
