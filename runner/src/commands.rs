@@ -473,10 +473,15 @@ fn cache(action: CacheAction) -> anyhow::Result<ExitCode> {
     match action {
         CacheAction::Info { dir } => {
             let dir = dir.unwrap_or_else(|| default_cache_dir(None));
-            let info =
-                cache_info(&dir).with_context(|| format!("cannot read cache {}", dir.display()))?;
+            // The cache's errors name the directory already.
+            let info = cache_info(&dir)?;
+            let missing = if dir.exists() {
+                ""
+            } else {
+                " (no such directory)"
+            };
             println!(
-                "{}: {} entries, {} bytes",
+                "{}: {} entries, {} bytes{missing}",
                 dir.display(),
                 info.entries,
                 info.bytes
@@ -490,8 +495,7 @@ fn cache(action: CacheAction) -> anyhow::Result<ExitCode> {
         }
         CacheAction::Clear { dir } => {
             let dir = dir.unwrap_or_else(|| default_cache_dir(None));
-            let removed = cache_clear(&dir)
-                .with_context(|| format!("cannot clear cache {}", dir.display()))?;
+            let removed = cache_clear(&dir)?;
             println!("{}: removed {removed} files", dir.display());
         }
     }

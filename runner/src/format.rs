@@ -15,11 +15,13 @@ pub(crate) const MARKER: &str = "// %%";
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum FormatError {
     /// Two cells have the same name.
-    #[error("two cells are named `{name}`: at line {first_line} and at line {second_line}")]
+    #[error("two cells are named `{name}`: at line {first_line} and at line {second_line}{note}")]
     DuplicateName {
         name: String,
         first_line: u32,
         second_line: u32,
+        /// Says which of them got the name by position, if one did.
+        note: String,
     },
 }
 
@@ -79,13 +81,25 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
 
     let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     let mut sources = Vec::with_capacity(cells.len());
+    let mut generated_at = std::collections::HashSet::new();
     for (position, (name, line, mut source)) in cells.into_iter().enumerate() {
-        let name = name.unwrap_or_else(|| format!("cell-{}", position + 1));
+        let name = name.unwrap_or_else(|| {
+            generated_at.insert(line);
+            format!("cell-{}", position + 1)
+        });
         if let Some(first_line) = seen.insert(name.clone(), line) {
+            let note = [first_line, line]
+                .iter()
+                .find(|at| generated_at.contains(*at))
+                .map(|at| {
+                    format!(" (the cell at line {at} has no name and is called by its position)")
+                })
+                .unwrap_or_default();
             return Err(FormatError::DuplicateName {
                 name,
                 first_line,
                 second_line: line,
+                note,
             });
         }
         source.name = name;
@@ -139,7 +153,8 @@ mod tests {
             FormatError::DuplicateName {
                 name: "a".into(),
                 first_line: 1,
-                second_line: 5
+                second_line: 5,
+                note: String::new(),
             }
         );
         assert_eq!(
@@ -150,9 +165,11 @@ mod tests {
 
     #[test]
     fn generated_name_can_collide_with_an_explicit_one() {
-        assert!(matches!(
-            split("// %%\n1\n// %% cell-1\n2\n"),
-            Err(FormatError::DuplicateName { .. })
-        ));
+        let error = split("// %%\n1\n// %% cell-1\n2\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "two cells are named `cell-1`: at line 1 and at line 3 \
+             (the cell at line 1 has no name and is called by its position)"
+        );
     }
 }
