@@ -76,6 +76,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(&loaded.notebook, &loaded.graph, selected.as_deref());
 
     let sink = Sink::new();
+    if args.json {
+        crate::logging::forward_warnings_to(&sink);
+    }
     let warn = |message: &str| {
         tracing::debug!(message, "warning");
         if args.json {

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod format;
 mod json;
+mod logging;
 mod memory;
 mod output;
 mod plugins;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    install_logging();
+    logging::install();
     std::panic::set_hook(Box::new(|info| {
         tracing::debug!(%info, "panic");
     }));
@@ -45,16 +46,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Logs go to stderr, filtered by `CELLRUN_LOG` (default: warnings).
-fn install_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CELLRUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        .without_time()
-        .init();
 }

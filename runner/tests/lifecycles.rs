@@ -181,3 +181,44 @@ fn two_runs_sharing_a_cache_directory_do_not_corrupt_it() {
     }
     assert_eq!(assert_cache_is_sound(&dir), 31);
 }
+
+#[test]
+fn a_corrupt_cache_entry_is_a_warning_event_and_the_cell_runs_live() {
+    let dir = Dir::new("cache-corrupt");
+    let notebook = "// %% only\nlet x = 40 + 2;\nx\n";
+    assert_eq!(dir.run_json(notebook, &["--cache"]).code, 0);
+    let cache = dir.path().join(".cellrun/cache");
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"{ not json").unwrap();
+    }
+    let run = dir.run_json(notebook, &["--cache"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.finished("only")["cached"], false);
+    assert_eq!(run.finished("only")["output"], 42);
+    let warnings = run.events("warning");
+    assert_eq!(warnings.len(), 1, "{:#?}", run.events);
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unusable entry"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        run.stderr.contains("unusable entry"),
+        "the log has it too: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains('\x1b'),
+        "no colour off a terminal: {}",
+        run.stderr
+    );
+    let again = dir.run_json(notebook, &["--cache"]);
+    assert_eq!(
+        again.finished("only")["cached"],
+        true,
+        "the entry was rewritten"
+    );
+}
