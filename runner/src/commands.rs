@@ -55,12 +55,7 @@ fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
     let sources =
         crate::format::split(&text).with_context(|| format!("notebook {}", path.display()))?;
     let notebook = Notebook::compile(sources, limits);
-    let edges: Vec<(&[String], &[String])> = notebook
-        .cells()
-        .iter()
-        .map(|cell| (cell.graph_defs(), cell.inputs()))
-        .collect();
-    let graph = DataflowGraph::build(&edges);
+    let graph = DataflowGraph::of(&notebook);
     Ok(Loaded {
         path: path.display().to_string(),
         text,

@@ -47,19 +47,10 @@ fn sources(n: usize, fan: bool) -> Vec<CellSource> {
         .collect()
 }
 
-fn graph_of(notebook: &Notebook) -> DataflowGraph {
-    let edges: Vec<(&[String], &[String])> = notebook
-        .cells()
-        .iter()
-        .map(|cell| (cell.graph_defs(), cell.inputs()))
-        .collect();
-    DataflowGraph::build(&edges)
-}
-
 #[divan::bench(args = [false, true], sample_count = 20)]
 fn pipeline_10k(bencher: divan::Bencher, fan: bool) {
     let notebook = Notebook::compile(sources(10_000, fan), &Limits::default());
-    let graph = graph_of(&notebook);
+    let graph = DataflowGraph::of(&notebook);
     let plan = Plan::new(&notebook, &graph, None);
     let evaluator = Evaluator::new(Arc::new(Noop), Vec::new());
     let control = RunControl::new(None);
@@ -91,7 +82,7 @@ fn analysis_and_graph_100k(bencher: divan::Bencher, fan: bool) {
         .with_inputs(|| sources(100_000, fan))
         .bench_local_values(|sources| {
             let notebook = Notebook::compile(sources, &limits);
-            let graph = graph_of(&notebook);
+            let graph = DataflowGraph::of(&notebook);
             Plan::new(&notebook, &graph, None)
         });
 }

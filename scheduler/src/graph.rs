@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 
-use executor_core::CellId;
+use executor_core::{CellId, Notebook};
 use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -137,6 +137,18 @@ pub struct DataflowGraph {
 }
 
 impl DataflowGraph {
+    /// The graph of a compiled notebook: each cell's
+    /// [`graph_defs`](executor_core::Cell::graph_defs) and
+    /// [`inputs`](executor_core::Cell::inputs).
+    pub fn of(notebook: &Notebook) -> DataflowGraph {
+        let cells: Vec<(&[String], &[String])> = notebook
+            .cells()
+            .iter()
+            .map(|cell| (cell.graph_defs(), cell.inputs()))
+            .collect();
+        DataflowGraph::build(&cells)
+    }
+
     /// Builds the graph of a notebook: `cells[i]` holds the `(defs, refs)` of
     /// the cell with `CellId` `i`.
     ///

@@ -395,12 +395,7 @@ mod tests {
             })
             .collect();
         let notebook = Notebook::compile(sources, &Limits::default());
-        let edges: Vec<(&[String], &[String])> = notebook
-            .cells()
-            .iter()
-            .map(|cell| (cell.graph_defs(), cell.inputs()))
-            .collect();
-        let graph = DataflowGraph::build(&edges);
+        let graph = DataflowGraph::of(&notebook);
         let plan = Plan::new(&notebook, &graph, None);
         let evaluator = Evaluator::new(Arc::new(Claims(claim)), Vec::new());
         let control = RunControl::new(None);
