@@ -233,10 +233,10 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
 pub(crate) fn human_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
     let style = Style::new(use_color(stdout));
     let mut first = format!(
-        "{} {} ({} cells) with executor `{}`",
+        "{} {} ({}) with executor `{}`",
         style.paint("1", "cellrun"),
         header.notebook,
-        header.cells.len(),
+        cells(header.cells.len()),
         header.executor
     );
     if !header.lifecycles.is_empty() {
@@ -398,8 +398,8 @@ fn render_summary(summary: &RunSummary, elapsed: Duration, style: Style) -> Stri
         ""
     };
     format!(
-        "{head}{} cells: {} in {}\n",
-        summary.total(),
+        "{head}{}: {} in {}\n",
+        cells(summary.total()),
         parts.join(", "),
         format_duration(elapsed)
     )
@@ -532,5 +532,14 @@ impl Executor for AnnounceStart {
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
         self.sink.event(&CellStarted { cell: cell.name() });
         self.inner.execute(cell, globals, token)
+    }
+}
+
+/// "1 cell", "2 cells".
+fn cells(count: usize) -> String {
+    if count == 1 {
+        "1 cell".to_owned()
+    } else {
+        format!("{count} cells")
     }
 }

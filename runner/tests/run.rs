@@ -281,3 +281,40 @@ fn bundled_examples_run_as_documented() {
     assert_eq!(stats.code, 0, "{:#?}", stats.events);
     assert_eq!(stats.finished("warmest")["output"], "Cairo");
 }
+
+#[test]
+fn colour_only_on_a_terminal_and_never_under_no_color() {
+    // `script` gives the run a terminal; without one, output is plain.
+    let dir = Dir::new("colour");
+    dir.write("nb.rhai", "// %% a\n1 + 1\n");
+    let on_terminal = |no_color: Option<&str>| {
+        let mut command = std::process::Command::new("script");
+        command
+            .args([
+                "-qec",
+                &format!("{} run nb.rhai", env!("CARGO_BIN_EXE_cellrun")),
+                "/dev/null",
+            ])
+            .current_dir(dir.path())
+            .env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let output = command
+            .output()
+            .expect("`script` (util-linux) runs the test's terminal");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = on_terminal(None);
+    assert!(
+        coloured.contains("\x1b[32m"),
+        "a terminal gets colour: {coloured:?}"
+    );
+    assert!(coloured.contains("1 cell: "), "{coloured:?}");
+    let plain = on_terminal(Some("1"));
+    assert!(plain.contains("✓ a"), "{plain:?}");
+    assert!(
+        !plain.contains('\x1b'),
+        "NO_COLOR turns colour off: {plain:?}"
+    );
+}
