@@ -118,27 +118,15 @@ impl LifecyclePlugin for Trace {
         state
             .events
             .push(span(name, "cell", setup_start, end, args));
-        state.events.push(span(
-            "setup",
-            "phase",
-            setup_start,
-            setup_end,
-            json!({"cell": name}),
-        ));
-        state.events.push(span(
-            "body",
-            "phase",
-            setup_end,
-            teardown_start,
-            json!({"cell": name}),
-        ));
-        state.events.push(span(
-            "teardown",
-            "phase",
-            teardown_start,
-            end,
-            json!({"cell": name}),
-        ));
+        for (phase, start, stop) in [
+            ("setup", setup_start, setup_end),
+            ("body", setup_end, teardown_start),
+            ("teardown", teardown_start, end),
+        ] {
+            state
+                .events
+                .push(span(phase, "phase", start, stop, json!({"cell": name})));
+        }
         Ok(())
     }
 }
