@@ -8,11 +8,16 @@
 //!   the in-process pipeline benchmarks; results under `target/bench/`.
 //! - `build-plugins [--release] [--out DIR]`: builds every plugin crate and
 //!   copies each library into DIR (default `target/plugins`).
+//! - `slurm up|down|status|env|bench`: a one-node Slurm cluster on loopback
+//!   under `target/slurm/`, for the slurm executor's tests, and the latency
+//!   of submitting work to it.
 //! - `tidy`: the repository checks (also run by `cargo test`).
 
 mod abi_check;
 mod bench;
 mod plugins;
+mod slurm;
+mod slurm_bench;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         Some("abi-check") => abi_check::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("build-plugins") => plugins::run(&rest),
+        Some("slurm") => slurm::run(&rest),
         Some("tidy") => tidy::run(),
         _ => {
             print_help();
@@ -47,6 +53,12 @@ fn print_help() {
   bench [--quick]   time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
   build-plugins [--release] [--out DIR]
                     build every plugin and copy the libraries into DIR (default target/plugins)
+  slurm up|down|status|env
+                    start, stop or query a one-node Slurm cluster on loopback (files under
+                    target/slurm/; installs slurm-wlm and munge with apt-get when missing);
+                    env prints the SLURM_CONF line its client commands need
+  slurm bench [--quick]
+                    latency of srun, sbatch, afterok chains and job arrays on that cluster
   tidy              repository checks (also run by `cargo test -p xtask`)"
     );
 }

@@ -1,0 +1,239 @@
+//! `cargo xtask slurm bench [--quick]`: what each way of handing work to
+//! the local cluster costs, measured against the running cluster.
+//!
+//! Times a blocking `srun true`; `sbatch` of one job until it leaves the
+//! queue, both polled and with `sbatch --wait`; a chain of jobs linked by
+//! `--dependency=afterok`; a job array; and the same number of independent
+//! jobs submitted at once. Results go to `target/bench/slurm.md`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::plugins::workspace_target_dir;
+use crate::project_root;
+use crate::slurm::{output_within, wait_for, Cluster};
+
+/// How long one measured job may take before the benchmark gives up.
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many jobs the chain, the array and the batch of independent jobs have.
+const WIDTH: usize = 8;
+
+pub(crate) fn run(cluster: &Cluster, repeats: usize) -> anyhow::Result<()> {
+    let jobs_dir = workspace_target_dir(&project_root()).join("slurm/bench-jobs");
+    fs::create_dir_all(&jobs_dir)?;
+    if let Err(err) =
+        output_within(&mut cluster.client("sinfo"), Duration::from_secs(10)).and_then(|out| {
+            if out.success {
+                Ok(())
+            } else {
+                bail!("{}", out.stderr.trim())
+            }
+        })
+    {
+        bail!("slurm does not answer ({err:#}); start it with `cargo xtask slurm up`");
+    }
+    let bench = Bench {
+        cluster,
+        jobs_dir: jobs_dir.display().to_string(),
+    };
+    let mut rows = Vec::new();
+    rows.push(Row::new(
+        "`srun true` (blocking, one job step)",
+        1,
+        bench.times(repeats, || bench.srun_true())?,
+    ));
+    rows.push(Row::new(
+        "`sbatch` one job, poll `squeue` until it left",
+        1,
+        bench.times(repeats, || bench.sbatch_polled())?,
+    ));
+    rows.push(Row::new(
+        "`sbatch --wait` one job",
+        1,
+        bench.times(repeats.div_ceil(2), || bench.sbatch_wait())?,
+    ));
+    rows.push(Row::new(
+        &format!("`sbatch` chain of {WIDTH} jobs, `--dependency=afterok`"),
+        WIDTH,
+        bench.times(repeats.div_ceil(2), || bench.chain(WIDTH))?,
+    ));
+    rows.push(Row::new(
+        &format!("`sbatch --array=0-{}` ({WIDTH} tasks)", WIDTH - 1),
+        WIDTH,
+        bench.times(repeats.div_ceil(2), || bench.array(WIDTH))?,
+    ));
+    rows.push(Row::new(
+        &format!("{WIDTH} independent `sbatch` jobs at once"),
+        WIDTH,
+        bench.times(repeats.div_ceil(2), || bench.independent(WIDTH))?,
+    ));
+    rows.push(Row::new(
+        &format!("{WIDTH} `srun true` one after another"),
+        WIDTH,
+        bench.times(repeats.div_ceil(2), || {
+            (0..WIDTH).try_for_each(|_| bench.srun_true())
+        })?,
+    ));
+
+    let mut report = String::from("# Slurm submission latency on the local cluster\n\n");
+    writeln!(report, "Wall time from the first command until every job of the case left the queue; {repeats} runs (half for multi-job cases).\n")?;
+    writeln!(
+        report,
+        "| case | jobs | median | min | max | median per job |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|---|")?;
+    for row in &rows {
+        writeln!(
+            report,
+            "| {} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            row.name,
+            row.jobs,
+            ms(row.median()),
+            ms(row.times[0]),
+            ms(row.times[row.times.len() - 1]),
+            ms(row.median()) / row.jobs as f64
+        )?;
+    }
+    print!("{report}");
+    let out_dir = workspace_target_dir(&project_root()).join("bench");
+    fs::create_dir_all(&out_dir)?;
+    fs::write(out_dir.join("slurm.md"), &report)?;
+    Ok(())
+}
+
+struct Row {
+    name: String,
+    jobs: usize,
+    /// Sorted ascending.
+    times: Vec<Duration>,
+}
+
+impl Row {
+    fn new(name: &str, jobs: usize, mut times: Vec<Duration>) -> Row {
+        times.sort();
+        Row {
+            name: name.to_owned(),
+            jobs,
+            times,
+        }
+    }
+
+    fn median(&self) -> Duration {
+        self.times[self.times.len() / 2]
+    }
+}
+
+struct Bench<'a> {
+    cluster: &'a Cluster,
+    jobs_dir: String,
+}
+
+impl Bench<'_> {
+    fn times(
+        &self,
+        repeats: usize,
+        mut case: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<Vec<Duration>> {
+        (0..repeats.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                case()?;
+                Ok(start.elapsed())
+            })
+            .collect()
+    }
+
+    fn client(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut cmd: Command = self.cluster.client(program);
+        cmd.args(args).current_dir(&self.jobs_dir);
+        let out = output_within(&mut cmd, JOB_TIMEOUT)?;
+        if !out.success {
+            bail!(
+                "`{program} {}` failed: {}",
+                args.join(" "),
+                out.stderr.trim()
+            );
+        }
+        Ok(out.stdout)
+    }
+
+    fn srun_true(&self) -> anyhow::Result<()> {
+        self.client("srun", &["true"]).map(drop)
+    }
+
+    fn sbatch(&self, extra: &[&str]) -> anyhow::Result<String> {
+        let mut args = vec!["--parsable", "--output=/dev/null"];
+        args.extend(extra);
+        args.extend(["--wrap", "true"]);
+        let out = self.client("sbatch", &args)?;
+        // `--parsable` prints `ID` or `ID;CLUSTER`.
+        let id = out.trim().split(';').next().unwrap_or_default().to_owned();
+        if id.is_empty() {
+            bail!("sbatch printed no job id");
+        }
+        Ok(id)
+    }
+
+    /// Waits until none of `ids` is pending, running or completing.
+    fn wait_gone(&self, ids: &[String]) -> anyhow::Result<()> {
+        let list = ids.join(",");
+        let mut failure = None;
+        wait_for("jobs to finish", JOB_TIMEOUT, || {
+            match self.client(
+                "squeue",
+                &["-h", "-t", "PD,R,CG,S", "-j", &list, "-o", "%i"],
+            ) {
+                Ok(out) => out.trim().is_empty(),
+                Err(err) => {
+                    failure = Some(err);
+                    true
+                }
+            }
+        })?;
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    fn sbatch_polled(&self) -> anyhow::Result<()> {
+        let id = self.sbatch(&[])?;
+        self.wait_gone(&[id])
+    }
+
+    fn sbatch_wait(&self) -> anyhow::Result<()> {
+        self.sbatch(&["--wait"]).map(drop)
+    }
+
+    fn chain(&self, n: usize) -> anyhow::Result<()> {
+        let mut ids: Vec<String> = Vec::new();
+        for _ in 0..n {
+            let dependency = ids.last().map(|id| format!("--dependency=afterok:{id}"));
+            let extra: Vec<&str> = dependency.iter().map(String::as_str).collect();
+            ids.push(self.sbatch(&extra)?);
+        }
+        self.wait_gone(&ids)
+    }
+
+    fn array(&self, n: usize) -> anyhow::Result<()> {
+        let range = format!("--array=0-{}", n - 1);
+        let id = self.sbatch(&[&range])?;
+        self.wait_gone(&[id])
+    }
+
+    fn independent(&self, n: usize) -> anyhow::Result<()> {
+        let ids = (0..n)
+            .map(|_| self.sbatch(&[]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.wait_gone(&ids).context("independent jobs")
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
