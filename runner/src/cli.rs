@@ -4,9 +4,26 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// What `--help` says after the options: exit codes and environment.
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    every cell ran ok (check: no error)
+  1    a cell failed or was cancelled (check: a static error)
+  2    usage error, unreadable notebook, or output that cannot be written
+  130  the run was interrupted (Ctrl-C, SIGTERM, SIGHUP)
+
+Environment:
+  CELLRUN_LOG                  log filter for stderr, e.g. `debug` or `scheduler=debug`
+  CELLRUN_PLUGIN_PATH          more plugin directories, separated like PATH
+  CELLRUN_EXECUTOR_ALLOWLIST   executor plugins a run may select (comma-separated)
+  CELLRUN_EXECUTOR_DENYLIST    executor plugins a run must not select
+  CELLRUN_LIFECYCLE_ALLOWLIST  lifecycle plugins a run may use
+  CELLRUN_LIFECYCLE_DENYLIST   lifecycle plugins a run must not use
+  NO_COLOR                     no colour, even on a terminal";
+
 /// Runs notebooks of Rhai cells as a dataflow graph.
 #[derive(Debug, Parser)]
-#[command(name = "cellrun", version, about)]
+#[command(name = "cellrun", version, about, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -128,5 +145,106 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
         Err(format!(
             "the timeout must be a positive number of seconds, not `{text}`"
         ))
+    }
+}
+
+/// When `run` misses its notebook because `--cache` took the notebook's
+/// path as its directory (`run --cache nb.rhai`), a note saying so.
+pub(crate) fn cache_took_the_notebook(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Option<String> {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if args.get(1).and_then(|arg| arg.to_str()) != Some("run") {
+        return None;
+    }
+    let at = args.iter().position(|arg| arg == "--cache")?;
+    let taken = args.get(at + 1)?.to_str()?;
+    if taken.starts_with('-') {
+        return None;
+    }
+    Some(format!(
+        "`--cache` took `{taken}` as its DIR; put `--cache` after the notebook \
+         (`cellrun run {taken} --cache`) or write `--cache=DIR`"
+    ))
+}
+
+/// For an unknown subcommand clap has no suggestion for (`rn`), the
+/// subcommand one edit away from it, if one is.
+pub(crate) fn subcommand_tip(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if error.kind() != clap::error::ErrorKind::InvalidSubcommand
+        || error.get(ContextKind::SuggestedSubcommand).is_some()
+    {
+        return None;
+    }
+    let Some(ContextValue::String(typed)) = error.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    let command = <Cli as clap::CommandFactory>::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    let similar = similar_name(typed, names.iter().map(String::as_str))?;
+    Some(format!("a similar subcommand exists: `{similar}`"))
+}
+
+/// The first of `names` at most one edit (insertion, deletion, substitution
+/// or swap of neighbours) away from `typed`.
+fn similar_name<'a>(typed: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let typed: Vec<char> = typed.chars().collect();
+    names.into_iter().find(|name| {
+        let name: Vec<char> = name.chars().collect();
+        let prefix = typed.iter().zip(&name).take_while(|(a, b)| a == b).count();
+        let suffix = typed[prefix..]
+            .iter()
+            .rev()
+            .zip(name[prefix..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let (rest_typed, rest_name) = (
+            &typed[prefix..typed.len() - suffix],
+            &name[prefix..name.len() - suffix],
+        );
+        match (rest_typed.len(), rest_name.len()) {
+            (0, 0) => false,
+            (0, 1) | (1, 0) | (1, 1) => true,
+            (2, 2) => rest_typed[0] == rest_name[1] && rest_typed[1] == rest_name[0],
+            _ => false,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: issue 12, point 16.
+    #[test]
+    fn issue_12_a_mistyped_subcommand_gets_the_near_one() {
+        let names = ["run", "check", "graph", "cache", "plugins"];
+        let similar = |typed: &str| similar_name(typed, names.iter().copied());
+        assert_eq!(similar("rn"), Some("run"));
+        assert_eq!(similar("rnu"), Some("run"));
+        assert_eq!(similar("chekc"), Some("check"));
+        assert_eq!(similar("plugin"), Some("plugins"));
+        assert_eq!(similar("grph"), Some("graph"));
+        assert_eq!(similar("run"), None);
+        assert_eq!(similar("xyz"), None);
+    }
+
+    // See: issue 12, point 16.
+    #[test]
+    fn issue_12_a_cache_flag_that_took_the_notebook_is_named() {
+        let note = |args: &[&str]| cache_took_the_notebook(args.iter().map(Into::into));
+        assert_eq!(
+            note(&["cellrun", "run", "--strict", "--cache", "book.rhai"]).as_deref(),
+            Some(
+                "`--cache` took `book.rhai` as its DIR; put `--cache` after the notebook \
+                 (`cellrun run book.rhai --cache`) or write `--cache=DIR`"
+            )
+        );
+        assert_eq!(note(&["cellrun", "run", "--cache", "--json"]), None);
+        assert_eq!(note(&["cellrun", "check", "--cache", "x"]), None);
     }
 }

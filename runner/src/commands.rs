@@ -79,7 +79,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             sink.event(&Warning { message });
         } else {
-            eprintln!("cellrun: warning: {message}");
+            eprintln!("cellrun: warning: {}", output::terminal_safe(message));
         }
     };
 
@@ -104,9 +104,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let dir = dir
             .clone()
             .unwrap_or_else(|| default_cache_dir(Some(&args.notebook)));
-        let cache = CachedLifecycle::new(dir, &loaded.notebook)
-            .context("cannot use the cache directory")?;
-        lifecycles.push(Arc::new(cache));
+        // A cache that cannot be used makes the run live, as a bad entry
+        // makes its cell live.
+        match prepare_cache_dir(&dir) {
+            Err(reason) => warnings.push(format!("{reason}; running without the cache")),
+            Ok(()) => match CachedLifecycle::new(dir, &loaded.notebook) {
+                Ok(cache) => lifecycles.push(Arc::new(cache)),
+                Err(error) => warnings.push(format!(
+                    "cannot use the cache directory ({:#}); running without the cache",
+                    anyhow::Error::from(error)
+                )),
+            },
+        }
     }
     lifecycles.extend(plugins::lifecycles(
         &inventory,
@@ -170,6 +179,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(memory),
     ));
     install_interrupt_handler(control.clone());
+    // Nobody reads the rest of a run whose output cannot be written.
+    let stop = control.clone();
+    sink.on_failure(move || stop.interrupt());
     let pipeline = Pipeline {
         notebook: &loaded.notebook,
         graph: &loaded.graph,
@@ -197,7 +209,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         })
     })?;
-    sink.flush();
+    if let Some(error) = sink.take_error() {
+        return Err(error.into());
+    }
     // The process ends next: leave the notebook's memory to the OS rather
     // than freeing thousands of cells (a fifth of a 20,000-cell run).
     // Plugins are dropped as usual: a lifecycle may write its output then.
@@ -272,7 +286,7 @@ fn list_plugins(args: &PluginArgs, as_json: bool) -> anyhow::Result<ExitCode> {
             "lifecycles": lifecycles,
             "warnings": dir_warnings,
         });
-        println!("{document}");
+        output::print(&format!("{document}\n"))?;
     } else {
         for warning in inventory
             .warnings
@@ -281,33 +295,35 @@ fn list_plugins(args: &PluginArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         {
             eprintln!("cellrun: warning: {warning}");
         }
-        println!(
-            "executor-abi {} (loads every 1.x)",
+        let mut text = format!(
+            "executor-abi {} (loads every 1.x)\n",
             executor_abi::ABI_VERSION
         );
         for report in &inventory.reports {
             let status = report.problem.as_deref().unwrap_or("compatible");
-            println!(
-                "{}\n  name: {}\n  kind: {}\n  abi: {}\n  description: {}\n  status: {status}",
+            text.push_str(&format!(
+                "{}\n  name: {}\n  kind: {}\n  abi: {}\n  description: {}\n  status: {status}\n",
                 report.path.display(),
                 report.name.as_deref().unwrap_or("-"),
                 report.kind.unwrap_or("-"),
                 report.abi_version.as_deref().unwrap_or("-"),
                 report.description.as_deref().unwrap_or("-"),
-            );
+            ));
         }
-        println!(
-            "{} libraries; a run would use executor `{selected}`",
+        text.push_str(&format!(
+            "{} libraries; a run would use executor `{selected}`\n",
             inventory.reports.len()
-        );
+        ));
         if !lifecycles.is_empty() {
-            println!("and lifecycles {}", lifecycles.join(", "));
+            text.push_str(&format!("and lifecycles {}\n", lifecycles.join(", ")));
         }
+        output::print(&output::terminal_safe_lines(&text))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C interrupts the run; a second Ctrl-C exits at once.
+/// Ctrl-C, SIGTERM and SIGHUP interrupt the run (the summary and
+/// `run_finished` still come); a second one exits at once.
 fn install_interrupt_handler(control: Arc<RunControl>) {
     let result = ctrlc::set_handler(move || {
         if control.is_interrupted() {
@@ -316,7 +332,7 @@ fn install_interrupt_handler(control: Arc<RunControl>) {
         control.interrupt();
     });
     if let Err(error) = result {
-        tracing::warn!(%error, "cannot handle Ctrl-C; an interrupt will kill the run");
+        tracing::warn!(%error, "cannot handle Ctrl-C or SIGTERM; a signal will kill the run");
     }
 }
 
@@ -372,22 +388,28 @@ fn check(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         }));
         text.push_str(&format!(
             "{} (line {})\n  defs: {}\n  refs: {}\n  parents: {}\n",
-            cell.name(),
+            output::terminal_safe(cell.name()),
             cell.first_line(),
-            cell.defs().join(", "),
-            cell.refs().join(", "),
-            parents.join(", ")
+            output::terminal_safe(&cell.defs().join(", ")),
+            output::terminal_safe(&cell.refs().join(", ")),
+            output::terminal_safe(&parents.join(", "))
         ));
         if let Some(error) = error {
-            text.push_str(&format!("  error: {}\n", error));
+            text.push_str(&format!(
+                "  error: {}\n",
+                output::terminal_safe(&error.to_string())
+            ));
         }
     }
     if as_json {
         let document = json!({"notebook": loaded.path, "cells": cells, "errors": n_errors});
-        println!("{document}");
+        output::print(&format!("{document}\n"))?;
     } else {
-        print!("{text}");
-        println!("{} cells, {} with errors", notebook.len(), n_errors);
+        text.push_str(&format!(
+            "{}, {n_errors} with errors\n",
+            output::cells(notebook.len())
+        ));
+        output::print(&text)?;
     }
     Ok(ExitCode::from(u8::from(n_errors > 0)))
 }
@@ -453,8 +475,31 @@ fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
             text.push('\n');
         }
     }
-    print!("{text}");
+    output::print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the cache directory `dir` if needed (writable by its owner
+/// only) and applies the plugin directories' trust rule to it: entries are
+/// read back as results, so nobody else may be able to write them.
+fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
+    builder.create(dir).map_err(|error| {
+        format!(
+            "cannot create the cache directory {}: {error}",
+            dir.display()
+        )
+    })?;
+    match crate::libfile::distrust_dir(dir) {
+        Some(reason) => Err(format!(
+            "not using the cache directory {}: {reason}",
+            dir.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The cache directory used when none is given: `.cellrun/cache` beside the
@@ -478,23 +523,27 @@ fn cache(action: CacheAction) -> anyhow::Result<ExitCode> {
             } else {
                 " (no such directory)"
             };
-            println!(
-                "{}: {} entries, {} bytes{missing}",
+            let mut text = format!(
+                "{}: {} entries, {} bytes{missing}\n",
                 dir.display(),
                 info.entries,
                 info.bytes
             );
             if info.temp_files > 0 {
-                println!(
-                    "{} unfinished temporary files (removed by `cellrun cache clear`)",
+                text.push_str(&format!(
+                    "{} unfinished temporary files (removed by `cellrun cache clear`)\n",
                     info.temp_files
-                );
+                ));
             }
+            output::print(&output::terminal_safe_lines(&text))?;
         }
         CacheAction::Clear { dir } => {
             let dir = dir.unwrap_or_else(|| default_cache_dir(None));
             let removed = cache_clear(&dir)?;
-            println!("{}: removed {removed} files", dir.display());
+            output::print(&output::terminal_safe_lines(&format!(
+                "{}: removed {removed} files\n",
+                dir.display()
+            )))?;
         }
     }
     Ok(ExitCode::SUCCESS)

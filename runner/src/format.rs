@@ -5,6 +5,12 @@
 //! marker is a cell too. An unnamed cell is named `cell-N`, N being its
 //! 1-based position. Markers are Rhai comments, so the whole file stays a
 //! valid Rhai script.
+//!
+//! Lines end with `\n`, `\r\n` or a lone `\r` (old Mac files): all three
+//! count as line breaks, in the splitter and in every line number reported.
+//! The splitter does not lex Rhai: a marker line inside a multi-line
+//! (backtick) string still starts a cell, so such a string cannot contain
+//! one; the cut string then fails as a syntax error of its cell.
 
 use executor_core::CellSource;
 
@@ -23,6 +29,30 @@ pub(crate) enum FormatError {
         /// Says which of them got the name by position, if one did.
         note: String,
     },
+}
+
+/// The lines of `text`, each without its line break: `\n`, `\r\n` and a
+/// lone `\r` all end a line.
+pub(crate) fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\n', '\r']) {
+            Some(end) => {
+                let skip = if current[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
+                rest = Some(&current[end + skip..]).filter(|next| !next.is_empty());
+                Some(&current[..end])
+            }
+            None => {
+                rest = None;
+                (!current.is_empty()).then_some(current)
+            }
+        }
+    })
 }
 
 /// Splits a notebook's text into cell sources, in file order.
@@ -60,7 +90,7 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
         };
         cells.push((pending.name, line, source));
     };
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in lines(text).enumerate() {
         let line_number = index as u32 + 1;
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix(MARKER) {
@@ -137,6 +167,25 @@ mod tests {
     fn a_byte_order_mark_does_not_hide_the_first_marker() {
         let cells = names_and_lines("\u{feff}// %% a\nlet x = 1;\n");
         assert_eq!(cells, [("a".to_owned(), 2, "let x = 1;\n".to_owned())]);
+    }
+
+    // See: issue 12, point 13.
+    #[test]
+    fn issue_12_every_line_ending_breaks_lines() {
+        let text = "// %% a\rlet x = 1;\r// %% b\r\nlet y = x;\n\r// %% c\rx +\r";
+        let cells = names_and_lines(text);
+        assert_eq!(
+            cells,
+            [
+                ("a".to_owned(), 2, "let x = 1;\n".to_owned()),
+                ("b".to_owned(), 4, "let y = x;\n\n".to_owned()),
+                ("c".to_owned(), 7, "x +\n".to_owned()),
+            ]
+        );
+        let split_lines: Vec<&str> = lines("a\r\rb\r\nc\n").collect();
+        assert_eq!(split_lines, ["a", "", "b", "c"]);
+        assert_eq!(lines("").count(), 0);
+        assert_eq!(lines("\n").collect::<Vec<_>>(), [""]);
     }
 
     #[test]

@@ -22,22 +22,70 @@ static JSON_WARNINGS: OnceLock<Sink> = OnceLock::new();
 
 /// Installs the subscriber: stderr filtered by `CELLRUN_LOG` (default:
 /// warnings), plus the forwarder of warnings to JSON events.
+///
+/// Without `CELLRUN_LOG`, warnings look like every other warning of the
+/// runner: one `cellrun: warning: ...` line each. An invalid filter is
+/// reported and ignored.
 pub(crate) fn install() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CELLRUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = match std::env::var("CELLRUN_LOG") {
+        Ok(text) => match tracing_subscriber::EnvFilter::try_new(&text) {
+            Ok(filter) => Some(filter),
+            Err(error) => {
+                eprintln!(
+                    "cellrun: warning: CELLRUN_LOG=`{}` is not a valid filter ({error}); logging warnings only",
+                    crate::output::terminal_safe(&text)
+                );
+                None
+            }
+        },
+        Err(_) => None,
+    };
     // Colour only on a terminal, and never under `NO_COLOR`.
     let color = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .with_target(true)
-        .without_time()
-        .with_filter(filter);
+    let (detailed, plain) = match filter {
+        Some(filter) => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(color)
+                    .with_target(true)
+                    .without_time()
+                    .with_filter(filter),
+            ),
+            None,
+        ),
+        None => (None, Some(PlainWarnings)),
+    };
     let _ = tracing_subscriber::registry()
-        .with(stderr)
+        .with(detailed)
+        .with(plain)
         .with(ForwardWarnings)
         .try_init();
+}
+
+/// The default stderr layer: each warning or error as one
+/// `cellrun: warning: ...` line.
+struct PlainWarnings;
+
+impl<S: Subscriber> Layer<S> for PlainWarnings {
+    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+        let level = *event.metadata().level();
+        if level > Level::WARN {
+            return;
+        }
+        let mut text = Text::default();
+        event.record(&mut text);
+        let label = if level == Level::ERROR {
+            "error"
+        } else {
+            "warning"
+        };
+        eprintln!(
+            "cellrun: {label}: {}",
+            crate::output::terminal_safe(&text.finish())
+        );
+    }
 }
 
 /// From now on, every warning or error logged also becomes a `warning`

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod format;
 mod json;
+mod libfile;
 mod logging;
 mod memory;
 mod output;
@@ -29,13 +30,32 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
+            if let Some(tip) = cli::subcommand_tip(&error) {
+                eprintln!("\ntip: {}", output::terminal_safe(&tip));
+            }
+            if error.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+                if let Some(note) = cli::cache_took_the_notebook(std::env::args_os()) {
+                    eprintln!("\nnote: {}", output::terminal_safe(&note));
+                }
+            }
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
     match std::panic::catch_unwind(|| commands::dispatch(cli)) {
         Ok(Ok(code)) => code,
         Ok(Err(error)) => {
-            eprintln!("cellrun: {error:#}");
+            // A reader that went away (`cellrun check nb.rhai | head -1`)
+            // ends the command quietly, as `grep` does.
+            if error
+                .downcast_ref::<output::StdoutError>()
+                .is_some_and(|error| error.source.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "cellrun: {}",
+                output::terminal_safe_lines(&format!("{error:#}"))
+            );
             ExitCode::from(2)
         }
         Err(payload) => {

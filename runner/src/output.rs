@@ -2,7 +2,7 @@
 
 use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,50 @@ struct SinkInner {
     dirty: AtomicBool,
     done: AtomicBool,
     terminal: bool,
+    /// The first write error; nothing is written after it.
+    failed: OnceLock<io::Error>,
+    /// Called once, at the first write error (it stops the run).
+    on_failure: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl SinkInner {
+    /// Records the outcome of a write or flush; the first error stops
+    /// further output and calls the failure callback.
+    fn check(&self, outcome: io::Result<()>) {
+        if let Err(error) = outcome {
+            if self.failed.set(error).is_ok() {
+                if let Some(callback) = self.on_failure.get() {
+                    callback();
+                }
+            }
+        }
+    }
+
+    fn flush_now(&self) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.failed.get().is_none() {
+            let outcome = out.flush();
+            self.check(outcome);
+        }
+    }
+}
+
+/// A write error on standard output: the caller exits quietly on a closed
+/// pipe and with this message otherwise.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to standard output: {source}")]
+pub(crate) struct StdoutError {
+    #[source]
+    pub(crate) source: io::Error,
+}
+
+/// Writes `text` to standard output at once, for the commands that print
+/// one document.
+pub(crate) fn print(text: &str) -> Result<(), StdoutError> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| StdoutError { source })
 }
 
 impl Sink {
@@ -36,6 +80,8 @@ impl Sink {
             dirty: AtomicBool::new(false),
             done: AtomicBool::new(false),
             terminal,
+            failed: OnceLock::new(),
+            on_failure: OnceLock::new(),
         });
         if !terminal {
             let weak = Arc::downgrade(&inner);
@@ -48,11 +94,7 @@ impl Sink {
                         return;
                     }
                     if inner.dirty.swap(false, Ordering::AcqRel) {
-                        let _ = inner
-                            .out
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .flush();
+                        inner.flush_now();
                     }
                 });
         }
@@ -70,13 +112,31 @@ impl Sink {
             .out
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // A closed pipe is not worth a panic; the run goes on.
-        let _ = out.write_all(text.as_bytes());
+        if self.inner.failed.get().is_some() {
+            return;
+        }
+        let mut outcome = out.write_all(text.as_bytes());
         if self.inner.terminal {
-            let _ = out.flush();
+            outcome = outcome.and_then(|()| out.flush());
         } else {
             self.inner.dirty.store(true, Ordering::Release);
         }
+        self.inner.check(outcome);
+    }
+
+    /// Calls `callback` once, at the first write error on standard output
+    /// (a closed pipe, a full disk).
+    pub(crate) fn on_failure(&self, callback: impl Fn() + Send + Sync + 'static) {
+        let _ = self.inner.on_failure.set(Box::new(callback));
+    }
+
+    /// The first write error, if writing failed; it ends the run.
+    pub(crate) fn take_error(&self) -> Option<StdoutError> {
+        self.flush();
+        let error = self.inner.failed.get()?;
+        Some(StdoutError {
+            source: io::Error::new(error.kind(), error.to_string()),
+        })
     }
 
     /// Writes one JSON event as a line.
@@ -90,12 +150,7 @@ impl Sink {
 
     pub(crate) fn flush(&self) {
         self.inner.done.store(true, Ordering::Relaxed);
-        let _ = self
-            .inner
-            .out
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush();
+        self.inner.flush_now();
     }
 }
 
@@ -235,12 +290,15 @@ pub(crate) fn human_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) 
     let mut first = format!(
         "{} {} ({}) with executor `{}`",
         style.paint("1", "cellrun"),
-        header.notebook,
+        terminal_safe(&header.notebook),
         cells(header.cells.len()),
-        header.executor
+        terminal_safe(&header.executor)
     );
     if !header.lifecycles.is_empty() {
-        first.push_str(&format!(" and lifecycles {}", header.lifecycles.join(", ")));
+        first.push_str(&format!(
+            " and lifecycles {}",
+            terminal_safe(&header.lifecycles.join(", "))
+        ));
     }
     first.push('\n');
     stdout.write(&first);
@@ -293,7 +351,7 @@ fn render_cell(
     let mut text = format!(
         "{} {:<width$}",
         style.paint(color, mark),
-        outcome.cell.name()
+        terminal_safe(outcome.cell.name())
     );
     if outcome.result.cached {
         text.push_str(&style.paint("2", &format!(" {:>9}", "cached")));
@@ -306,41 +364,88 @@ fn render_cell(
         None => {
             if !outcome.result.output.is_unit() {
                 text.push_str("  ");
-                text.push_str(&compact(&outcome.result.output, 72));
+                text.push_str(&terminal_safe(&compact(&outcome.result.output, 72)));
             }
         }
         Some(error) => {
             text.push_str("  ");
-            text.push_str(&style.paint(color, &format!("{}: {}", error.kind, error.message)));
+            text.push_str(&style.paint(
+                color,
+                &format!("{}: {}", error.kind, terminal_safe(&error.message)),
+            ));
             if let Some(blamed) = error
                 .blamed
                 .filter(|_| error.kind != executor_core::ErrorKind::Cancelled)
             {
                 if let Some(name) = names.get(blamed.index()) {
-                    text.push_str(&format!(" (blames `{name}`)"));
+                    text.push_str(&format!(" (blames `{}`)", terminal_safe(name)));
                 }
             }
         }
     }
     text.push('\n');
     for line in outcome.result.stdout.lines() {
-        // A cell's text must not move the cursor or recolour the runner's lines.
-        let line: String = line
-            .chars()
-            .map(|c| {
-                if c.is_control() && c != '\t' {
-                    '\u{fffd}'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        text.push_str(&format!("    {} {line}\n", style.paint("2", "│")));
+        text.push_str(&format!(
+            "    {} {}\n",
+            style.paint("2", "│"),
+            terminal_safe(line)
+        ));
     }
     if let Some(error) = &outcome.result.error {
         text.push_str(&excerpt(error, source, notebook, style));
     }
     text
+}
+
+/// Text a notebook controls, made safe for a terminal: every control
+/// character but a tab becomes U+FFFD, so a cell name, a message or a value
+/// cannot move the cursor, recolour the runner's lines or retitle the
+/// window.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    replace_controls(text, "\t")
+}
+
+/// [`terminal_safe`] for text of several lines: line breaks stay.
+pub(crate) fn terminal_safe_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    replace_controls(text, "\t\n")
+}
+
+fn replace_controls<'a>(text: &'a str, keep: &str) -> std::borrow::Cow<'a, str> {
+    let unsafe_char = |c: char| c.is_control() && !keep.contains(c);
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| if unsafe_char(c) { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// How many characters of a source line an excerpt shows at most.
+const EXCERPT_WIDTH: usize = 120;
+
+/// The part of `code` an excerpt shows: at most [`EXCERPT_WIDTH`]
+/// characters around 1-based `column`, with `…` where text was cut; and the
+/// column within that part.
+fn excerpt_window(code: &str, column: Option<u32>) -> (String, Option<usize>) {
+    let n_chars = code.chars().count();
+    let column = column.map(|column| (column.max(1) as usize).min(n_chars + 1));
+    if n_chars <= EXCERPT_WIDTH {
+        return (code.to_owned(), column);
+    }
+    let at = column.unwrap_or(1) - 1;
+    let start = at
+        .saturating_sub(EXCERPT_WIDTH / 2)
+        .min(n_chars - EXCERPT_WIDTH);
+    let mut shown = String::new();
+    if start > 0 {
+        shown.push('…');
+    }
+    shown.extend(code.chars().skip(start).take(EXCERPT_WIDTH));
+    if start + EXCERPT_WIDTH < n_chars {
+        shown.push('…');
+    }
+    let column = column.map(|column| column - start + usize::from(start > 0));
+    (shown, column)
 }
 
 /// The notebook line an error points at, with a caret under its column.
@@ -349,14 +454,17 @@ fn excerpt(error: &CellError, source: &str, notebook: &str, style: Style) -> Str
         return String::new();
     };
     // Errors are few: finding the line on demand beats keeping every line.
-    let Some(code) = source.lines().nth((line as usize).saturating_sub(1)) else {
+    let Some(code) = crate::format::lines(source).nth((line as usize).saturating_sub(1)) else {
         return String::new();
     };
+    let (code, column) = excerpt_window(code, error.column);
+    let code = terminal_safe(&code);
     let number = line.to_string();
     let pad = " ".repeat(number.len());
     let mut text = format!(
-        "    {pad}{} {notebook}:{line}{}\n",
+        "    {pad}{} {}:{line}{}\n",
         style.paint("34", "-->"),
+        terminal_safe(notebook),
         error
             .column
             .map(|column| format!(":{column}"))
@@ -366,10 +474,10 @@ fn excerpt(error: &CellError, source: &str, notebook: &str, style: Style) -> Str
         "    {} {code}\n",
         style.paint("34", &format!("{number} |"))
     ));
-    if let Some(column) = error.column {
+    if let Some(column) = column {
         let indent: String = code
             .chars()
-            .take(column.saturating_sub(1) as usize)
+            .take(column.saturating_sub(1))
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         text.push_str(&format!(
@@ -536,7 +644,7 @@ impl Executor for AnnounceStart {
 }
 
 /// "1 cell", "2 cells".
-fn cells(count: usize) -> String {
+pub(crate) fn cells(count: usize) -> String {
     if count == 1 {
         "1 cell".to_owned()
     } else {

@@ -228,35 +228,6 @@ fn is_library(path: &Path) -> bool {
     )
 }
 
-/// Why `path` must not be loaded, if it must not: writable by group or
-/// others, or owned by another user than the caller or root.
-#[cfg(unix)]
-fn distrust(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error) => return Some(format!("cannot read its permissions: {error}")),
-    };
-    if metadata.mode() & 0o022 != 0 {
-        return Some(format!("{} is writable by group or others", path.display()));
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if metadata.uid() != me && metadata.uid() != 0 {
-        return Some(format!(
-            "{} is owned by another user (uid {})",
-            path.display(),
-            metadata.uid()
-        ));
-    }
-    None
-}
-
-#[cfg(not(unix))]
-fn distrust(_path: &Path) -> Option<String> {
-    None
-}
-
 /// A short form of a loading error; the full text goes to the debug log.
 fn summarize(path: &Path, error: &LibraryError) -> String {
     tracing::debug!(path = %path.display(), error = %error, "plugin library error in full");
@@ -329,13 +300,16 @@ fn select_generation(file: &str, version: &str) -> Result<Generation, String> {
 
 /// Inspects one library: header, version, layout, then name and kind.
 /// Constructs nothing.
-fn inspect(path: &Path, report: &mut Report) -> Result<Plugin, String> {
+///
+/// `load_from` is the file the trust and structure checks opened
+/// (see [`crate::libfile`]); `path` names it in messages.
+fn inspect(path: &Path, load_from: &Path, report: &mut Report) -> Result<Plugin, String> {
     let file = path.file_name().map_or_else(
         || path.display().to_string(),
         |name| name.to_string_lossy().into_owned(),
     );
     let started = std::time::Instant::now();
-    let header = lib_header_from_path(path).map_err(|error| summarize(path, &error))?;
+    let header = lib_header_from_path(load_from).map_err(|error| summarize(path, &error))?;
     let opened = started.elapsed();
     let version = header.version_strings().version.as_str().to_owned();
     report.abi_version = Some(version.clone());
@@ -390,7 +364,6 @@ pub(crate) fn discover(config: &PluginConfig) -> Inventory {
                 continue;
             }
         };
-        let dir_distrust = distrust(dir);
         let mut files: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| is_library(path) && path.is_file())
@@ -405,13 +378,15 @@ pub(crate) fn discover(config: &PluginConfig) -> Inventory {
                 description: None,
                 problem: None,
             };
-            let untrusted = dir_distrust.clone().or_else(|| distrust(&path));
-            let outcome = match untrusted {
-                Some(reason) if !config.allow_untrusted => Err(format!(
+            let outcome = match crate::libfile::open(&path, config.allow_untrusted) {
+                Err(crate::libfile::Refusal::Untrusted(reason)) => Err(format!(
                     "refusing untrusted plugin {}: {reason} (--allow-untrusted-plugins loads it anyway)",
                     path.display()
                 )),
-                _ => inspect(&path, &mut report).map_err(|reason| {
+                Err(crate::libfile::Refusal::Broken(reason)) => {
+                    Err(format!("plugin {} skipped: {reason}", path.display()))
+                }
+                Ok(opened) => inspect(&path, opened.load_path(), &mut report).map_err(|reason| {
                     format!("plugin {} skipped: {reason}", path.display())
                 }),
             };

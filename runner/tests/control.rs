@@ -1,10 +1,10 @@
 //! Interrupts, timeouts and safety limits.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use crate::util::{cellrun_command, Dir, Run};
+use crate::util::{cellrun_command, wait_with_deadline, Dir, Run};
 
 const BUSY: &str = "\
 // %% before
@@ -57,20 +57,6 @@ fn interrupt_busy_cell(dir: &Dir, args: &[&str], started_marker: &str) -> (i32, 
         .read_to_string(&mut stderr)
         .unwrap();
     (code, seen, stderr)
-}
-
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            panic!("cellrun did not stop after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -210,6 +210,12 @@ fn a_corrupt_cache_entry_is_a_warning_event_and_the_cell_runs_live() {
         "the log has it too: {}",
         run.stderr
     );
+    // See: issue 12, point 16: one warning style for everything.
+    assert!(
+        run.stderr.starts_with("cellrun: warning: "),
+        "{}",
+        run.stderr
+    );
     assert!(
         !run.stderr.contains('\x1b'),
         "no colour off a terminal: {}",

@@ -36,7 +36,7 @@ fn target_dir() -> PathBuf {
 /// Builds every plugin once (debug profile, the workspace target dir) and
 /// returns where each library was copied: `<root>/<name>/lib<name>.so`, one
 /// directory per plugin so tests can combine them.
-fn built_plugins() -> &'static Path {
+pub(crate) fn built_plugins() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -67,7 +67,7 @@ fn built_plugins() -> &'static Path {
     })
 }
 
-fn library_file(plugin: &str) -> String {
+pub(crate) fn library_file(plugin: &str) -> String {
     format!(
         "{}plugin_{plugin}{}",
         std::env::consts::DLL_PREFIX,
@@ -75,7 +75,7 @@ fn library_file(plugin: &str) -> String {
     )
 }
 
-fn set_mode(path: &Path, mode: u32) {
+pub(crate) fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }

@@ -25,3 +25,7 @@ mod lifecycles;
 
 // Plugins: loading, trust, version checks, panics, and the shipped plugins.
 mod plugins;
+
+// Hostile input: broken plugin files, signals, closed pipes, terminal escapes
+// (issue 12).
+mod hardening;

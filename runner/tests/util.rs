@@ -1,8 +1,9 @@
 //! Helpers for running the `cellrun` binary in a scratch directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -156,5 +157,21 @@ impl Run {
             count("cancelled"),
             count("interrupted"),
         )
+    }
+}
+
+/// Waits for `child` at most `deadline` (then kills it and fails) and
+/// returns its exit code.
+pub(crate) fn wait_with_deadline(child: &mut Child, deadline: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("cellrun did not stop within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
