@@ -1,0 +1,252 @@
+//! The `slurm` executor plugin: runs cells as jobs on a Slurm cluster.
+//!
+//! Each cell sent to the cluster becomes one blocking `srun` job that runs
+//! `cellrun worker` on a node; the request and the response are files in
+//! the job's directory under the shared work directory ([`job`]). A cell
+//! asks for resources with a `slurm:` comment ([`resources`]).
+//!
+//! Options (`--plugin-opt slurm.KEY=VALUE`):
+//! - `partition`, `cpus`, `mem`, `time`: defaults for every cell's job,
+//!   with the values a `slurm:` directive takes;
+//! - `workdir`: the shared directory for the jobs' files (default
+//!   `.cellrun/slurm` beside the notebook);
+//! - `route`: `all` (default) sends every cell to the cluster, `marked`
+//!   only the cells with a `slurm:` directive; the others run here with the
+//!   built-in evaluation;
+//! - `cellrun`: the `cellrun` binary on the nodes (default: the one running).
+//!
+//! Constructing the executor asks the cluster for its partitions; when it
+//! does not answer, construction fails and says why.
+
+pub mod job;
+pub mod resources;
+
+use std::path::PathBuf;
+
+use executor_abi::abi_stable::std_types::{RNone, ROption, RSome, RString};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
+use executor_abi::{FfiCell, FfiCellError, FfiErrorKind, FfiRunResult, FfiValue};
+
+use crate::resources::{find_directive, Resources};
+
+/// Which cells leave the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Every cell runs on the cluster.
+    All,
+    /// Only cells with a `slurm:` directive run on the cluster.
+    Marked,
+}
+
+/// The executor's settings, from its options.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Resources for cells that do not ask for them.
+    pub defaults: Resources,
+    /// The shared directory for the jobs' files, when given.
+    pub workdir: Option<PathBuf>,
+    /// Which cells run on the cluster.
+    pub route: Route,
+    /// The `cellrun` binary the nodes run.
+    pub cellrun: PathBuf,
+}
+
+impl Config {
+    /// Reads the options.
+    ///
+    /// # Errors
+    /// On an unknown option or a bad value, naming it.
+    pub fn from_options(options: &Options) -> Result<Config, PluginError> {
+        options.reject_unknown(&[
+            "partition",
+            "cpus",
+            "mem",
+            "time",
+            "workdir",
+            "route",
+            "cellrun",
+        ])?;
+        let mut defaults = Resources::default();
+        for key in ["partition", "cpus", "mem", "time"] {
+            if let Some(value) = options.get(key) {
+                defaults
+                    .set(key, value)
+                    .map_err(|err| PluginError::new(format!("option `{key}`: {err}")))?;
+            }
+        }
+        let route = match options.get("route") {
+            None | Some("all") => Route::All,
+            Some("marked") => Route::Marked,
+            Some(other) => {
+                return Err(PluginError::new(format!(
+                    "option `route={other}`: expected `all` or `marked`"
+                )))
+            }
+        };
+        let cellrun = match options.get("cellrun") {
+            Some(path) => PathBuf::from(path),
+            None => std::env::current_exe().map_err(|err| {
+                PluginError::new(format!(
+                    "cannot find the running cellrun ({err}); give option `cellrun`"
+                ))
+            })?,
+        };
+        Ok(Config {
+            defaults,
+            workdir: options.get("workdir").map(PathBuf::from),
+            route,
+            cellrun,
+        })
+    }
+}
+
+/// Where a cell runs, and with what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Here, with the built-in evaluation.
+    Local,
+    /// On the cluster, with these resources (defaults applied).
+    Cluster(Resources),
+}
+
+/// Decides where `cell` runs under `config`.
+///
+/// # Errors
+/// When the cell's `slurm:` directive is invalid: a cell error at the
+/// directive's notebook line.
+pub fn place(config: &Config, cell: &FfiCell) -> Result<Placement, FfiCellError> {
+    let directive = find_directive(&cell.code).map_err(|err| FfiCellError {
+        kind: FfiErrorKind::RUNTIME,
+        message: RString::from(err.to_string()),
+        line: RSome(cell.first_line + err.line as u32),
+        column: RNone,
+        blamed: RNone,
+        missing_name: ROption::RNone,
+    })?;
+    Ok(match (directive, config.route) {
+        (Some(directive), _) => Placement::Cluster(directive.resources.or(&config.defaults)),
+        (None, Route::All) => Placement::Cluster(config.defaults.clone()),
+        (None, Route::Marked) => Placement::Local,
+    })
+}
+
+/// Runs cells on a Slurm cluster; see the crate docs.
+#[derive(Debug)]
+pub struct Slurm {
+    config: Config,
+}
+
+impl ExecutorPlugin for Slurm {
+    const NAME: &'static str = "slurm";
+    const DESCRIPTION: &'static str =
+        "runs cells as jobs on a Slurm cluster (slurm.partition, slurm.route, slurm.workdir)";
+
+    fn new(options: &Options, _logger: Logger) -> Result<Slurm, PluginError> {
+        let config = Config::from_options(options)?;
+        job::probe()
+            .map_err(|err| PluginError::new(format!("the Slurm cluster does not answer: {err}")))?;
+        Ok(Slurm { config })
+    }
+
+    fn execute(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+        match place(&self.config, cell) {
+            Err(error) => Ok(failed(error)),
+            Ok(Placement::Local) => host.run_default(),
+            // FIXME: cells for the cluster need `cellrun worker` and the
+            // wire form of executor contract 1.2, which this ABI lacks.
+            Ok(Placement::Cluster(_)) => Err(PluginError::new(
+                "running a cell on the cluster needs `cellrun worker` (executor contract 1.2), which this cellrun lacks",
+            )),
+        }
+    }
+}
+
+fn failed(error: FfiCellError) -> FfiRunResult {
+    FfiRunResult {
+        output: FfiValue::Unit,
+        stdout: RString::new(),
+        error: RSome(error),
+        cached: false,
+    }
+}
+
+executor_abi::export_executor!(Slurm);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use executor_abi::abi_stable::std_types::RVec;
+
+    fn options(pairs: &[(&str, &str)]) -> Options {
+        Options::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    fn cell(code: &str) -> FfiCell {
+        FfiCell {
+            id: 0,
+            name: "c".into(),
+            code: code.into(),
+            defs: RVec::new(),
+            refs: RVec::new(),
+            first_line: 10,
+        }
+    }
+
+    #[test]
+    fn options_give_defaults_and_bad_ones_are_named() {
+        let config =
+            Config::from_options(&options(&[("partition", "debug"), ("cpus", "2")])).unwrap();
+        assert_eq!(
+            config.defaults.srun_args(),
+            ["--cpus-per-task=2", "--partition=debug"]
+        );
+        assert_eq!(config.route, Route::All);
+        let err = Config::from_options(&options(&[("cpus", "many")])).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "option `cpus`: slurm option `cpus=many`: expected a positive integer"
+        );
+        let err = Config::from_options(&options(&[("route", "some")])).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "option `route=some`: expected `all` or `marked`"
+        );
+        assert!(Config::from_options(&options(&[("nodes", "2")])).is_err());
+    }
+
+    #[test]
+    fn marked_routing_keeps_unmarked_cells_here() {
+        let all = Config::from_options(&options(&[("partition", "debug")])).unwrap();
+        let marked = Config::from_options(&options(&[("route", "marked")])).unwrap();
+        let plain = cell("let x = 1;\n");
+        let asks = cell("// slurm: cpus=2\nlet x = 1;\n");
+        assert_eq!(
+            place(&all, &plain).unwrap(),
+            Placement::Cluster(all.defaults.clone())
+        );
+        assert_eq!(place(&marked, &plain).unwrap(), Placement::Local);
+        let Placement::Cluster(resources) = place(&all, &asks).unwrap() else {
+            panic!("a marked cell runs on the cluster");
+        };
+        assert_eq!(
+            resources.srun_args(),
+            ["--cpus-per-task=2", "--partition=debug"]
+        );
+    }
+
+    #[test]
+    fn a_bad_directive_fails_the_cell_at_its_notebook_line() {
+        let config = Config::from_options(&options(&[])).unwrap();
+        let error = place(&config, &cell("// about\n// slurm: gpus=1\n")).unwrap_err();
+        assert_eq!(error.line, RSome(11));
+        assert!(
+            error.message.contains("unknown slurm option `gpus`"),
+            "{}",
+            error.message
+        );
+    }
+}
