@@ -32,6 +32,36 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// it is killed.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
+/// The prefix of every job name of the run `run_id`: `cellrun-ID.`, the id
+/// kept to ASCII letters and digits, so the `.` ends it and no run's prefix
+/// is the start of another run's job names.
+pub fn run_prefix(run_id: &str) -> String {
+    let id: String = run_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
+    format!("cellrun-{id}.")
+}
+
+/// The name of the job running cell `index` (named `cell`) in the run with
+/// `prefix`: unique in the run through the index, readable through the
+/// cell's name (kept to characters Slurm shows as they are).
+pub fn job_name(prefix: &str, index: u32, cell: &str) -> String {
+    let readable: String = cell
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("{prefix}{index}-{readable}")
+}
+
 /// The files of one job, all in its own directory of the shared work
 /// directory.
 #[derive(Clone, Debug)]
@@ -206,6 +236,81 @@ impl RunningJob {
             }
             thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// How long to wait for a job whose `srun` returned to leave `COMPLETING`.
+const STATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many lines of a failed job's logs its error shows.
+const LOG_LINES: usize = 10;
+
+/// Why a job gave no response.
+#[derive(Debug)]
+pub enum JobFailure {
+    /// This side stopped it (interrupt or deadline).
+    Stopped(StopCause),
+    /// It failed, was cancelled or timed out on the cluster: the message
+    /// gives Slurm's state and exit code and the tail of the job's logs.
+    Failed(String),
+    /// It could not be started or waited for.
+    Job(JobError),
+}
+
+impl JobSpec {
+    /// Writes `request` as the job's standard input, runs the job, and
+    /// returns its standard output when it succeeded; calls `stop` while
+    /// it runs (see [`RunningJob::wait`]).
+    ///
+    /// # Errors
+    /// See [`JobFailure`].
+    pub fn run(
+        &self,
+        request: &[u8],
+        stop: impl FnMut() -> Option<StopCause>,
+    ) -> Result<Vec<u8>, JobFailure> {
+        fs::write(self.files.request(), request).map_err(|source| {
+            JobFailure::Job(JobError::Io {
+                what: format!("cannot write {}", self.files.request().display()),
+                source,
+            })
+        })?;
+        let finished = self
+            .start()
+            .map_err(JobFailure::Job)?
+            .wait(stop)
+            .map_err(JobFailure::Job)?;
+        if let Some(cause) = finished.stopped {
+            return Err(JobFailure::Stopped(cause));
+        }
+        if !finished.status.success() {
+            return Err(JobFailure::Failed(self.failure_message(finished.status)));
+        }
+        fs::read(self.files.response()).map_err(|source| {
+            JobFailure::Job(JobError::Io {
+                what: format!("cannot read {}", self.files.response().display()),
+                source,
+            })
+        })
+    }
+
+    /// Says why the job failed: Slurm's view of it when Slurm still knows
+    /// it, `srun`'s exit status otherwise, then the tails of its logs.
+    fn failure_message(&self, status: ExitStatus) -> String {
+        let mut message = match final_state(&self.name, STATE_TIMEOUT) {
+            Some(state) => state.to_string(),
+            None => format!("slurm job `{}` failed: srun {status}", self.name),
+        };
+        for (what, path) in [
+            ("job log", self.files.log()),
+            ("srun", self.files.srun_log()),
+        ] {
+            let tail = tail(&path, LOG_LINES);
+            if !tail.trim().is_empty() {
+                message.push_str(&format!("\n{what} ({}):\n{tail}", path.display()));
+            }
+        }
+        message
     }
 }
 
@@ -451,6 +556,18 @@ mod tests {
              --input=/shared/run/3/request --output=/shared/run/3/response --error=/shared/run/3/log \
              --cpus-per-task=2 --time=5 -- /opt/cellrun worker"
         );
+    }
+
+    #[test]
+    fn job_names_start_with_their_runs_prefix_and_no_other() {
+        let prefix = run_prefix("9f3a-77");
+        assert_eq!(prefix, "cellrun-9f3a77.");
+        assert_eq!(
+            job_name(&prefix, 3, "load data"),
+            "cellrun-9f3a77.3-load_data"
+        );
+        let other = run_prefix("9f3a");
+        assert!(!job_name(&prefix, 3, "x").starts_with(&other));
     }
 
     #[test]

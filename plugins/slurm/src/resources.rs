@@ -22,6 +22,7 @@
 //! `partition`.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The resources one cell asks for; `None` leaves the choice to the
 /// executor's defaults, then to the cluster's.
@@ -101,6 +102,27 @@ impl Resources {
             }
         }
         Ok(())
+    }
+
+    /// `self` with a time limit of at most `remaining`, the time the cell
+    /// has left before its deadline (`--timeout`).
+    ///
+    /// Slurm counts time limits in whole minutes, so `remaining` is rounded
+    /// up to the next minute: the job's limit backs up the deadline, which
+    /// the executor enforces to the millisecond by cancelling the job. A
+    /// smaller limit the cell asked for stays.
+    pub fn within(&self, remaining: Duration) -> Resources {
+        let millis = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
+        let minutes = millis.div_ceil(60_000).max(1);
+        let asked = self.time.as_deref().and_then(time_seconds);
+        let time = match asked {
+            Some(seconds) if seconds <= minutes * 60 => self.time.clone(),
+            _ => Some(minutes.to_string()),
+        };
+        Resources {
+            time,
+            ..self.clone()
+        }
     }
 
     /// The `srun` arguments that ask for these resources.
@@ -320,6 +342,25 @@ mod tests {
         for bad in ["", "x", "1:", "-1", "1:2:3:4", "1-2:3:4:5", "+5"] {
             assert_eq!(time_seconds(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_deadline_becomes_a_time_limit_in_whole_minutes() {
+        let none = Resources::default();
+        let within = |resources: &Resources, millis: u64| {
+            resources
+                .within(Duration::from_millis(millis))
+                .time
+                .unwrap()
+        };
+        assert_eq!(within(&none, 500), "1");
+        assert_eq!(within(&none, 60_000), "1");
+        assert_eq!(within(&none, 60_001), "2");
+        assert_eq!(within(&none, 150_000), "3");
+        let asks = parse_options("time=0:30").unwrap();
+        assert_eq!(within(&asks, 600_000), "0:30");
+        let long = parse_options("time=1:00:00").unwrap();
+        assert_eq!(within(&long, 600_000), "10");
     }
 
     #[test]

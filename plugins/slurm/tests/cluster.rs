@@ -8,11 +8,14 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use plugin_slurm::job::{self, JobFiles, JobSpec, StopCause};
+use plugin_slurm::job::{self, JobFailure, JobFiles, JobSpec, StopCause};
 use plugin_slurm::resources::Resources;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Makes sure the local cluster answers, starting it outside CI.
@@ -166,4 +169,36 @@ fn cancelling_a_run_cancels_its_pending_and_running_jobs() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn running_a_job_returns_its_response_or_says_how_it_failed() {
+    cluster();
+    let echo = job("run-ok", &["cat"]);
+    assert_eq!(
+        echo.run(b"request bytes", || None).unwrap(),
+        b"request bytes"
+    );
+    let fail = job(
+        "run-fail",
+        &["sh", "-c", "echo 'cannot decode the request' >&2; exit 4"],
+    );
+    let Err(JobFailure::Failed(message)) = fail.run(b"", || None) else {
+        panic!("a job that exits with 4 fails");
+    };
+    let first = message.lines().next().unwrap();
+    assert!(
+        first.starts_with("slurm job ")
+            && first.ends_with(" FAILED (exit code 4:0, reason NonZeroExitCode)"),
+        "{message}"
+    );
+    assert!(message.contains("job log ("), "{message}");
+    assert!(
+        message.contains("\ncannot decode the request\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("task 0: Exited with exit code 4"),
+        "{message}"
+    );
 }
