@@ -14,6 +14,7 @@ use crate::util::{cellrun_command, Dir, Run};
 const PLUGINS: &[&str] = &[
     "passthrough",
     "retry",
+    "slurm",
     "trace",
     "ctor_error",
     "ctor_panic",
@@ -81,7 +82,7 @@ pub(crate) fn set_mode(path: &Path, mode: u32) {
 }
 
 /// `--plugin-dir` arguments for `plugins`.
-fn plugin_dirs(plugins: &[&str]) -> Vec<String> {
+pub(crate) fn plugin_dirs(plugins: &[&str]) -> Vec<String> {
     plugins
         .iter()
         .flat_map(|plugin| {
@@ -101,14 +102,14 @@ fn run_with(dir: &Dir, notebook: &str, plugins: &[&str], extra: &[&str]) -> Run 
     dir.run_json(notebook, &args)
 }
 
-fn warnings(run: &Run) -> Vec<String> {
+pub(crate) fn warnings(run: &Run) -> Vec<String> {
     run.events("warning")
         .iter()
         .map(|event| event["message"].as_str().unwrap().to_owned())
         .collect()
 }
 
-fn run_started(run: &Run) -> &Value {
+pub(crate) fn run_started(run: &Run) -> &Value {
     run.events("run_started")[0]
 }
 

@@ -29,3 +29,6 @@ mod plugins;
 // Hostile input: broken plugin files, signals, closed pipes, terminal escapes
 // (issue 12).
 mod hardening;
+
+// The slurm executor against the real local cluster of `cargo xtask slurm up`.
+mod slurm;
