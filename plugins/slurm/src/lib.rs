@@ -20,6 +20,7 @@
 
 pub mod job;
 pub mod resources;
+pub mod run;
 
 use std::path::PathBuf;
 
