@@ -48,6 +48,11 @@ pub(crate) fn run(cluster: &Cluster, repeats: usize) -> anyhow::Result<()> {
         bench.times(repeats, || bench.srun_true())?,
     ));
     rows.push(Row::new(
+        "`srun` with its streams as files in a shared directory (the slurm executor's job)",
+        1,
+        bench.times(repeats, || bench.srun_files())?,
+    ));
+    rows.push(Row::new(
         "`sbatch` one job, poll `squeue` until it left",
         1,
         bench.times(repeats, || bench.sbatch_polled())?,
@@ -164,6 +169,19 @@ impl Bench<'_> {
 
     fn srun_true(&self) -> anyhow::Result<()> {
         self.client("srun", &["true"]).map(drop)
+    }
+
+    fn srun_files(&self) -> anyhow::Result<()> {
+        let dir = &self.jobs_dir;
+        fs::write(format!("{dir}/request"), "request\n")?;
+        let input = format!("--input={dir}/request");
+        let output = format!("--output={dir}/response");
+        let error = format!("--error={dir}/log");
+        self.client("srun", &[&input, &output, &error, "cat"])?;
+        if fs::read_to_string(format!("{dir}/response"))? != "request\n" {
+            bail!("the job did not copy its request to its response");
+        }
+        Ok(())
     }
 
     fn sbatch(&self, extra: &[&str]) -> anyhow::Result<String> {
