@@ -53,6 +53,180 @@ pub fn is_private(name: &str) -> bool {
     name == "__" || (name.starts_with('_') && !name.starts_with("__"))
 }
 
+/// The names Python resolves without any cell defining them: the
+/// `builtins` module's (Python 3.9 to 3.14) and the module attributes every
+/// script has.
+const BUILTINS: &[&str] = &[
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BaseException",
+    "BaseExceptionGroup",
+    "BlockingIOError",
+    "BrokenPipeError",
+    "BufferError",
+    "BytesWarning",
+    "ChildProcessError",
+    "ConnectionAbortedError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "DeprecationWarning",
+    "EOFError",
+    "Ellipsis",
+    "EncodingWarning",
+    "EnvironmentError",
+    "Exception",
+    "ExceptionGroup",
+    "False",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "FutureWarning",
+    "GeneratorExit",
+    "IOError",
+    "ImportError",
+    "ImportWarning",
+    "IndentationError",
+    "IndexError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "None",
+    "NotADirectoryError",
+    "NotImplemented",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PendingDeprecationWarning",
+    "PermissionError",
+    "ProcessLookupError",
+    "PythonFinalizationError",
+    "RecursionError",
+    "ReferenceError",
+    "ResourceWarning",
+    "RuntimeError",
+    "RuntimeWarning",
+    "StopAsyncIteration",
+    "StopIteration",
+    "SyntaxError",
+    "SyntaxWarning",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "TimeoutError",
+    "True",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "UnicodeTranslateError",
+    "UnicodeWarning",
+    "UserWarning",
+    "ValueError",
+    "Warning",
+    "ZeroDivisionError",
+    "__build_class__",
+    "__builtin__",
+    "__builtins__",
+    "__class__",
+    "__debug__",
+    "__doc__",
+    "__file__",
+    "__import__",
+    "__loader__",
+    "__name__",
+    "__package__",
+    "__spec__",
+    "abs",
+    "aiter",
+    "all",
+    "anext",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "breakpoint",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "compile",
+    "complex",
+    "copyright",
+    "credits",
+    "delattr",
+    "dict",
+    "dir",
+    "divmod",
+    "enumerate",
+    "eval",
+    "exec",
+    "exit",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "getattr",
+    "globals",
+    "hasattr",
+    "hash",
+    "help",
+    "hex",
+    "id",
+    "input",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "license",
+    "list",
+    "locals",
+    "map",
+    "max",
+    "memoryview",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "open",
+    "ord",
+    "pow",
+    "print",
+    "property",
+    "quit",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "setattr",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "type",
+    "vars",
+    "zip",
+];
+
+/// Whether Python resolves `name` by itself (`print`, `len`, `__file__`),
+/// so that a read of it needs no cell to define it.
+pub fn is_builtin(name: &str) -> bool {
+    BUILTINS.binary_search(&name).is_ok()
+}
+
 /// Parses and analyses one cell's code.
 ///
 /// # Errors
@@ -77,6 +251,21 @@ pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
         return Err(syntax_error(code, offset, message));
     }
     Ok(visitor.finish())
+}
+
+/// The public names a cell that does not parse appears to mean to define,
+/// from the syntax tree the parser recovers.
+///
+/// Cells reading them can then be cancelled with a clear cause instead of
+/// failing on an undefined name.
+pub fn intended_defs(code: &str) -> Vec<String> {
+    let parsed = parse_unchecked(code, ParseOptions::from(Mode::Module));
+    let Some(module) = parsed.syntax().as_module() else {
+        return Vec::new();
+    };
+    let mut visitor = Visitor::new();
+    visitor.visit_body(&module.body);
+    visitor.finish().defs
 }
 
 /// Builds a [`SyntaxError`] at byte `offset` of `code`.
@@ -969,6 +1158,18 @@ mod tests {
     fn type_parameters_are_local() {
         check("def f[T](x: T) -> T:\n    return x", &["f"], &[]);
         check("type Alias[T] = list[T]", &["Alias"], &["list"]);
+    }
+
+    #[test]
+    fn a_broken_cell_still_shows_what_it_means_to_define() {
+        assert_eq!(intended_defs("a = 1\nb = (\n"), ["a", "b"]);
+    }
+
+    #[test]
+    fn builtins_are_known_and_sorted() {
+        assert!(BUILTINS.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(is_builtin("print") && is_builtin("__file__") && is_builtin("ExceptionGroup"));
+        assert!(!is_builtin("numpy") && !is_builtin("x"));
     }
 
     #[test]

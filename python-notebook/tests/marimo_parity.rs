@@ -193,3 +193,23 @@ fn notebooks_split_and_analyse_as_marimo_does() {
         differences.join("\n")
     );
 }
+
+#[test]
+fn every_builtin_of_the_environment_is_known() {
+    let Some(python) = marimo_python() else {
+        return;
+    };
+    let output = Command::new(python)
+        .args(["-c", "import builtins; print('\\n'.join(dir(builtins)))"])
+        .output()
+        .expect("run python");
+    let unknown: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|name| !python_notebook::is_builtin(name))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "builtins missing from the list: {unknown:?}"
+    );
+}
