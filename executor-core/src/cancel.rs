@@ -14,6 +14,23 @@ pub enum StopReason {
     MemoryLimit,
 }
 
+impl StopReason {
+    /// The error of a cell stopped for this reason.
+    pub fn cell_error(self) -> crate::CellError {
+        use crate::{CellError, ErrorKind};
+        match self {
+            StopReason::Interrupted => CellError::new(ErrorKind::Interrupted, "interrupted"),
+            StopReason::TimedOut => {
+                CellError::new(ErrorKind::Timeout, "cell ran past the time limit")
+            }
+            StopReason::MemoryLimit => CellError::new(
+                ErrorKind::Runtime,
+                "cell stopped: the run went over its memory limit",
+            ),
+        }
+    }
+}
+
 const RUNNING: u8 = 0;
 const INTERRUPTED: u8 = 1;
 const TIMED_OUT: u8 = 2;

@@ -80,6 +80,14 @@ impl DefaultExecutor {
     /// An executor whose engine enforces `limits`.
     pub fn new(limits: &Limits) -> DefaultExecutor {
         let mut engine = new_engine(limits);
+        crate::bounded::register(&mut engine, limits.max_alloc_bytes, || {
+            CONTROL.with(|slot| {
+                slot.borrow()
+                    .token
+                    .as_ref()
+                    .is_some_and(CancelToken::is_stopped)
+            })
+        });
         engine.on_progress(|_operations| {
             CONTROL.with(|slot| {
                 let control = slot.borrow();
@@ -218,16 +226,15 @@ fn cell_error(
         .unwrap_or(cell.first_line());
     let (line, column) = notebook_position(position, first_line);
     let mut cell_error = match &error {
-        EvalAltResult::ErrorTerminated(..) => match token.reason() {
-            Some(StopReason::TimedOut) => {
-                CellError::new(ErrorKind::Timeout, "cell ran past the time limit")
-            }
-            Some(StopReason::MemoryLimit) => CellError::new(
-                ErrorKind::Runtime,
-                "cell stopped: the run went over its memory limit",
-            ),
-            _ => CellError::new(ErrorKind::Interrupted, "interrupted"),
-        },
+        EvalAltResult::ErrorTerminated(..) => token
+            .reason()
+            .unwrap_or(StopReason::Interrupted)
+            .cell_error(),
+        EvalAltResult::ErrorDataTooLarge(what, _)
+            if what.contains(crate::bounded::MEMORY_LIMIT) =>
+        {
+            CellError::new(ErrorKind::Runtime, what.clone())
+        }
         EvalAltResult::ErrorVariableNotFound(name, _) => {
             let mut missing = CellError::new(ErrorKind::Runtime, error.to_string());
             missing.missing_name = Some(name.clone());

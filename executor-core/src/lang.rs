@@ -30,6 +30,11 @@ pub struct Limits {
     pub array_size: usize,
     /// Most entries of an object map, nested ones included (`0`: unlimited).
     pub map_size: usize,
+    /// Most bytes one built-in call may allocate (`blob(n)`, `pad(n, ...)`),
+    /// checked before the call runs (`0`: unlimited). The runner sets it to
+    /// the run's memory limit, which is otherwise checked only between
+    /// operations.
+    pub max_alloc_bytes: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +46,7 @@ impl Default for Limits {
             string_size: 0,
             array_size: 0,
             map_size: 0,
+            max_alloc_bytes: 0,
         }
     }
 }

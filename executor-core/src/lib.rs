@@ -45,6 +45,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod analysis;
+mod bounded;
 mod cancel;
 mod cell;
 mod default_executor;

@@ -65,7 +65,20 @@ fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let limits = Limits::default();
+    let memory = MemoryLimit {
+        bytes: args
+            .max_memory
+            .unwrap_or_else(crate::memory::default_limit_mib)
+            .checked_mul(1 << 20)
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .unwrap_or(usize::MAX),
+        probe: crate::memory::held,
+    };
+    // One built-in call may not allocate past the memory limit either.
+    let limits = Limits {
+        max_alloc_bytes: memory.bytes,
+        ..Limits::default()
+    };
     let loaded = load(&args.notebook, &limits)?;
     let selected = select_cells(&loaded.notebook, &args.cells, &loaded.path)?;
     let plan = Plan::new(&loaded.notebook, &loaded.graph, selected.as_deref());
@@ -161,19 +174,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         output::human_hooks(&mut hooks, &sink, &header);
     }
+    crate::last_words::arm(&mut hooks, &sink, args.json, header.names.clone());
     for warning in &warnings {
         warn(warning);
     }
 
-    let memory = MemoryLimit {
-        bytes: args
-            .max_memory
-            .unwrap_or_else(crate::memory::default_limit_mib)
-            .checked_mul(1 << 20)
-            .and_then(|bytes| usize::try_from(bytes).ok())
-            .unwrap_or(usize::MAX),
-        probe: crate::memory::held,
-    };
     let control = Arc::new(RunControl::with_limits(
         args.timeout.map(Duration::from_secs_f64),
         Some(memory),

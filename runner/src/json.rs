@@ -3,15 +3,118 @@
 use rhai::Dynamic;
 use serde_json::Value;
 
+/// The most values (scalars, items, entries) an output renders as JSON.
+pub(crate) const MAX_JSON_VALUES: usize = 1_000_000;
+
+/// The most bytes of text an output renders as JSON, over all its strings.
+pub(crate) const MAX_JSON_TEXT: usize = 64 << 20;
+
 /// The JSON form of a Rhai value.
 ///
 /// Maps become objects, arrays and blobs arrays, unit null, numbers numbers,
 /// strings and characters strings. A value with no JSON form (a function
 /// pointer, a timestamp, a non-finite float, a custom type) becomes its
 /// display string.
+#[cfg(test)]
 pub(crate) fn to_json(value: &Dynamic) -> Value {
+    to_json_bounded(value).0
+}
+
+/// [`to_json`] in bounded time and memory: after [`MAX_JSON_VALUES`] values
+/// or [`MAX_JSON_TEXT`] bytes of text, containers and strings are cut
+/// short; the flag says whether anything was.
+pub(crate) fn to_json_bounded(value: &Dynamic) -> (Value, bool) {
+    to_json_budget(value, MAX_JSON_VALUES, MAX_JSON_TEXT)
+}
+
+/// [`to_json_bounded`] with a budget of `values` values and `text` bytes.
+fn to_json_budget(value: &Dynamic, values: usize, text: usize) -> (Value, bool) {
+    let mut budget = Budget {
+        values,
+        text,
+        cut: false,
+    };
+    let json = to_json_within(value, &mut budget);
+    (json, budget.cut)
+}
+
+/// What is left to render.
+struct Budget {
+    values: usize,
+    text: usize,
+    cut: bool,
+}
+
+impl Budget {
+    /// Takes one value; `false` when none is left.
+    fn take(&mut self) -> bool {
+        if self.values == 0 {
+            self.cut = true;
+            return false;
+        }
+        self.values -= 1;
+        true
+    }
+
+    /// The part of `text` that fits.
+    fn text<'a>(&mut self, text: &'a str) -> &'a str {
+        let fits = prefix(text, self.text);
+        self.text -= fits.len();
+        self.cut |= fits.len() < text.len();
+        fits
+    }
+}
+
+/// The longest prefix of `text` of at most `bytes` bytes, whole characters only.
+fn prefix(text: &str, bytes: usize) -> &str {
+    if text.len() <= bytes {
+        return text;
+    }
+    let mut end = bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn to_json_within(value: &Dynamic, budget: &mut Budget) -> Value {
+    if let Some(array) = value.read_lock::<rhai::Array>() {
+        let mut items = Vec::with_capacity(array.len().min(budget.values));
+        for item in array.iter() {
+            if !budget.take() {
+                break;
+            }
+            items.push(to_json_within(item, budget));
+        }
+        return Value::Array(items);
+    }
+    if let Some(blob) = value.read_lock::<rhai::Blob>() {
+        let n_bytes = blob.len().min(budget.values);
+        budget.values -= n_bytes;
+        budget.cut |= n_bytes < blob.len();
+        return Value::Array(
+            blob[..n_bytes]
+                .iter()
+                .map(|byte| Value::from(*byte))
+                .collect(),
+        );
+    }
+    if let Some(map) = value.read_lock::<rhai::Map>() {
+        let mut entries = serde_json::Map::new();
+        for (key, item) in map.iter() {
+            if !budget.take() {
+                break;
+            }
+            let key = budget.text(key).to_owned();
+            entries.insert(key, to_json_within(item, budget));
+        }
+        return Value::Object(entries);
+    }
+    if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+        return Value::String(budget.text(&text).to_owned());
+    }
     if value.is_shared() {
-        return to_json(&value.flatten_clone());
+        return to_json_within(&value.flatten_clone(), budget);
     }
     if value.is_unit() {
         Value::Null
@@ -22,22 +125,10 @@ pub(crate) fn to_json(value: &Dynamic) -> Value {
     } else if let Ok(float) = value.as_float() {
         serde_json::Number::from_f64(float)
             .map_or_else(|| Value::String(float.to_string()), Value::Number)
-    } else if value.is_string() {
-        Value::String(value.to_string())
     } else if let Ok(char) = value.as_char() {
         Value::String(char.to_string())
-    } else if let Some(array) = value.read_lock::<rhai::Array>() {
-        Value::Array(array.iter().map(to_json).collect())
-    } else if let Some(blob) = value.read_lock::<rhai::Blob>() {
-        Value::Array(blob.iter().map(|byte| Value::from(*byte)).collect())
-    } else if let Some(map) = value.read_lock::<rhai::Map>() {
-        Value::Object(
-            map.iter()
-                .map(|(key, value)| (key.to_string(), to_json(value)))
-                .collect(),
-        )
     } else {
-        Value::String(value.to_string())
+        Value::String(budget.text(&value.to_string()).to_owned())
     }
 }
 
@@ -47,8 +138,9 @@ pub(crate) fn to_json(value: &Dynamic) -> Value {
 /// million-element array costs a few elements to show, not the array.
 pub(crate) fn compact(value: &Dynamic, width: usize) -> String {
     let mut text = String::new();
-    if value.is_string() {
-        text = value.to_string();
+    if let Some(string) = value.read_lock::<rhai::ImmutableString>() {
+        // Four bytes a character is enough to fill `width` characters.
+        text = prefix(&string, width.saturating_mul(4) + 4).to_owned();
     } else {
         // Four bytes a character is enough to fill `width` characters.
         write_bounded(value, &mut text, width.saturating_mul(4) + 1);
@@ -98,7 +190,12 @@ fn write_bounded(value: &Dynamic, out: &mut String, limit: usize) {
         }
         out.push('}');
     } else {
-        out.push_str(&to_json(value).to_string());
+        let mut budget = Budget {
+            values: 1,
+            text: limit.saturating_sub(out.len()),
+            cut: false,
+        };
+        out.push_str(&to_json_within(value, &mut budget).to_string());
     }
 }
 
@@ -147,6 +244,22 @@ mod tests {
         let huge = eval("let xs = []; xs.pad(1000000, 7); xs");
         let text = compact(&huge, 20);
         assert_eq!(text, "[7,7,7,7,7,7,7,7,7,…");
+    }
+
+    // See: issue 12, point 2.
+    #[test]
+    fn issue_12_huge_values_render_in_bounded_memory() {
+        let (json, cut) = to_json_budget(&eval("blob(3000, 1)"), 1000, 100);
+        assert!(cut);
+        assert_eq!(json.as_array().map(Vec::len), Some(1000));
+        let (json, cut) = to_json_budget(&eval("[\"éééé\", \"éééé\", 1, 2]"), 3, 11);
+        assert!(cut);
+        assert_eq!(json, serde_json::json!(["éééé", "é", 1]));
+        let (json, cut) = to_json_bounded(&eval("[[1, 2], #{a: \"x\"}]"));
+        assert!(!cut);
+        assert_eq!(json, serde_json::json!([[1, 2], {"a": "x"}]));
+        let long = eval("let s = \"\"; s.pad(5000000, 'x'); s");
+        assert_eq!(compact(&long, 8), "xxxxxxx…");
     }
 
     #[test]

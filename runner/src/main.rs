@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod format;
 mod json;
+mod last_words;
 mod libfile;
 mod logging;
 mod memory;

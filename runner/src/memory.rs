@@ -21,12 +21,15 @@ pub(crate) struct Counting;
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every method forwards to `MiMalloc` with the same arguments and only
-// adds bookkeeping on an atomic counter.
+// adds bookkeeping on an atomic counter; on a failed allocation it may end
+// the process (see `last_words`), which allocates nothing.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
         let pointer = unsafe { MiMalloc.alloc(layout) };
-        if !pointer.is_null() {
+        if pointer.is_null() {
+            crate::last_words::allocation_failed(layout.size());
+        } else {
             HELD.fetch_add(layout.size(), Ordering::Relaxed);
         }
         pointer
@@ -35,7 +38,9 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
         let pointer = unsafe { MiMalloc.alloc_zeroed(layout) };
-        if !pointer.is_null() {
+        if pointer.is_null() {
+            crate::last_words::allocation_failed(layout.size());
+        } else {
             HELD.fetch_add(layout.size(), Ordering::Relaxed);
         }
         pointer
@@ -50,7 +55,9 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
         let moved = unsafe { MiMalloc.realloc(pointer, layout, new_size) };
-        if !moved.is_null() {
+        if moved.is_null() {
+            crate::last_words::allocation_failed(new_size);
+        } else {
             HELD.fetch_add(new_size, Ordering::Relaxed);
             HELD.fetch_sub(layout.size(), Ordering::Relaxed);
         }

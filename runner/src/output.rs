@@ -10,7 +10,7 @@ use executor_core::{CancelToken, Cell, CellError, Executor, Globals, RunResult, 
 use scheduler::{CellOutcome, Hooks, Priority, RunSummary};
 use serde::Serialize;
 
-use crate::json::{compact, to_json};
+use crate::json::{compact, to_json_bounded};
 
 /// Standard output, buffered, flushed at least every 50 ms by a background
 /// thread and at once on a terminal, so lines appear as cells finish
@@ -152,6 +152,37 @@ impl Sink {
         self.inner.done.store(true, Ordering::Relaxed);
         self.inner.flush_now();
     }
+
+    /// Flushes what is buffered, for a process about to exit from any state
+    /// (an allocation just failed): allocates nothing, and waits for the
+    /// output lock only a little.
+    pub(crate) fn flush_for_exit(&self) {
+        self.with_lock_for_exit(|out| {
+            let _ = out.flush();
+        });
+    }
+
+    /// Writes `bytes` and flushes, like [`Sink::flush_for_exit`].
+    pub(crate) fn write_for_exit(&self, bytes: &[u8]) {
+        self.with_lock_for_exit(|out| {
+            let _ = out.get_mut().write_all(bytes);
+            let _ = out.get_mut().flush();
+        });
+    }
+
+    fn with_lock_for_exit(&self, f: impl FnOnce(&mut BufWriter<Stdout>)) {
+        for _ in 0..1000 {
+            match self.inner.out.try_lock() {
+                Ok(mut out) => return f(&mut out),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                    return f(&mut poisoned.into_inner())
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+    }
 }
 
 /// Whether to colour: only on a terminal, and never under `NO_COLOR`.
@@ -220,6 +251,9 @@ struct CellFinished<'a> {
     cell: &'a str,
     status: &'a str,
     output: serde_json::Value,
+    /// Only when the output was too large to render whole.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    output_truncated: bool,
     stdout: &'a str,
     error: Option<ErrorJson<'a>>,
     duration_ms: f64,
@@ -261,10 +295,12 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
                 .and_then(|id| names.get(id.index()))
                 .map(String::as_str),
         });
+        let (output, output_truncated) = to_json_bounded(&outcome.result.output);
         out.event(&CellFinished {
             cell: outcome.cell.name(),
             status: outcome.status.as_str(),
-            output: to_json(&outcome.result.output),
+            output,
+            output_truncated,
             stdout: &outcome.result.stdout,
             error,
             duration_ms: outcome.duration.as_secs_f64() * 1e3,

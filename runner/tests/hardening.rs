@@ -425,3 +425,127 @@ fn issue_12_argument_and_setup_messages() {
     let (_, stdout, _) = text(&["check", "nb.rhai"], None);
     assert!(stdout.ends_with("1 cell, 0 with errors\n"), "{stdout}");
 }
+
+// Point 2: one native call cannot escape the limits: an allocation its
+// argument sizes is refused before it runs, `sleep` stops at a timeout.
+#[test]
+fn issue_12_single_native_calls_stay_within_the_limits() {
+    let dir = Dir::new("native-calls");
+    let run = dir.run_json(
+        "// %% bytes\nlet b = blob(300000000, 7);\n\
+         // %% text\nlet t = \"ab\";\nt.pad(200000000, \"xyz\");\n\
+         // %% slots\nlet a = [];\na.pad(20000000, [1]);\n\
+         // %% fine\nlet f = blob(1000);\nf.len()\n",
+        &["--max-memory", "64"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for cell in ["bytes", "text", "slots"] {
+        let error = &run.finished(cell)["error"];
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("over the run's memory limit of 67108864 bytes"),
+            "{cell}: {message}"
+        );
+    }
+    assert_eq!(run.finished("fine")["output"], 1000);
+
+    let started = std::time::Instant::now();
+    let run = dir.run_json(
+        "// %% nap\nsleep(40.5);\n// %% after\n1\n// %% long\nsleep(100)\n",
+        &["--timeout", "0.2"],
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(run.finished("nap")["error"]["kind"], "timeout");
+    assert_eq!(run.finished("long")["error"]["kind"], "timeout");
+    assert_eq!(run.status("after"), "ok");
+
+    let (child, seen) = start_until(&dir, "// %% nap\nsleep(1e9);\n", &[], "nap");
+    kill(&child, "INT");
+    let run = finish(child, seen);
+    assert_eq!(run.code, 130);
+    assert_eq!(run.status("nap"), "interrupted");
+}
+
+// Point 2: printers render a large value in bounded memory; `--json` says
+// when it cut one.
+#[test]
+fn issue_12_large_outputs_are_cut_in_json() {
+    let dir = Dir::new("large-output");
+    let run = dir.run_json("// %% big\nblob(2500000, 1)\n// %% small\n[1, 2]\n", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let big = run.finished("big");
+    assert_eq!(big["output_truncated"], true);
+    assert_eq!(big["output"].as_array().unwrap().len(), 1_000_000);
+    assert!(run.finished("small").get("output_truncated").is_none());
+}
+
+// Point 3: an allocation that fails ends the run with what it had: the
+// results already produced, a last `run_finished`, a message.
+#[test]
+fn issue_12_a_failed_allocation_keeps_the_results_so_far() {
+    let dir = Dir::new("alloc-failure");
+    dir.write(
+        "nb.rhai",
+        "// %% early\nlet e = 41 + 1;\ne\n// %% huge\nlet h = blob(7000000000, 1);\n// %% late\n1\n",
+    );
+    for json in [true, false] {
+        // An address-space limit makes the allocation fail where the memory
+        // limit (set far above) would not stop it.
+        let output = std::process::Command::new("sh")
+            .current_dir(dir.path())
+            .args([
+                "-c",
+                &format!(
+                    "ulimit -v 4000000 && exec \"$0\" run nb.rhai --max-memory 100000 {}",
+                    if json { "--json" } else { "" }
+                ),
+                env!("CARGO_BIN_EXE_cellrun"),
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+        assert!(
+            stderr.contains(
+                "cellrun: out of memory: an allocation of 7000000000 bytes failed while cell `huge` ran"
+            ),
+            "{stderr}"
+        );
+        if json {
+            let run = Run::from_output(output);
+            assert_eq!(run.finished("early")["output"], 42);
+            let finished = run.events("run_finished");
+            assert_eq!(finished.len(), 1, "{stdout}");
+            assert_eq!(finished[0]["ok"], 1);
+            assert_eq!(finished[0]["error"], 1);
+            assert_eq!(finished[0]["aborted"]["cell"], "huge");
+        } else {
+            assert!(stdout.contains("✓ early"), "{stdout}");
+        }
+    }
+}
+
+// Point 11: the memory limit blames the cell that crossed it, and limits are
+// checked when a cell ends, however short it was.
+#[test]
+fn issue_12_limits_blame_the_cell_that_crossed_them() {
+    let dir = Dir::new("blame");
+    let run = dir.run_json(
+        "// %% grower\nlet g1 = blob(40000000);\nlet g2 = blob(40000000);\n\
+         // %% next\nlet n = [1, 2, 3];\nn.len()\n// %% reader\ng1.len()\n",
+        &["--max-memory", "64"],
+    );
+    assert_eq!(run.status("grower"), "error", "{:#?}", run.events);
+    assert!(run.finished("grower")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("memory limit"));
+    assert_eq!(run.finished("next")["output"], 3);
+    assert_eq!(run.status("reader"), "cancelled");
+
+    let run = dir.run_json("// %% quick\n1 + 1\n", &["--timeout", "0.0000001"]);
+    assert_eq!(run.finished("quick")["error"]["kind"], "timeout");
+    assert_eq!(run.code, 1);
+}

@@ -82,12 +82,20 @@ impl RunControl {
         token
     }
 
-    /// Disarms the token of the cell that just finished.
-    pub(crate) fn end(&self) {
-        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    /// Disarms the token of the cell that just finished, after checking the
+    /// limits once more: a cell shorter than the watchdog's period is
+    /// checked too, and a cell that ends over the memory limit is the one
+    /// blamed, not the next one.
+    pub(crate) fn end(&self, token: &CancelToken) {
         if let Some(watchdog) = &self.watchdog {
-            watchdog.disarm();
+            let watched = watchdog.disarm();
+            if let Some(cell) = watched {
+                if let Some(reason) = cell.over_limit(Instant::now(), watchdog.memory) {
+                    token.stop(reason);
+                }
+            }
         }
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
@@ -112,13 +120,37 @@ impl std::fmt::Debug for RunControl {
 /// The cell the watchdog is watching, if any.
 #[derive(Default)]
 struct Watched {
-    token: Option<(Option<Instant>, CancelToken)>,
+    token: Option<WatchedCell>,
     shutdown: bool,
+}
+
+/// One running cell's limits.
+struct WatchedCell {
+    deadline: Option<Instant>,
+    /// The heap the cell may leave the process holding: the limit, or what
+    /// the process held when the cell started if that was more (the cell
+    /// that crossed the limit is blamed, not the cells after it).
+    max_bytes: usize,
+    token: CancelToken,
+}
+
+impl WatchedCell {
+    /// Why the cell must stop at `now`, if it must.
+    fn over_limit(&self, now: Instant, memory: Option<MemoryLimit>) -> Option<StopReason> {
+        if self.deadline.is_some_and(|deadline| now >= deadline) {
+            Some(StopReason::TimedOut)
+        } else if memory.is_some_and(|memory| (memory.probe)() > self.max_bytes) {
+            Some(StopReason::MemoryLimit)
+        } else {
+            None
+        }
+    }
 }
 
 /// One thread that stops the watched cell at its deadline or over the memory limit.
 struct Watchdog {
     timeout: Option<Duration>,
+    memory: Option<MemoryLimit>,
     shared: Arc<(Mutex<Watched>, Condvar)>,
 }
 
@@ -132,18 +164,34 @@ impl Watchdog {
         if let Err(error) = spawned {
             tracing::warn!(%error, "cannot start the watchdog; cells will not time out or be stopped over the memory limit");
         }
-        Watchdog { timeout, shared }
+        Watchdog {
+            timeout,
+            memory,
+            shared,
+        }
     }
 
     fn arm(&self, token: CancelToken) {
         let (lock, _) = &*self.shared;
         let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
-        lock.lock().unwrap_or_else(PoisonError::into_inner).token = Some((deadline, token));
+        let max_bytes = self
+            .memory
+            .map_or(usize::MAX, |memory| memory.bytes.max((memory.probe)()));
+        lock.lock().unwrap_or_else(PoisonError::into_inner).token = Some(WatchedCell {
+            deadline,
+            max_bytes,
+            token,
+        });
     }
 
-    fn disarm(&self) {
+    /// Stops watching; returns the cell watched, unless the watchdog already
+    /// stopped it.
+    fn disarm(&self) -> Option<WatchedCell> {
         let (lock, _) = &*self.shared;
-        lock.lock().unwrap_or_else(PoisonError::into_inner).token = None;
+        lock.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .token
+            .take()
     }
 }
 
@@ -162,7 +210,7 @@ fn watch(shared: &(Mutex<Watched>, Condvar), memory: Option<MemoryLimit>) {
         if watched.shutdown {
             return;
         }
-        let Some((deadline, token)) = &watched.token else {
+        let Some(cell) = &watched.token else {
             watched = wake
                 .wait_timeout(watched, POLL)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -170,19 +218,14 @@ fn watch(shared: &(Mutex<Watched>, Condvar), memory: Option<MemoryLimit>) {
             continue;
         };
         let now = Instant::now();
-        let stop = if deadline.is_some_and(|deadline| now >= deadline) {
-            Some(StopReason::TimedOut)
-        } else if memory.is_some_and(|memory| (memory.probe)() > memory.bytes) {
-            Some(StopReason::MemoryLimit)
-        } else {
-            None
-        };
-        if let Some(reason) = stop {
-            token.stop(reason);
+        if let Some(reason) = cell.over_limit(now, memory) {
+            cell.token.stop(reason);
             watched.token = None;
             continue;
         }
-        let wait = deadline.map_or(POLL, |deadline| (deadline - now).min(POLL));
+        let wait = cell
+            .deadline
+            .map_or(POLL, |deadline| (deadline - now).min(POLL));
         watched = wake
             .wait_timeout(watched, wait)
             .unwrap_or_else(PoisonError::into_inner)
@@ -200,7 +243,7 @@ mod tests {
         let token = control.begin();
         control.interrupt();
         assert_eq!(token.reason(), Some(StopReason::Interrupted));
-        control.end();
+        control.end(&token);
         assert_eq!(control.begin().reason(), Some(StopReason::Interrupted));
     }
 
@@ -219,14 +262,42 @@ mod tests {
             thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(token.reason(), Some(StopReason::MemoryLimit));
-        control.end();
+        control.end(&token);
+    }
+
+    // See: issue 12, point 11.
+    #[test]
+    fn issue_12_limits_are_checked_when_a_cell_ends_and_blame_the_cell_that_crossed() {
+        let control = RunControl::new(Some(Duration::from_nanos(1)));
+        let token = control.begin();
+        control.end(&token);
+        assert_eq!(token.reason(), Some(StopReason::TimedOut));
+
+        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let limit = MemoryLimit {
+            bytes: 1000,
+            probe: || HELD.load(Ordering::SeqCst),
+        };
+        let control = RunControl::with_limits(None, Some(limit));
+        let grower = control.begin();
+        HELD.store(5000, Ordering::SeqCst);
+        control.end(&grower);
+        assert_eq!(grower.reason(), Some(StopReason::MemoryLimit));
+        // The next cell starts over the limit without adding to it.
+        let next = control.begin();
+        control.end(&next);
+        assert_eq!(next.reason(), None);
+        let adds_more = control.begin();
+        HELD.store(6000, Ordering::SeqCst);
+        control.end(&adds_more);
+        assert_eq!(adds_more.reason(), Some(StopReason::MemoryLimit));
     }
 
     #[test]
     fn watchdog_stops_a_cell_past_its_deadline_only() {
-        let control = RunControl::new(Some(Duration::from_millis(20)));
+        let control = RunControl::new(Some(Duration::from_millis(500)));
         let quick = control.begin();
-        control.end();
+        control.end(&quick);
         let slow = control.begin();
         let start = Instant::now();
         while !slow.is_stopped() && start.elapsed() < Duration::from_secs(10) {

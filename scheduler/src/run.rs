@@ -186,7 +186,23 @@ impl Pipeline<'_> {
                     let start = Instant::now();
                     let mut result = self.evaluator.evaluate(cell, globals, &token);
                     let duration = start.elapsed();
-                    self.control.end();
+                    self.control.end(&token);
+                    if let Some(reason) = token.reason() {
+                        // A stop is never ok: the executor may have missed
+                        // it (a plugin, a native call), or the limits were
+                        // crossed by the end.
+                        if result.error.is_none() {
+                            let stdout = std::mem::take(&mut result.stdout);
+                            result = RunResult::failed(reason.cell_error());
+                            result.stdout = stdout;
+                        }
+                        if reason == StopReason::MemoryLimit {
+                            // What filled the memory would stop every later cell.
+                            for def in cell.defs() {
+                                globals.remove(def);
+                            }
+                        }
+                    }
                     let mut status = Status::Ok;
                     if let Some(error) = &mut result.error {
                         self.sanitize(error);
