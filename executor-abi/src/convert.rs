@@ -113,6 +113,7 @@ impl HandleTable {
             stdout: result.stdout.as_str().to_owned(),
             error: result.error.as_ref().map(CellError::from).into_option(),
             cached: result.cached,
+            display: None,
         }
     }
 

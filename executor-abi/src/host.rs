@@ -359,6 +359,7 @@ mod tests {
                     name: (*name).into(),
                     code: (*code).into(),
                     first_line: index as u32 + 1,
+                    options: Vec::new(),
                 })
                 .collect(),
             &limits,

@@ -1,10 +1,11 @@
 //! Cells: the unit of code, analysis and execution.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::analysis::{intended_defs, Analysis};
-use crate::notebook::Program;
-use crate::{CellError, CellSource};
+use crate::notebook::{FnSource, Program, RHAI};
+use crate::{AnalysedCell, CellError, CellSource};
 
 /// Position of a cell in its notebook, counted from zero in file order.
 ///
@@ -38,12 +39,16 @@ impl fmt::Display for CellId {
 /// One cell of a notebook: its source, what it defines and reads, and its
 /// compiled program.
 ///
-/// Invariant: a cell has a program if and only if it has no syntax error.
+/// Invariant: a Rhai cell has a program if and only if it has no syntax
+/// error; a cell of another language never has one.
 pub struct Cell {
     id: CellId,
     name: String,
-    code: String,
+    code: Arc<str>,
     first_line: u32,
+    language: &'static str,
+    options: Vec<(String, String)>,
+    functions: Vec<FnSource>,
     defs: Vec<String>,
     private_defs: Vec<String>,
     refs: Vec<String>,
@@ -60,6 +65,7 @@ impl Cell {
         source: CellSource,
         analysis: Analysis,
         program: Program,
+        functions: Vec<FnSource>,
     ) -> Cell {
         let mut graph_defs = analysis.defs.clone();
         for name in &analysis.rebound {
@@ -76,8 +82,11 @@ impl Cell {
         Cell {
             id,
             name: source.name,
-            code: source.code,
+            code: source.code.into(),
             first_line: source.first_line,
+            language: RHAI,
+            options: source.options,
+            functions,
             defs: analysis.defs,
             private_defs: analysis.private_defs,
             refs: analysis.refs,
@@ -98,8 +107,11 @@ impl Cell {
         Cell {
             id,
             name: source.name,
-            code: source.code,
+            code: source.code.into(),
             first_line: source.first_line,
+            language: RHAI,
+            options: source.options,
+            functions: Vec::new(),
             defs: Vec::new(),
             private_defs: Vec::new(),
             refs: Vec::new(),
@@ -107,6 +119,38 @@ impl Cell {
             graph_defs: intended_defs,
             inputs: Vec::new(),
             syntax_error: Some(error),
+            program: None,
+        }
+    }
+
+    pub(crate) fn analysed(id: CellId, cell: AnalysedCell) -> Cell {
+        let AnalysedCell {
+            source,
+            language,
+            defs,
+            private_defs,
+            refs,
+            syntax_error,
+        } = cell;
+        let (defs, graph_defs, refs) = match syntax_error {
+            None => (defs.clone(), defs, refs),
+            Some(_) => (Vec::new(), defs, Vec::new()),
+        };
+        Cell {
+            id,
+            name: source.name,
+            code: source.code.into(),
+            first_line: source.first_line,
+            language,
+            options: source.options,
+            functions: Vec::new(),
+            defs,
+            private_defs,
+            inputs: refs.clone(),
+            refs,
+            fn_names: Vec::new(),
+            graph_defs,
+            syntax_error,
             program: None,
         }
     }
@@ -129,6 +173,26 @@ impl Cell {
     /// The 1-based notebook line of the code's first line.
     pub fn first_line(&self) -> u32 {
         self.first_line
+    }
+
+    /// The cell's language: [`RHAI`](crate::RHAI) or the language of the
+    /// notebook format that analysed it.
+    pub fn language(&self) -> &'static str {
+        self.language
+    }
+
+    /// Options the notebook gives the cell, in the order written.
+    pub fn options(&self) -> &[(String, String)] {
+        &self.options
+    }
+
+    /// The notebook's script functions this cell calls or defines,
+    /// transitively, each with the code of the cell defining it.
+    ///
+    /// With [`Cell::fn_refs`] (the globals those bodies read) this is what an
+    /// executor running the cell elsewhere needs besides the cell's code.
+    pub fn functions(&self) -> &[FnSource] {
+        &self.functions
     }
 
     /// Public names the cell defines at its top level (`let`, `const`, `fn`), in order.

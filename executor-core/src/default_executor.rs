@@ -8,7 +8,8 @@ use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope};
 use crate::lang::new_engine;
 use crate::notebook::Program;
 use crate::{
-    CancelToken, Cell, CellError, ErrorKind, Executor, Globals, Limits, RunResult, StopReason,
+    CancelToken, Cell, CellError, Concurrency, ErrorKind, Executor, Globals, Limits, RunResult,
+    StopReason, RHAI,
 };
 
 /// The built-in executor: evaluates a cell's compiled program with one
@@ -176,12 +177,14 @@ impl DefaultExecutor {
                 stdout,
                 error: None,
                 cached: false,
+                display: None,
             },
             Err(error) => RunResult {
                 output: Dynamic::UNIT,
                 stdout,
                 error: Some(cell_error(*error, cell, program, token)),
                 cached: false,
+                display: None,
             },
         }
     }
@@ -195,12 +198,25 @@ impl Executor for DefaultExecutor {
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
         match cell.program() {
             Some(program) => self.run(cell, program, globals, token),
+            None if cell.language() != RHAI => RunResult::failed(CellError::new(
+                ErrorKind::Internal,
+                format!(
+                    "the built-in executor runs Rhai cells, not {} cells",
+                    cell.language()
+                ),
+            )),
             None => RunResult::failed(
                 cell.syntax_error()
                     .cloned()
                     .unwrap_or_else(|| CellError::new(ErrorKind::Internal, "cell has no program")),
             ),
         }
+    }
+
+    fn concurrency(&self) -> Concurrency {
+        // One engine, per-thread state: cells on different threads with
+        // their own globals do not interfere.
+        Concurrency::Parallel
     }
 }
 
@@ -614,6 +630,7 @@ mod tests {
                     name: "c0".into(),
                     code: code.into(),
                     first_line: 1,
+                    options: Vec::new(),
                 }],
                 &limits,
             );

@@ -4,7 +4,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::{
-    CancelToken, Cell, CellError, ErrorKind, Executor, Globals, Lifecycle, RunResult, Setup,
+    CancelToken, Cell, CellError, ErrorKind, Executor, Globals, Lifecycle, RunContext, RunOutcome,
+    RunResult, Setup,
 };
 
 /// Composes lifecycles around an executor, with marimo's rules:
@@ -43,6 +44,43 @@ impl Evaluator {
     /// The lifecycles, outermost first.
     pub fn lifecycles(&self) -> &[Arc<dyn Lifecycle>] {
         &self.lifecycles
+    }
+
+    /// Tells the executor, then each lifecycle, that a run starts.
+    ///
+    /// A panic in one is logged and the others are still told.
+    pub fn run_started(&self, run: &RunContext) {
+        let executor = &self.executor;
+        notify(executor.name(), "run_started", || executor.run_started(run));
+        for lifecycle in &self.lifecycles {
+            notify(lifecycle.name(), "run_started", || {
+                lifecycle.run_started(run)
+            });
+        }
+    }
+
+    /// Tells each lifecycle, innermost first, then the executor, that the run ended.
+    ///
+    /// A panic in one is logged and the others are still told.
+    pub fn run_finished(&self, outcome: &RunOutcome) {
+        for lifecycle in self.lifecycles.iter().rev() {
+            notify(lifecycle.name(), "run_finished", || {
+                lifecycle.run_finished(outcome)
+            });
+        }
+        let executor = &self.executor;
+        notify(executor.name(), "run_finished", || {
+            executor.run_finished(outcome)
+        });
+    }
+
+    /// Tells each lifecycle that `cell` did not run, with the result saying why.
+    pub fn cell_not_run(&self, cell: &Cell, result: &RunResult) {
+        for lifecycle in &self.lifecycles {
+            notify(lifecycle.name(), "cell_not_run", || {
+                lifecycle.cell_not_run(cell, result)
+            });
+        }
     }
 
     /// Evaluates `cell` and returns its final result.
@@ -103,6 +141,17 @@ fn guard<T>(
             format!("`{who}` panicked in {what}: {reason}"),
         ))
     })
+}
+
+/// Runs a notification, logging a panic instead of letting it through.
+fn notify(who: &str, what: &str, f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        tracing::warn!(
+            plugin = who,
+            "`{who}` panicked in {what}: {}",
+            panic_message(payload.as_ref())
+        );
+    }
 }
 
 /// The text of a panic payload, when it has one.

@@ -1,6 +1,6 @@
 //! The [`Executor`] trait: what runs a cell's body.
 
-use crate::{CancelToken, Cell, Globals, RunResult};
+use crate::{CancelToken, Cell, Concurrency, Globals, RunContext, RunOutcome, RunResult, RHAI};
 
 /// Runs the body of one [`Cell`] against the notebook's [`Globals`].
 ///
@@ -21,14 +21,48 @@ use crate::{CancelToken, Cell, Globals, RunResult};
 /// stopped, with an error of kind `interrupted` or `timeout` as the
 /// [`StopReason`](crate::StopReason) says.
 ///
+/// # Deadline
+/// With a time limit, `token` carries the cell's deadline
+/// ([`CancelToken::deadline`]); the watchdog stops the token when it passes.
+///
+/// # Run-level calls
+/// [`Executor::run_started`] comes once before the first cell of a run and
+/// [`Executor::run_finished`] once after the last, before the run's summary
+/// is printed, so warnings logged there reach the output in time.
+///
 /// # Panics
 /// Never panic. A panic in an in-process executor is caught by the evaluator
 /// and reported as an `internal` error; across the plugin boundary the SDK
 /// turns it into a `plugin` error.
+///
+/// # Overriding default impls
+/// An executor runs Rhai cells one at a time unless it says otherwise
+/// ([`Executor::languages`], [`Executor::concurrency`]); the run-level calls
+/// do nothing.
 pub trait Executor: Send + Sync {
     /// The executor's name, as shown to users and in `run_started`.
     fn name(&self) -> &str;
 
     /// Runs `cell`'s body and reports its result.
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult;
+
+    /// The cell languages this executor runs ([`RHAI`], [`PYTHON`](crate::PYTHON), ...).
+    fn languages(&self) -> Vec<String> {
+        vec![RHAI.to_owned()]
+    }
+
+    /// Whether `execute` may be called for several cells at once.
+    fn concurrency(&self) -> Concurrency {
+        Concurrency::Sequential
+    }
+
+    /// A run is about to start.
+    fn run_started(&self, run: &RunContext) {
+        let _ = run;
+    }
+
+    /// The run ended as `outcome` says.
+    fn run_finished(&self, outcome: &RunOutcome) {
+        let _ = outcome;
+    }
 }

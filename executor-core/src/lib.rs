@@ -27,8 +27,8 @@
 //! let limits = Limits::default();
 //! let notebook = Notebook::compile(
 //!     vec![
-//!         CellSource { name: "a".into(), code: "let x = 20;".into(), first_line: 2 },
-//!         CellSource { name: "b".into(), code: "x * 2 + 2".into(), first_line: 4 },
+//!         CellSource::new("a", "let x = 20;", 2),
+//!         CellSource::new("b", "x * 2 + 2", 4),
 //!     ],
 //!     &limits,
 //! );
@@ -48,9 +48,11 @@ mod analysis;
 mod bounded;
 mod cancel;
 mod cell;
+mod context;
 mod default_executor;
 mod evaluator;
 mod executor;
+mod foreign;
 mod globals;
 mod lang;
 mod lifecycle;
@@ -63,13 +65,15 @@ mod testutil;
 pub use crate::{
     cancel::{CancelToken, StopReason},
     cell::{Cell, CellId},
+    context::{Concurrency, RunContext, RunOutcome},
     default_executor::DefaultExecutor,
     evaluator::{panic_message, Evaluator},
     executor::Executor,
+    foreign::{ForeignObject, ForeignValue},
     globals::Globals,
     lang::{Limits, CELL_THREAD_STACK},
     lifecycle::{Lifecycle, Setup},
-    notebook::{CellSource, Notebook},
+    notebook::{AnalysedCell, CellSource, FnSource, Notebook, PYTHON, RHAI},
     registry::{ExecutorFactory, ExecutorRegistry, NameFilter, Selection},
-    result::{CellError, ErrorKind, RunResult, Status},
+    result::{CellError, Display, ErrorKind, RunResult, Status},
 };

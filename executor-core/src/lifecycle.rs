@@ -1,6 +1,6 @@
 //! The [`Lifecycle`] trait: code that wraps each cell's body.
 
-use crate::{Cell, CellError, Globals, RunResult};
+use crate::{Cell, CellError, Globals, RunContext, RunOutcome, RunResult};
 
 /// What a lifecycle's setup decided.
 ///
@@ -28,10 +28,17 @@ pub enum Setup {
 /// Calls for different cells may interleave when a parallel scheduler runs:
 /// keep per-cell state keyed by the cell's id.
 ///
+/// Cells that never reach the evaluator (cancelled, interrupted before they
+/// ran, or failed statically: syntax, cycle, multiple definitions) are
+/// reported through [`Lifecycle::cell_not_run`] instead, once each.
+///
 /// # Errors
 /// A setup error stops the chain: the body does not run and this lifecycle
 /// is not torn down. A teardown error replaces the result's error; the
 /// replaced error is logged.
+///
+/// # Overriding default impls
+/// The run-level calls and [`Lifecycle::cell_not_run`] do nothing.
 pub trait Lifecycle: Send + Sync {
     /// The lifecycle's name, as shown to users and in `run_started`.
     fn name(&self) -> &str;
@@ -46,4 +53,20 @@ pub trait Lifecycle: Send + Sync {
         globals: &mut Globals,
         result: &RunResult,
     ) -> Result<(), CellError>;
+
+    /// `cell` did not run; `result` says why (its error's kind is
+    /// `cancelled`, `interrupted` or a static kind).
+    fn cell_not_run(&self, cell: &Cell, result: &RunResult) {
+        let _ = (cell, result);
+    }
+
+    /// A run is about to start.
+    fn run_started(&self, run: &RunContext) {
+        let _ = run;
+    }
+
+    /// The run ended as `outcome` says.
+    fn run_finished(&self, outcome: &RunOutcome) {
+        let _ = outcome;
+    }
 }

@@ -7,6 +7,12 @@ use crate::analysis::{self, Analysis};
 use crate::lang::new_engine;
 use crate::{Cell, CellError, CellId, ErrorKind, Limits};
 
+/// The language of Rhai cells, run by the built-in executor.
+pub const RHAI: &str = "rhai";
+
+/// The language of Python cells (marimo notebooks), run by an executor plugin.
+pub const PYTHON: &str = "python";
+
 /// One cell's source, as the notebook format split it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CellSource {
@@ -16,6 +22,42 @@ pub struct CellSource {
     pub code: String,
     /// The 1-based notebook line of the code's first line.
     pub first_line: u32,
+    /// Options the notebook gives the cell (`key=value` on its marker line,
+    /// for example resources a cluster executor reads), in the order written.
+    pub options: Vec<(String, String)>,
+}
+
+impl CellSource {
+    /// A cell named `name` with `code` starting at notebook line `first_line`, without options.
+    pub fn new(name: impl Into<String>, code: impl Into<String>, first_line: u32) -> CellSource {
+        CellSource {
+            name: name.into(),
+            code: code.into(),
+            first_line,
+            options: Vec::new(),
+        }
+    }
+}
+
+/// A cell of a language other than Rhai, analysed outside this crate.
+///
+/// The notebook format that reads the language computes what the cell
+/// defines and reads; executors that declare the language run it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysedCell {
+    /// The cell's source.
+    pub source: CellSource,
+    /// The language, for example [`PYTHON`].
+    pub language: &'static str,
+    /// Public names the cell defines, in order.
+    pub defs: Vec<String>,
+    /// Cell-private names the cell defines.
+    pub private_defs: Vec<String>,
+    /// Names the cell reads that it does not define first, in order.
+    pub refs: Vec<String>,
+    /// Why the cell does not parse, with a notebook position; then `defs`
+    /// are the names it appears to mean to define.
+    pub syntax_error: Option<CellError>,
 }
 
 /// The cells of a notebook, compiled and analysed, in file order.
@@ -24,6 +66,7 @@ pub struct CellSource {
 /// error and no program, and the others are unaffected.
 pub struct Notebook {
     cells: Vec<Cell>,
+    language: &'static str,
 }
 
 /// Where the code of a script function lives, to map error positions.
@@ -72,23 +115,54 @@ impl Notebook {
         }
         let lib = lib.shared_lib().clone();
         let fn_homes = Arc::new(fn_homes);
-        let all_fn_globals: Vec<Vec<String>> = analyses
+        let codes: Vec<Arc<str>> = sources
+            .iter()
+            .map(|source| Arc::from(source.code.as_str()))
+            .collect();
+        let fn_cells: HashMap<&str, usize> = sources
+            .iter()
+            .zip(&analyses)
+            .enumerate()
+            .filter_map(|(index, (_, analysis))| Some((index, analysis.as_ref().ok()?)))
+            .flat_map(|(index, analysis)| {
+                analysis
+                    .functions
+                    .iter()
+                    .map(move |function| (function.name.as_str(), index))
+            })
+            .collect();
+        let all_fn_globals: Vec<(Vec<String>, Vec<FnSource>)> = analyses
             .iter()
             .map(|analysis| {
                 analysis
                     .as_ref()
-                    .map(|analysis| fn_globals(analysis, &fn_index))
+                    .map(|analysis| {
+                        let (names, reached) = fn_globals(analysis, &fn_index);
+                        let reached = reached
+                            .into_iter()
+                            .filter_map(|name| {
+                                let home = *fn_cells.get(name.as_str())?;
+                                Some(FnSource {
+                                    name,
+                                    cell: CellId::new(home),
+                                    code: codes[home].clone(),
+                                })
+                            })
+                            .collect();
+                        (names, reached)
+                    })
                     .unwrap_or_default()
             })
             .collect();
         drop(fn_index);
+        drop(fn_cells);
 
         let cells = sources
             .into_iter()
             .zip(analyses)
             .zip(all_fn_globals)
             .enumerate()
-            .map(|(index, ((source, analysis), fn_globals))| {
+            .map(|(index, ((source, analysis), (fn_globals, functions)))| {
                 let id = CellId::new(index);
                 match analysis {
                     Ok(mut analysis) => {
@@ -106,13 +180,36 @@ impl Notebook {
                             fn_homes: fn_homes.clone(),
                             defs: analysis.defs.clone().into(),
                         };
-                        Cell::parsed(id, source, analysis, program)
+                        Cell::parsed(id, source, analysis, program, functions)
                     }
                     Err(error) => Cell::broken(id, source, error),
                 }
             })
             .collect();
-        Notebook { cells }
+        Notebook {
+            cells,
+            language: RHAI,
+        }
+    }
+
+    /// A notebook of cells in `language` that a notebook format analysed
+    /// (see [`AnalysedCell`]), in file order.
+    ///
+    /// Such cells have no Rhai program: only an executor declaring their
+    /// language runs them.
+    pub fn from_analysed(language: &'static str, cells: Vec<AnalysedCell>) -> Notebook {
+        let cells = cells
+            .into_iter()
+            .enumerate()
+            .map(|(index, cell)| Cell::analysed(CellId::new(index), cell))
+            .collect();
+        Notebook { cells, language }
+    }
+
+    /// The language of the notebook's cells ([`RHAI`] or a language a
+    /// notebook format analysed).
+    pub fn language(&self) -> &'static str {
+        self.language
     }
 
     /// The cells, in file order; a cell's id is its index here.
@@ -144,11 +241,24 @@ impl Notebook {
     }
 }
 
-/// The globals read by the functions a cell calls or defines, transitively.
+/// A script function a cell reaches, with the code that defines it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FnSource {
+    /// The function's name.
+    pub name: String,
+    /// The cell defining it.
+    pub cell: CellId,
+    /// The whole code of that cell: compiling it yields the function (and
+    /// the closures it creates); its statements are not meant to run.
+    pub code: Arc<str>,
+}
+
+/// The globals read by the functions a cell calls or defines, transitively,
+/// and the names of those functions (the notebook's, in order reached).
 fn fn_globals(
     analysis: &Analysis,
     fn_index: &HashMap<&str, Vec<&analysis::FnInfo>>,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     let mut seen_fns: HashSet<&str> = HashSet::new();
     let mut pending: Vec<&str> = analysis
         .calls
@@ -162,10 +272,14 @@ fn fn_globals(
         )
         .collect();
     let mut names = Vec::new();
+    let mut reached = Vec::new();
     let mut seen_names: HashSet<&str> = HashSet::new();
     while let Some(name) = pending.pop() {
         if !seen_fns.insert(name) {
             continue;
+        }
+        if fn_index.contains_key(name) {
+            reached.push(name.to_owned());
         }
         for function in fn_index.get(name).into_iter().flatten() {
             for free in &function.free_vars {
@@ -176,7 +290,7 @@ fn fn_globals(
             pending.extend(function.calls.iter().map(String::as_str));
         }
     }
-    names
+    (names, reached)
 }
 
 /// Cells per thread below which compiling in parallel is not worth a thread.
@@ -215,4 +329,97 @@ fn analyze_all(engine: &rhai::Engine, sources: &[CellSource]) -> Vec<Result<Anal
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(codes: &[&str]) -> Notebook {
+        let sources = codes
+            .iter()
+            .enumerate()
+            .map(|(index, code)| CellSource::new(format!("c{index}"), *code, index as u32 + 1))
+            .collect();
+        Notebook::compile(sources, &Limits::default())
+    }
+
+    #[test]
+    fn a_cell_knows_the_functions_it_reaches_with_their_code_and_globals() {
+        let notebook = compile(&[
+            "let k = 3;",
+            "fn scale(x) { x * k }",
+            "fn twice(x) { scale(scale(x)) }",
+            "twice(2)",
+            "1 + 1",
+        ]);
+        let caller = notebook.cell(CellId::new(3));
+        let mut reached: Vec<(&str, CellId)> = caller
+            .functions()
+            .iter()
+            .map(|function| (function.name.as_str(), function.cell))
+            .collect();
+        reached.sort();
+        assert_eq!(
+            reached,
+            [("scale", CellId::new(1)), ("twice", CellId::new(2))]
+        );
+        let scale = &caller
+            .functions()
+            .iter()
+            .find(|f| f.name == "scale")
+            .unwrap();
+        assert_eq!(&*scale.code, "fn scale(x) { x * k }");
+        assert_eq!(caller.fn_refs(), ["k"]);
+        assert!(notebook.cell(CellId::new(4)).functions().is_empty());
+        assert_eq!(caller.language(), RHAI);
+        assert_eq!(notebook.language(), RHAI);
+    }
+
+    #[test]
+    fn analysed_cells_of_another_language_carry_their_analysis_and_no_program() {
+        let ok = AnalysedCell {
+            source: CellSource {
+                options: vec![("cpus".into(), "2".into())],
+                ..CellSource::new("a", "x = 1", 3)
+            },
+            language: PYTHON,
+            defs: vec!["x".into()],
+            private_defs: vec!["_t".into()],
+            refs: vec!["print".into()],
+            syntax_error: None,
+        };
+        let broken = AnalysedCell {
+            source: CellSource::new("b", "y = (", 5),
+            language: PYTHON,
+            defs: vec!["y".into()],
+            private_defs: Vec::new(),
+            refs: vec!["x".into()],
+            syntax_error: Some(
+                CellError::new(ErrorKind::Syntax, "unclosed (").at(Some(5), Some(5)),
+            ),
+        };
+        let notebook = Notebook::from_analysed(PYTHON, vec![ok, broken]);
+        assert_eq!(notebook.language(), PYTHON);
+        let a = notebook.cell(CellId::new(0));
+        assert_eq!(
+            (a.language(), a.defs(), a.refs()),
+            (PYTHON, &["x".to_owned()][..], &["print".to_owned()][..])
+        );
+        assert_eq!(a.inputs(), a.refs());
+        assert_eq!(a.options(), [("cpus".to_owned(), "2".to_owned())]);
+        assert!(a.syntax_error().is_none());
+        let b = notebook.cell(CellId::new(1));
+        assert!(
+            b.defs().is_empty(),
+            "a broken cell defines nothing at run time"
+        );
+        assert_eq!(
+            b.graph_defs(),
+            ["y"],
+            "but its readers are cancelled through it"
+        );
+        assert!(b.refs().is_empty());
+        assert_eq!(b.syntax_error().unwrap().line, Some(5));
+    }
 }

@@ -130,6 +130,22 @@ pub struct RunResult {
     pub error: Option<CellError>,
     /// Whether the result was restored from a cache instead of running the body.
     pub cached: bool,
+    /// A rich form of the output, when the executor produced one (HTML,
+    /// Markdown, an image), for reports and front ends.
+    pub display: Option<Display>,
+}
+
+/// A rich rendering of a cell's output: a MIME type and its data.
+///
+/// Text types (`text/html`, `text/markdown`, `image/svg+xml`,
+/// `text/plain`) carry the text itself; binary types (`image/png`,
+/// `image/jpeg`) carry it base64-encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Display {
+    /// The MIME type, for example `text/html`.
+    pub mime: String,
+    /// The data, as text or base64 (see the type's docs).
+    pub data: String,
 }
 
 impl RunResult {
@@ -140,6 +156,7 @@ impl RunResult {
             stdout: String::new(),
             error: None,
             cached: false,
+            display: None,
         }
     }
 
@@ -150,6 +167,7 @@ impl RunResult {
             stdout: String::new(),
             error: Some(error),
             cached: false,
+            display: None,
         }
     }
 

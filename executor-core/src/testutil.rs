@@ -21,6 +21,7 @@ pub(crate) fn cells(codes: &[&str]) -> Notebook {
             name: format!("c{index}"),
             code: (*code).to_owned(),
             first_line: 2 * index as u32 + 2,
+            options: Vec::new(),
         })
         .collect();
     Notebook::compile(sources, &Limits::default())
@@ -112,6 +113,7 @@ impl Lifecycle for Recorder {
                 stdout: format!("skipped by {}\n", self.name),
                 error: None,
                 cached: false,
+                display: None,
             }),
             None => Setup::Continue,
         })

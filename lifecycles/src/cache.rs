@@ -255,6 +255,7 @@ impl Lifecycle for CachedLifecycle {
                     stdout: entry.stdout,
                     error: None,
                     cached: true,
+                    display: None,
                 }));
             }
             Err(EntryError::Missing) => {

@@ -18,7 +18,7 @@
 //! use lifecycles::StrictLifecycle;
 //!
 //! let limits = Limits::default();
-//! let source = |name: &str, code: &str| CellSource { name: name.into(), code: code.into(), first_line: 1 };
+//! let source = |name: &str, code: &str| CellSource::new(name, code, 1);
 //! let notebook = Notebook::compile(
 //!     vec![source("a", "let xs = [1, 2, 3];"), source("b", "xs.push(4); xs.len()"), source("c", "xs.len()")],
 //!     &limits,

@@ -18,6 +18,7 @@ pub(crate) fn notebook(codes: &[&str]) -> Notebook {
             name: format!("c{index}"),
             code: (*code).to_owned(),
             first_line: 2 * index as u32 + 2,
+            options: Vec::new(),
         })
         .collect();
     Notebook::compile(sources, &Limits::default())

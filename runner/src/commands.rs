@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use executor_core::{
     Cell, CellId, DefaultExecutor, Evaluator, ExecutorRegistry, Globals, Lifecycle, Limits,
-    NameFilter, Notebook, CELL_THREAD_STACK,
+    NameFilter, Notebook, RunContext, CELL_THREAD_STACK,
 };
 use lifecycles::{cache_clear, cache_info, CachedLifecycle, StrictLifecycle};
 use scheduler::{
@@ -187,12 +187,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Nobody reads the rest of a run whose output cannot be written.
     let stop = control.clone();
     sink.on_failure(move || stop.interrupt());
+    let context = RunContext {
+        run_id: new_run_id(),
+        notebook_path: loaded.path.clone(),
+        notebook_hash: blake3::hash(loaded.text.as_bytes()).to_hex().to_string(),
+        ..scheduler::run_context(&loaded.notebook, &loaded.graph)
+    };
     let pipeline = Pipeline {
         notebook: &loaded.notebook,
         graph: &loaded.graph,
         plan: &plan,
         evaluator: &evaluator,
         control: &control,
+        context: &context,
     };
     let summary = thread::scope(|scope| {
         let worker = thread::Builder::new()
@@ -230,6 +237,20 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         0
     }))
+}
+
+/// A run id unique on this machine: the time, the process id and a counter.
+fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!(
+        "{nanos:x}-{:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The executor filter from `CELLRUN_EXECUTOR_ALLOWLIST` and `_DENYLIST`.

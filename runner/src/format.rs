@@ -82,6 +82,7 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
             name: String::new(),
             code: pending.code,
             first_line: pending.first_line,
+            options: Vec::new(),
         };
         let line = if is_preamble {
             pending.first_line

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use executor_core::{CancelToken, Cell, CellError, Executor, Globals, RunResult, Status};
+use executor_core::{
+    CancelToken, Cell, CellError, Concurrency, Executor, Globals, RunContext, RunOutcome,
+    RunResult, Status,
+};
 use scheduler::{CellOutcome, Hooks, Priority, RunSummary};
 use serde::Serialize;
 
@@ -676,6 +679,22 @@ impl Executor for AnnounceStart {
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
         self.sink.event(&CellStarted { cell: cell.name() });
         self.inner.execute(cell, globals, token)
+    }
+
+    fn languages(&self) -> Vec<String> {
+        self.inner.languages()
+    }
+
+    fn concurrency(&self) -> Concurrency {
+        self.inner.concurrency()
+    }
+
+    fn run_started(&self, run: &RunContext) {
+        self.inner.run_started(run);
+    }
+
+    fn run_finished(&self, outcome: &RunOutcome) {
+        self.inner.run_finished(outcome);
     }
 }
 

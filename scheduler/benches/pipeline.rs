@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use executor_core::{
-    CancelToken, Cell, CellSource, Evaluator, Executor, Globals, Limits, Notebook, RunResult,
+    CancelToken, Cell, CellSource, Evaluator, Executor, Globals, Limits, Notebook, RunContext,
+    RunResult,
 };
 use scheduler::{DataflowGraph, Hooks, Pipeline, Plan, Priority, RunControl, SequentialScheduler};
 
@@ -42,6 +43,7 @@ fn sources(n: usize, fan: bool) -> Vec<CellSource> {
                 name: format!("c{i}"),
                 code,
                 first_line: 2 * i as u32 + 2,
+                options: Vec::new(),
             }
         })
         .collect()
@@ -60,6 +62,7 @@ fn pipeline_10k(bencher: divan::Bencher, fan: bool) {
         plan: &plan,
         evaluator: &evaluator,
         control: &control,
+        context: &RunContext::default(),
     };
     bencher
         .counter(divan::counter::ItemsCount::new(10_000usize))

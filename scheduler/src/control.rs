@@ -71,7 +71,11 @@ impl RunControl {
 
     /// A token for a cell about to run, armed for interrupts and the limits.
     pub(crate) fn begin(&self) -> CancelToken {
-        let token = CancelToken::new();
+        let timeout = self.watchdog.as_ref().and_then(|watchdog| watchdog.timeout);
+        let token = match timeout {
+            Some(timeout) => CancelToken::with_deadline(Instant::now() + timeout),
+            None => CancelToken::new(),
+        };
         *self.active.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
         if self.is_interrupted() {
             token.stop(StopReason::Interrupted);
@@ -173,7 +177,7 @@ impl Watchdog {
 
     fn arm(&self, token: CancelToken) {
         let (lock, _) = &*self.shared;
-        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
+        let deadline = token.deadline();
         let max_bytes = self
             .memory
             .map_or(usize::MAX, |memory| memory.bytes.max((memory.probe)()));

@@ -22,5 +22,5 @@ pub use crate::{
     graph::{DataflowGraph, StaticError},
     hooks::{CellOutcome, Hooks, Priority, RunInfo, RunSummary},
     queue::{Scheduler, SequentialScheduler},
-    run::{Pipeline, Plan},
+    run::{run_context, Pipeline, Plan},
 };

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use executor_core::{
-    Cell, CellError, CellId, ErrorKind, Evaluator, Globals, Notebook, RunResult, Status, StopReason,
+    Cell, CellError, CellId, ErrorKind, Evaluator, Globals, Notebook, RunContext, RunOutcome,
+    RunResult, Status, StopReason,
 };
 
 use crate::{
@@ -97,6 +98,27 @@ fn static_errors(notebook: &Notebook, graph: &DataflowGraph) -> Vec<Option<CellE
     errors
 }
 
+/// The [`RunContext`] of a run of `notebook`: its cells' names, parents and
+/// language; the caller fills in the run's id, the notebook's path and hash,
+/// and the number of jobs.
+pub fn run_context(notebook: &Notebook, graph: &DataflowGraph) -> RunContext {
+    RunContext {
+        language: notebook.language(),
+        jobs: 1,
+        cell_names: notebook
+            .cells()
+            .iter()
+            .map(|cell| cell.name().to_owned())
+            .collect(),
+        parents: notebook
+            .cells()
+            .iter()
+            .map(|cell| graph.parents(cell.id()).to_vec())
+            .collect(),
+        ..RunContext::default()
+    }
+}
+
 /// Everything a run needs besides its queue and globals.
 pub struct Pipeline<'a> {
     /// The notebook.
@@ -109,6 +131,8 @@ pub struct Pipeline<'a> {
     pub evaluator: &'a Evaluator,
     /// Interrupts and timeouts.
     pub control: &'a RunControl,
+    /// What executors and lifecycles are told about the run.
+    pub context: &'a RunContext,
 }
 
 impl Pipeline<'_> {
@@ -119,6 +143,10 @@ impl Pipeline<'_> {
     /// A failing cell cancels its queued descendants and the run goes on; an
     /// interrupt stops the running cell, cancels its descendants, halts the
     /// queue and reports every cell that did not run as interrupted.
+    ///
+    /// The executor and lifecycles are told when the run starts (before the
+    /// preparation hooks) and when it finishes (before the on-finish hooks),
+    /// and lifecycles of each cell that did not run.
     pub fn run(
         &self,
         scheduler: &mut dyn Scheduler,
@@ -127,6 +155,7 @@ impl Pipeline<'_> {
     ) -> RunSummary {
         let _span = tracing::info_span!("run", n_cells = self.plan.order().len()).entered();
         let mut summary = RunSummary::default();
+        self.evaluator.run_started(self.context);
         hooks.preparation(&RunInfo {
             notebook: self.notebook,
             graph: self.graph,
@@ -153,6 +182,7 @@ impl Pipeline<'_> {
             });
             let result = RunResult::failed(error);
             report(
+                self.evaluator,
                 hooks,
                 &mut summary,
                 cell,
@@ -223,6 +253,7 @@ impl Pipeline<'_> {
                 }
             };
             report(
+                self.evaluator,
                 hooks,
                 &mut summary,
                 cell,
@@ -252,6 +283,7 @@ impl Pipeline<'_> {
             for id in pending {
                 let cell = self.notebook.cell(id);
                 report(
+                    self.evaluator,
                     hooks,
                     &mut summary,
                     cell,
@@ -262,6 +294,13 @@ impl Pipeline<'_> {
                 );
             }
         }
+        self.evaluator.run_finished(&RunOutcome {
+            ok: summary.ok,
+            error: summary.error,
+            cancelled: summary.cancelled,
+            interrupted: summary.interrupted,
+            was_interrupted: summary.was_interrupted,
+        });
         hooks.finish(&summary);
         summary
     }
@@ -289,6 +328,7 @@ impl Pipeline<'_> {
         for id in &cancelled {
             let cell = self.notebook.cell(*id);
             report(
+                self.evaluator,
                 hooks,
                 summary,
                 cell,
@@ -346,8 +386,11 @@ impl Pipeline<'_> {
     }
 }
 
-/// Counts a cell's final status and notifies the completion hooks.
+/// Counts a cell's final status and notifies the completion hooks, and the
+/// lifecycles when the cell did not run.
+#[allow(clippy::too_many_arguments)]
 fn report(
+    evaluator: &Evaluator,
     hooks: &mut Hooks,
     summary: &mut RunSummary,
     cell: &Cell,
@@ -361,6 +404,9 @@ fn report(
         Status::Error => summary.error += 1,
         Status::Cancelled => summary.cancelled += 1,
         Status::Interrupted => summary.interrupted += 1,
+    }
+    if !evaluated {
+        evaluator.cell_not_run(cell, result);
     }
     hooks.post_execution(&CellOutcome {
         cell,
@@ -408,6 +454,7 @@ mod tests {
                 name: (*name).into(),
                 code: (*code).into(),
                 first_line: 2 * index as u32 + 2,
+                options: Vec::new(),
             })
             .collect();
         let notebook = Notebook::compile(sources, &Limits::default());
@@ -431,6 +478,7 @@ mod tests {
             plan: &plan,
             evaluator: &evaluator,
             control: &control,
+            context: &RunContext::default(),
         };
         let mut scheduler = SequentialScheduler::new(&graph, plan.order().to_vec());
         let summary = pipeline.run(&mut scheduler, &mut hooks, &mut Globals::new());
@@ -466,5 +514,106 @@ mod tests {
         let seen = run_with_claim(claim);
         let error = seen[0].2.clone().unwrap();
         assert_eq!((error.line, error.column, error.blamed), (None, None, None));
+    }
+
+    /// Records the run-level calls and the cells it hears did not run.
+    #[derive(Default)]
+    struct Listener {
+        log: Mutex<Vec<String>>,
+    }
+
+    impl executor_core::Lifecycle for Listener {
+        fn name(&self) -> &str {
+            "listener"
+        }
+        fn setup(
+            &self,
+            _cell: &Cell,
+            _globals: &mut Globals,
+        ) -> Result<executor_core::Setup, CellError> {
+            Ok(executor_core::Setup::Continue)
+        }
+        fn teardown(
+            &self,
+            cell: &Cell,
+            _globals: &mut Globals,
+            _result: &RunResult,
+        ) -> Result<(), CellError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("ran {}", cell.name()));
+            Ok(())
+        }
+        fn cell_not_run(&self, cell: &Cell, result: &RunResult) {
+            let kind = result
+                .error
+                .as_ref()
+                .map_or("none", |error| error.kind.as_str());
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("not run {} ({kind})", cell.name()));
+        }
+        fn run_started(&self, run: &RunContext) {
+            let parents: Vec<&str> = run.parent_names(CellId::new(1)).collect();
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("start {} {parents:?}", run.run_id));
+        }
+        fn run_finished(&self, outcome: &RunOutcome) {
+            self.log.lock().unwrap().push(format!(
+                "finish ok={} error={} cancelled={}",
+                outcome.ok, outcome.error, outcome.cancelled
+            ));
+        }
+    }
+
+    #[test]
+    fn lifecycles_hear_of_the_run_and_of_cells_that_did_not_run() {
+        let sources = [
+            ("a", "let x = 1;"),
+            ("b", "let y = x + z;"),
+            ("c", "y"),
+            ("d", "let = ;"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(index, (name, code))| CellSource::new(*name, *code, index as u32 + 1))
+        .collect();
+        let notebook = Notebook::compile(sources, &Limits::default());
+        let graph = DataflowGraph::of(&notebook);
+        let plan = Plan::new(&notebook, &graph, None);
+        let listener = Arc::new(Listener::default());
+        let evaluator = Evaluator::new(
+            Arc::new(executor_core::DefaultExecutor::new(&Limits::default())),
+            vec![listener.clone()],
+        );
+        let context = RunContext {
+            run_id: "r1".into(),
+            ..run_context(&notebook, &graph)
+        };
+        let pipeline = Pipeline {
+            notebook: &notebook,
+            graph: &graph,
+            plan: &plan,
+            evaluator: &evaluator,
+            control: &RunControl::new(None),
+            context: &context,
+        };
+        let mut scheduler = SequentialScheduler::new(&graph, plan.order().to_vec());
+        pipeline.run(&mut scheduler, &mut Hooks::new(), &mut Globals::new());
+        assert_eq!(
+            *listener.log.lock().unwrap(),
+            [
+                r#"start r1 ["a"]"#,
+                "not run d (syntax)",
+                "ran a",
+                "ran b",
+                "not run c (cancelled)",
+                "finish ok=1 error=2 cancelled=1",
+            ]
+        );
     }
 }
