@@ -84,6 +84,10 @@ pub(crate) struct Analysis {
     /// One entry per named script function the cell defines (closures excluded), in order of
     /// appearance in the cell.
     pub(crate) functions: Vec<FnInfo>,
+    /// Why some of what the cell reaches cannot be known from its code, if so: the first
+    /// `import` or `Fn(...)` of a computed name, anywhere in the cell (its functions and
+    /// closures included).
+    pub(crate) opaque: Option<String>,
 }
 
 /// What the analysis learnt about one named script function of a cell.
@@ -156,6 +160,7 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
     let mut calls = std::mem::take(&mut top.calls);
     let mut defs = std::mem::take(&mut top.defs);
     let rebound = std::mem::take(&mut top.rebound);
+    let mut opaque: Vec<(Key, String)> = top.opaque.take().into_iter().collect();
 
     // The bodies of the named functions.
     let mut functions = Vec::with_capacity(named_fns.len());
@@ -165,6 +170,7 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
         walker.body(fn_def);
         let fn_free = std::mem::take(&mut walker.free);
         let fn_calls = std::mem::take(&mut walker.calls);
+        opaque.extend(walker.opaque.take());
         functions.push(FnInfo {
             name: fn_def.name.to_string(),
             arity: fn_def.params.len(),
@@ -193,6 +199,7 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
         walker.body(fn_def);
         free.append(&mut walker.free);
         calls.append(&mut walker.calls);
+        opaque.extend(walker.opaque.take());
     }
 
     // Only `let` and `const` names can start with `_` here: such function names were skipped.
@@ -219,6 +226,10 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
         ),
         calls,
         functions,
+        opaque: opaque
+            .into_iter()
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, what)| what),
     })
 }
 
@@ -311,6 +322,8 @@ struct Walker<'e> {
     records_defs: bool,
     /// Top-level `let` and `const` names, with their positions.
     defs: Vec<(Key, String)>,
+    /// The first construct hiding what the code reaches, with its position.
+    opaque: Option<(Key, String)>,
     /// Names outside any function that the cell assigns to (`x = …`, `x += …`) without
     /// binding them first, with their positions.
     rebound: Vec<(Key, String)>,
@@ -327,6 +340,18 @@ impl<'e> Walker<'e> {
             records_defs,
             defs: Vec::new(),
             rebound: Vec::new(),
+            opaque: None,
+        }
+    }
+
+    /// Records that the construct at `pos` hides what the code reaches.
+    fn opaque(&mut self, what: &str, pos: Position) {
+        if self.opaque.is_none() {
+            let at = pos
+                .line()
+                .map(|line| format!(" at line {line} of the cell"))
+                .unwrap_or_default();
+            self.opaque = Some((key(pos), format!("{what}{at}")));
         }
     }
 
@@ -458,8 +483,12 @@ impl<'e> Walker<'e> {
                     self.expr(value);
                 }
             }
-            Stmt::Import(import, ..) => {
+            Stmt::Import(import, pos) => {
                 // The alias names a module, not a variable, so it binds nothing here.
+                self.opaque(
+                    "an `import` (the module's code is not part of the notebook)",
+                    *pos,
+                );
                 self.expr(&import.0);
             }
             Stmt::Export(export, ..) => {
@@ -536,6 +565,8 @@ impl<'e> Walker<'e> {
             if call.name == FN_PTR_KEYWORD && call.args.len() == 1 {
                 if let Expr::StringConstant(target, target_pos) = &call.args[0] {
                     self.call(target, *target_pos);
+                } else {
+                    self.opaque("`Fn(...)` of a computed name", pos);
                 }
             }
         }

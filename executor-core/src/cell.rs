@@ -55,6 +55,7 @@ pub struct Cell {
     fn_names: Vec<String>,
     graph_defs: Vec<String>,
     inputs: Vec<String>,
+    opaque: Option<String>,
     syntax_error: Option<CellError>,
     program: Option<Program>,
 }
@@ -97,6 +98,7 @@ impl Cell {
                 .collect(),
             graph_defs,
             inputs,
+            opaque: analysis.opaque,
             syntax_error: None,
             program: Some(program),
         }
@@ -118,6 +120,7 @@ impl Cell {
             fn_names: Vec::new(),
             graph_defs: intended_defs,
             inputs: Vec::new(),
+            opaque: None,
             syntax_error: Some(error),
             program: None,
         }
@@ -219,6 +222,13 @@ impl Cell {
     /// functions the cell calls.
     pub fn inputs(&self) -> &[String] {
         &self.inputs
+    }
+
+    /// Why what the cell reaches cannot be known from its code alone, if so:
+    /// an `import`, or `Fn(...)` of a computed name, in the cell or in its
+    /// functions. Such a cell's dependencies are not all in [`Cell::inputs`].
+    pub fn opaque(&self) -> Option<&str> {
+        self.opaque.as_deref()
     }
 
     /// The names the dataflow graph treats as defined by the cell.

@@ -4,8 +4,12 @@
 //! An entry's key is a BLAKE3 hash of the format version, the cell's code,
 //! the code of every cell defining a function the cell reaches (through its
 //! inputs, transitively), and each visible global (sorted by name) with its
-//! canonical encoding. A changed upstream value or function therefore
-//! changes the key of every cell downstream.
+//! canonical encoding, streamed into the hash. A changed upstream value or
+//! function therefore changes the key of every cell downstream. Function
+//! pointers among the inputs add the code of the cells defining their
+//! functions (and what those reach). A cell whose code hides what it
+//! reaches (an `import`, `Fn(...)` of a computed name, there or in a cell
+//! defining a function it reaches) has no key: it always runs live.
 //!
 //! # Directory layout
 //! An entry is the file `<key>.json` (the key as 64 lowercase hex digits):
@@ -32,9 +36,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use executor_core::{Cell, CellError, Globals, Lifecycle, Notebook, RunResult, Setup};
 use rhai::Dynamic;
-use serde_json::Value;
 
-use crate::value::{decode, encode, Unsupported};
+use crate::value::{Decoded, EncodeError, Encoder};
 use crate::visible::{visible_names, Pending};
 
 /// The version of the key derivation and of the entry format.
@@ -134,6 +137,12 @@ pub struct CachedLifecycle {
     /// Per cell (by id): a digest of the code of the cells defining the
     /// functions the cell reaches.
     fn_digests: Vec<blake3::Hash>,
+    /// Per cell (by id): why what it reaches cannot be known from the code,
+    /// if so; such a cell is never cached.
+    opaque: Vec<Option<String>>,
+    /// Which cells define which functions, for functions reached through
+    /// function pointers among the inputs.
+    reach: Reach,
     /// The key of each evaluation that missed, for its teardown.
     misses: Pending<blake3::Hash>,
 }
@@ -184,9 +193,24 @@ impl CachedLifecycle {
             dir: dir.clone(),
             source,
         })?;
+        let reach = Reach::new(notebook);
+        let (fn_digests, opaque) = notebook
+            .cells()
+            .iter()
+            .map(|cell| {
+                let reached = reach.definers(cell.inputs(), Some(cell.id().index()));
+                let opaque = cell
+                    .opaque()
+                    .map(str::to_owned)
+                    .or_else(|| reach.opaque(&reached));
+                (reach.digest(&reached), opaque)
+            })
+            .unzip();
         Ok(CachedLifecycle {
             dir,
-            fn_digests: fn_digests(notebook),
+            fn_digests,
+            opaque,
+            reach,
             misses: Pending::new(),
         })
     }
@@ -203,24 +227,43 @@ impl CachedLifecycle {
             .fn_digests
             .get(cell.id().index())
             .ok_or("the cell is not from the cache's notebook")?;
+        if let Some(reason) = &self.opaque[cell.id().index()] {
+            return Err(format!(
+                "what the cell reaches is not known from its code: {reason}"
+            ));
+        }
         let mut hasher = blake3::Hasher::new();
         hash_str(&mut hasher, FORMAT);
         hash_str(&mut hasher, cell.code());
         hasher.update(fn_digest.as_bytes());
         let mut names = visible_names(cell);
         names.sort_unstable();
+        // Values stream into the hash: a large input costs no copy.
+        let mut encoder = Encoder::new(&mut hasher, 0, usize::MAX);
         for name in names {
-            hash_str(&mut hasher, name);
-            let encoded = match globals.get(name) {
-                Some(value) => {
-                    encode(value).map_err(|reason| format!("`{name}` is not storable: {reason}"))?
-                }
+            hash_str(encoder.out(), name);
+            match globals.get(name) {
+                Some(value) => encoder
+                    .value(value)
+                    .map_err(|reason| format!("`{name}` is not storable: {reason}"))?,
                 // An absent name (a notebook function, or a missing input
                 // that makes the body fail) still takes part in the key.
-                None => Value::Null,
-            };
-            serde_json::to_writer(&mut hasher, &encoded)
-                .map_err(|error| format!("cannot hash `{name}`: {error}"))?;
+                None => {
+                    encoder.out().update(b"null");
+                }
+            }
+        }
+        // A function pointer among the inputs reaches its function's code.
+        let pointed = encoder.fn_names().to_vec();
+        drop(encoder);
+        if !pointed.is_empty() {
+            let reached = self.reach.definers(&pointed, None);
+            if let Some(reason) = self.reach.opaque(&reached) {
+                return Err(format!(
+                    "what the cell reaches is not known from its code: {reason}"
+                ));
+            }
+            hasher.update(self.reach.digest(&reached).as_bytes());
         }
         Ok(hasher.finalize())
     }
@@ -285,19 +328,18 @@ impl Lifecycle for CachedLifecycle {
         if !result.is_ok() || result.cached {
             return Ok(());
         }
-        let contents = match entry_contents(&key, cell, globals, result) {
-            Ok(contents) => contents,
-            Err(reason) => {
-                tracing::debug!(cell = cell.name(), %reason, "cache: not storing the result");
-                return Ok(());
-            }
-        };
-        if let Err(error) = write_atomically(&self.dir, &key, &contents) {
-            tracing::warn!(
+        match write_atomically(&self.dir, &key, |out| {
+            write_entry(out, &key, cell, globals, result)
+        }) {
+            Ok(()) => {}
+            Err(EncodeError::Io(error)) => tracing::warn!(
                 path = %self.entry_path(&key).display(),
                 %error,
                 "cache: cannot write an entry"
-            );
+            ),
+            Err(reason) => {
+                tracing::debug!(cell = cell.name(), %reason, "cache: not storing the result");
+            }
         }
         Ok(())
     }
@@ -309,37 +351,79 @@ fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
     hasher.update(text.as_bytes());
 }
 
-/// For each cell of `notebook`, a digest of the code of the other cells
-/// defining a function it reaches through its inputs, transitively.
-fn fn_digests(notebook: &Notebook) -> Vec<blake3::Hash> {
-    let cells = notebook.cells();
-    let mut fn_definers: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (index, cell) in cells.iter().enumerate() {
-        for name in cell.fn_names() {
-            fn_definers.entry(name.as_str()).or_default().push(index);
+/// Which cells define which functions, and what each cell reaches.
+struct Reach {
+    fn_definers: HashMap<String, Vec<usize>>,
+    inputs: Vec<Vec<String>>,
+    codes: Vec<String>,
+    opaque: Vec<Option<String>>,
+    names: Vec<String>,
+}
+
+impl Reach {
+    fn new(notebook: &Notebook) -> Reach {
+        let cells = notebook.cells();
+        let mut fn_definers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, cell) in cells.iter().enumerate() {
+            for name in cell.fn_names() {
+                fn_definers.entry(name.clone()).or_default().push(index);
+            }
+        }
+        Reach {
+            fn_definers,
+            inputs: cells.iter().map(|cell| cell.inputs().to_vec()).collect(),
+            codes: cells.iter().map(|cell| cell.code().to_owned()).collect(),
+            opaque: cells
+                .iter()
+                .map(|cell| cell.opaque().map(str::to_owned))
+                .collect(),
+            names: cells.iter().map(|cell| cell.name().to_owned()).collect(),
         }
     }
-    cells
-        .iter()
-        .enumerate()
-        .map(|(index, cell)| {
-            let mut reached = BTreeSet::new();
-            let mut pending: Vec<&str> = cell.inputs().iter().map(String::as_str).collect();
-            while let Some(name) = pending.pop() {
-                for &definer in fn_definers.get(name).into_iter().flatten() {
-                    if definer != index && reached.insert(definer) {
-                        pending.extend(cells[definer].inputs().iter().map(String::as_str));
-                    }
+
+    /// The cells (but `skip`) defining a function among `names` or reached
+    /// from one, transitively.
+    fn definers(&self, names: &[String], skip: Option<usize>) -> BTreeSet<usize> {
+        let mut reached = BTreeSet::new();
+        let mut pending: Vec<&str> = names.iter().map(String::as_str).collect();
+        while let Some(name) = pending.pop() {
+            for &definer in self.fn_definers.get(name).into_iter().flatten() {
+                if Some(definer) != skip && reached.insert(definer) {
+                    pending.extend(self.inputs[definer].iter().map(String::as_str));
                 }
             }
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(&(reached.len() as u64).to_le_bytes());
-            for definer in reached {
-                hash_str(&mut hasher, cells[definer].code());
-            }
-            hasher.finalize()
+        }
+        reached
+    }
+
+    /// Why one of the `reached` cells hides what it reaches, if one does.
+    fn opaque(&self, reached: &BTreeSet<usize>) -> Option<String> {
+        reached.iter().find_map(|&definer| {
+            self.opaque[definer]
+                .as_ref()
+                .map(|reason| format!("{reason} in cell `{}`", self.names[definer]))
         })
-        .collect()
+    }
+
+    /// A digest of the code of the `reached` cells.
+    fn digest(&self, reached: &BTreeSet<usize>) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&(reached.len() as u64).to_le_bytes());
+        for &definer in reached {
+            hash_str(&mut hasher, &self.codes[definer]);
+        }
+        hasher.finalize()
+    }
+}
+
+/// An entry as stored; values are decoded straight from the file's text.
+#[derive(serde::Deserialize)]
+struct StoredEntry {
+    format: String,
+    key: String,
+    output: Decoded,
+    stdout: String,
+    defs: std::collections::BTreeMap<String, Decoded>,
 }
 
 /// Reads and decodes the entry at `path`, checking it belongs to `key` and `cell`.
@@ -348,107 +432,99 @@ fn read_entry(path: &Path, key: &blake3::Hash, cell: &Cell) -> Result<Entry, Ent
         io::ErrorKind::NotFound => EntryError::Missing,
         _ => EntryError::Read(error),
     })?;
-    let json: Value = serde_json::from_slice(&bytes).map_err(EntryError::Json)?;
+    let stored: StoredEntry = serde_json::from_slice(&bytes).map_err(|error| {
+        if error.is_data() {
+            EntryError::Invalid(error.to_string())
+        } else {
+            EntryError::Json(error)
+        }
+    })?;
     let invalid = |reason: &str| EntryError::Invalid(reason.to_owned());
-    let object = json.as_object().ok_or_else(|| invalid("not an object"))?;
-    if object.get("format").and_then(Value::as_str) != Some(FORMAT) {
+    if stored.format != FORMAT {
         return Err(invalid("unknown format"));
     }
-    if object.get("key").and_then(Value::as_str) != Some(key.to_hex().as_str()) {
+    if stored.key != key.to_hex().as_str() {
         return Err(invalid("the key does not match the file name"));
     }
-    let output = decode(object.get("output").ok_or_else(|| invalid("no output"))?)
-        .map_err(|error| EntryError::Invalid(format!("output: {error}")))?;
-    let stdout = object
-        .get("stdout")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("no stdout"))?
-        .to_owned();
-    let stored_defs = object
-        .get("defs")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("no defs"))?;
-    let mut defs = Vec::with_capacity(stored_defs.len());
-    for (name, encoded) in stored_defs {
-        if !cell.defs().contains(name) {
+    let mut defs = Vec::with_capacity(stored.defs.len());
+    for (name, Decoded(value)) in stored.defs {
+        if !cell.defs().contains(&name) {
             return Err(EntryError::Invalid(format!(
                 "defines `{name}`, which the cell does not define"
             )));
         }
-        let value = decode(encoded)
-            .map_err(|error| EntryError::Invalid(format!("def `{name}`: {error}")))?;
-        defs.push((name.clone(), value));
+        defs.push((name, value));
     }
     Ok(Entry {
-        output,
-        stdout,
+        output: stored.output.0,
+        stdout: stored.stdout,
         defs,
     })
 }
 
-/// The bytes of the entry for a successful run of `cell`, or why it cannot be stored.
-/// The deepest nesting an entry may have: serde_json reads up to 128 levels.
+/// The deepest nesting of JSON arrays and objects an entry may have:
+/// serde_json reads up to 128 levels.
 const MAX_ENTRY_DEPTH: usize = 120;
 
-/// How deeply `value` nests arrays and objects.
-fn depth(value: &serde_json::Value) -> usize {
-    let mut deepest = 0;
-    let mut pending = vec![(value, 1)];
-    while let Some((value, level)) = pending.pop() {
-        deepest = deepest.max(level);
-        match value {
-            serde_json::Value::Array(items) => {
-                pending.extend(items.iter().map(|item| (item, level + 1)))
-            }
-            serde_json::Value::Object(map) => {
-                pending.extend(map.values().map(|item| (item, level + 1)))
-            }
-            _ => {}
-        }
-    }
-    deepest
-}
-
-fn entry_contents(
+/// Writes the entry for a successful run of `cell` to `out`, values
+/// streamed from the globals; fails when one is not storable.
+fn write_entry(
+    out: &mut impl Write,
     key: &blake3::Hash,
     cell: &Cell,
     globals: &Globals,
     result: &RunResult,
-) -> Result<Vec<u8>, String> {
-    let not_storable =
-        |what: &str, reason: Unsupported| format!("{what} is not storable: {reason}");
-    let mut defs = serde_json::Map::new();
-    for name in cell.defs() {
-        if let Some(value) = globals.get(name) {
-            let encoded =
-                encode(value).map_err(|reason| not_storable(&format!("`{name}`"), reason))?;
-            defs.insert(name.clone(), encoded);
-        }
-    }
-    let output = encode(&result.output).map_err(|reason| not_storable("the output", reason))?;
-    let entry = serde_json::json!({
-        "format": FORMAT,
-        "key": key.to_hex().as_str(),
-        "output": output,
-        "stdout": result.stdout,
-        "defs": defs,
-    });
+) -> Result<(), EncodeError> {
+    let not_storable = |what: &str, error: EncodeError| match error {
+        EncodeError::Value(reason) => EncodeError::Value(crate::value::Unsupported::Kind(format!(
+            "{what} is not storable: {reason}"
+        ))),
+        other => other,
+    };
+    let mut names: Vec<&String> = cell.defs().iter().collect();
+    names.sort_unstable();
     // The reader stops at serde_json's nesting limit; an entry it could
     // never read back would be rewritten on every run.
-    if depth(&entry) > MAX_ENTRY_DEPTH {
-        return Err(format!(
-            "the values nest deeper than {MAX_ENTRY_DEPTH} levels"
-        ));
+    let mut encoder = Encoder::new(out, 2, MAX_ENTRY_DEPTH);
+    encoder.out().write_all(b"{\"defs\":{")?;
+    let mut first = true;
+    for name in names {
+        if let Some(value) = globals.get(name) {
+            if !first {
+                encoder.out().write_all(b",")?;
+            }
+            first = false;
+            serde_json::to_writer(encoder.out(), name).map_err(io::Error::from)?;
+            encoder.out().write_all(b":")?;
+            encoder
+                .value(value)
+                .map_err(|error| not_storable(&format!("`{name}`"), error))?;
+        }
     }
-    let mut contents =
-        serde_json::to_vec(&entry).map_err(|error| format!("cannot serialize: {error}"))?;
-    contents.push(b'\n');
-    Ok(contents)
+    let out = encoder.finish();
+    write!(
+        out,
+        "}},\"format\":\"{FORMAT}\",\"key\":\"{}\",\"output\":",
+        key.to_hex()
+    )?;
+    let mut encoder = Encoder::new(out, 1, MAX_ENTRY_DEPTH);
+    encoder
+        .value(&result.output)
+        .map_err(|error| not_storable("the output", error))?;
+    let out = encoder.finish();
+    out.write_all(b",\"stdout\":")?;
+    serde_json::to_writer(&mut *out, &result.stdout).map_err(io::Error::from)?;
+    out.write_all(b"}\n")?;
+    Ok(())
 }
 
-/// Writes `contents` as the entry for `key` in `dir`: into a temporary file
-/// of a name no other writer uses, then renamed over the entry.
-fn write_atomically(dir: &Path, key: &blake3::Hash, contents: &[u8]) -> io::Result<()> {
+/// Writes the entry for `key` in `dir` with `contents`: into a temporary
+/// file of a name no other writer uses, then renamed over the entry.
+fn write_atomically(
+    dir: &Path,
+    key: &blake3::Hash,
+    contents: impl FnOnce(&mut io::BufWriter<fs::File>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let key = key.to_hex();
     let thread =
@@ -465,8 +541,17 @@ fn write_atomically(dir: &Path, key: &blake3::Hash, contents: &[u8]) -> io::Resu
         .write(true)
         .create_new(true)
         .open(&temp)
-        .and_then(|mut file| file.write_all(contents))
-        .and_then(|()| fs::rename(&temp, dir.join(format!("{key}{ENTRY_SUFFIX}"))));
+        .map_err(EncodeError::Io)
+        .and_then(|file| {
+            let mut out = io::BufWriter::with_capacity(1 << 16, file);
+            contents(&mut out)?;
+            out.into_inner()
+                .map_err(|error| EncodeError::Io(error.into_error()))?;
+            Ok(())
+        })
+        .and_then(|()| {
+            fs::rename(&temp, dir.join(format!("{key}{ENTRY_SUFFIX}"))).map_err(EncodeError::Io)
+        });
     if written.is_err() {
         // Best effort: a leftover temporary file is harmless and cleared by `cache_clear`.
         let _ = fs::remove_file(&temp);

@@ -31,7 +31,8 @@
 use std::fmt;
 
 use rhai::{Array, Blob, Dynamic, FnPtr, ImmutableString, Map};
-use serde_json::{json, Value};
+#[cfg(test)]
+use serde_json::Value;
 
 /// Why a value cannot be copied or encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,9 +56,11 @@ impl fmt::Display for Unsupported {
 }
 
 /// Why stored JSON is not a valid encoded value.
+#[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DecodeError(pub(crate) String);
 
+#[cfg(test)]
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -129,164 +132,430 @@ fn copy_with(value: &Dynamic, path: &mut Path) -> Result<Dynamic, Unsupported> {
     })
 }
 
-/// The canonical encoding of `value` (see the module docs).
-pub(crate) fn encode(value: &Dynamic) -> Result<Value, Unsupported> {
-    encode_with(value, &mut Path::new(), false)
+/// Why a value cannot be written in the encoding.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// The value has no encoding.
+    Value(Unsupported),
+    /// It nests deeper than the reader of the encoding could follow.
+    TooDeep(usize),
+    /// The output failed.
+    Io(std::io::Error),
 }
 
-/// Encodes `value`, an item of a constant container when `in_const`.
-fn encode_with(value: &Dynamic, path: &mut Path, in_const: bool) -> Result<Value, Unsupported> {
-    through_shared(value, path, |value, path| {
-        let read_only = value.is_read_only();
-        let mut encoded = encode_plain(value, path, read_only)?;
-        if value.tag() != 0 {
-            encoded = json!({ "tag": [value.tag(), encoded] });
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::Value(reason) => reason.fmt(f),
+            EncodeError::TooDeep(max) => write!(f, "the values nest deeper than {max} levels"),
+            EncodeError::Io(error) => write!(f, "cannot write: {error}"),
         }
+    }
+}
+
+impl From<Unsupported> for EncodeError {
+    fn from(reason: Unsupported) -> EncodeError {
+        EncodeError::Value(reason)
+    }
+}
+
+impl From<std::io::Error> for EncodeError {
+    fn from(error: std::io::Error) -> EncodeError {
+        EncodeError::Io(error)
+    }
+}
+
+/// Writes values in the canonical encoding (see the module docs) as JSON
+/// text, straight to `W` (a hasher, a file): nothing is built in memory, so
+/// encoding a large value costs time proportional to it and no more memory
+/// than a small buffer.
+pub(crate) struct Encoder<W: std::io::Write> {
+    out: W,
+    path: Path,
+    /// JSON arrays and objects open now.
+    depth: usize,
+    max_depth: usize,
+    /// The names of the functions the written values point to.
+    fn_names: Vec<String>,
+}
+
+impl<W: std::io::Write> Encoder<W> {
+    /// An encoder writing to `out` that refuses values nesting JSON arrays and
+    /// objects deeper than `max_depth`, counting the `open` already around them.
+    pub(crate) fn new(out: W, open: usize, max_depth: usize) -> Encoder<W> {
+        Encoder {
+            out,
+            path: Path::new(),
+            depth: open,
+            max_depth,
+            fn_names: Vec::new(),
+        }
+    }
+
+    /// The output, for writing what surrounds the values.
+    pub(crate) fn out(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// The names of the functions the values written so far point to
+    /// (`Fn("name")`), in order, with repeats.
+    pub(crate) fn fn_names(&self) -> &[String] {
+        &self.fn_names
+    }
+
+    /// Ends the encoder, returning its output.
+    pub(crate) fn finish(self) -> W {
+        self.out
+    }
+
+    /// Writes `value`'s encoding.
+    pub(crate) fn value(&mut self, value: &Dynamic) -> Result<(), EncodeError> {
+        self.value_in(value, false)
+    }
+
+    /// Writes `value`, an item of a constant container when `in_const`.
+    fn value_in(&mut self, value: &Dynamic, in_const: bool) -> Result<(), EncodeError> {
+        if !value.is_shared() {
+            return self.wrapped(value, in_const);
+        }
+        let inner = value.read_lock::<Dynamic>().ok_or(Unsupported::Locked)?;
+        let address: *const Dynamic = &*inner;
+        if self.path.contains(&address) {
+            return Err(Unsupported::Cycle.into());
+        }
+        self.path.push(address);
+        let written = self.wrapped(&inner, in_const);
+        self.path.pop();
+        written
+    }
+
+    /// Writes an unshared `value` with its constness and tag around it.
+    fn wrapped(&mut self, value: &Dynamic, in_const: bool) -> Result<(), EncodeError> {
+        let read_only = value.is_read_only();
         // Making a container constant makes every item in it constant, so
         // only the outermost constant of a nest records it.
-        if read_only && !in_const {
-            encoded = json!({ "const": encoded });
+        let constant = read_only && !in_const;
+        if constant {
+            self.open(b"{\"const\":")?;
         }
-        Ok(encoded)
-    })
-}
+        let tag = value.tag();
+        if tag != 0 {
+            self.open(b"{\"tag\":[")?;
+            write!(self.out, "{tag},")?;
+        }
+        self.plain(value, read_only)?;
+        if tag != 0 {
+            self.close(b"]}")?;
+        }
+        if constant {
+            self.close(b"}")?;
+        }
+        Ok(())
+    }
 
-/// The encoding of an unshared `value`, without its tag and constness.
-fn encode_plain(value: &Dynamic, path: &mut Path, read_only: bool) -> Result<Value, Unsupported> {
-    if value.is_unit() {
-        return Ok(json!({ "unit": null }));
-    }
-    if let Ok(flag) = value.as_bool() {
-        return Ok(json!({ "bool": flag }));
-    }
-    if let Ok(int) = value.as_int() {
-        return Ok(json!({ "int": int }));
-    }
-    if let Ok(float) = value.as_float() {
-        return Ok(json!({ "float": format!("{:016x}", float.to_bits()) }));
-    }
-    if let Ok(char) = value.as_char() {
-        return Ok(json!({ "char": char.to_string() }));
-    }
-    if let Some(string) = value.read_lock::<ImmutableString>() {
-        return Ok(json!({ "str": string.as_str() }));
-    }
-    if let Some(blob) = value.read_lock::<Blob>() {
-        return Ok(json!({ "blob": hex(&blob) }));
-    }
-    if let Some(array) = value.read_lock::<Array>() {
-        let items = array
+    /// Writes `text`, which opens JSON arrays or objects.
+    fn open(&mut self, text: &[u8]) -> Result<(), EncodeError> {
+        self.depth += text
             .iter()
-            .map(|item| encode_with(item, path, read_only))
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(json!({ "array": items }));
-    }
-    if let Some(map) = value.read_lock::<Map>() {
-        let mut entries = serde_json::Map::new();
-        for (key, item) in map.iter() {
-            entries.insert(key.to_string(), encode_with(item, path, read_only)?);
+            .filter(|byte| matches!(byte, b'{' | b'['))
+            .count();
+        if self.depth > self.max_depth {
+            return Err(EncodeError::TooDeep(self.max_depth));
         }
-        return Ok(json!({ "map": entries }));
+        self.out.write_all(text)?;
+        Ok(())
     }
-    if let Some(fn_ptr) = value.read_lock::<FnPtr>() {
-        if fn_ptr.is_curried() {
-            return Err(Unsupported::Kind(format!(
-                "a closure over captured values (`{}`)",
-                fn_ptr.fn_name()
-            )));
-        }
-        if fn_ptr.is_anonymous() {
-            return Err(Unsupported::Kind("an anonymous function".to_owned()));
-        }
-        return Ok(json!({ "fn": fn_ptr.fn_name() }));
+
+    /// Writes `text`, which only closes JSON arrays or objects.
+    fn close(&mut self, text: &[u8]) -> Result<(), EncodeError> {
+        self.depth -= text.len();
+        self.out.write_all(text)?;
+        Ok(())
     }
-    Err(Unsupported::Kind(format!(
-        "a value of type `{}`",
-        value.type_name()
-    )))
+
+    /// Writes `{"kind":`, then `body`, then `}`.
+    fn tagged(
+        &mut self,
+        kind: &str,
+        body: impl FnOnce(&mut Self) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        self.open(b"{")?;
+        self.string(kind)?;
+        self.out.write_all(b":")?;
+        body(self)?;
+        self.close(b"}")
+    }
+
+    fn string(&mut self, text: &str) -> Result<(), EncodeError> {
+        serde_json::to_writer(&mut self.out, text).map_err(|error| EncodeError::Io(error.into()))
+    }
+
+    /// Writes an unshared `value` without its tag and constness.
+    fn plain(&mut self, value: &Dynamic, read_only: bool) -> Result<(), EncodeError> {
+        if value.is_unit() {
+            return self.tagged("unit", |this| Ok(this.out.write_all(b"null")?));
+        }
+        if let Ok(flag) = value.as_bool() {
+            return self.tagged("bool", |this| Ok(write!(this.out, "{flag}")?));
+        }
+        if let Ok(int) = value.as_int() {
+            return self.tagged("int", |this| Ok(write!(this.out, "{int}")?));
+        }
+        if let Ok(float) = value.as_float() {
+            return self.tagged("float", |this| {
+                Ok(write!(this.out, "\"{:016x}\"", float.to_bits())?)
+            });
+        }
+        if let Ok(char) = value.as_char() {
+            return self.tagged("char", |this| this.string(char.encode_utf8(&mut [0; 4])));
+        }
+        if let Some(string) = value.read_lock::<ImmutableString>() {
+            return self.tagged("str", |this| this.string(&string));
+        }
+        if let Some(blob) = value.read_lock::<Blob>() {
+            return self.tagged("blob", |this| {
+                this.out.write_all(b"\"")?;
+                for chunk in blob.chunks(4096) {
+                    this.out.write_all(hex(chunk).as_bytes())?;
+                }
+                Ok(this.out.write_all(b"\"")?)
+            });
+        }
+        if let Some(array) = value.read_lock::<Array>() {
+            return self.tagged("array", |this| {
+                this.open(b"[")?;
+                for (index, item) in array.iter().enumerate() {
+                    if index > 0 {
+                        this.out.write_all(b",")?;
+                    }
+                    this.value_in(item, read_only)?;
+                }
+                this.close(b"]")
+            });
+        }
+        if let Some(map) = value.read_lock::<Map>() {
+            // A Rhai map iterates its keys in order, as the encoding sorts them.
+            return self.tagged("map", |this| {
+                this.open(b"{")?;
+                for (index, (key, item)) in map.iter().enumerate() {
+                    if index > 0 {
+                        this.out.write_all(b",")?;
+                    }
+                    this.string(key)?;
+                    this.out.write_all(b":")?;
+                    this.value_in(item, read_only)?;
+                }
+                this.close(b"}")
+            });
+        }
+        if let Some(fn_ptr) = value.read_lock::<FnPtr>() {
+            if fn_ptr.is_curried() {
+                return Err(Unsupported::Kind(format!(
+                    "a closure over captured values (`{}`)",
+                    fn_ptr.fn_name()
+                ))
+                .into());
+            }
+            if fn_ptr.is_anonymous() {
+                return Err(Unsupported::Kind("an anonymous function".to_owned()).into());
+            }
+            self.fn_names.push(fn_ptr.fn_name().to_owned());
+            return self.tagged("fn", |this| this.string(fn_ptr.fn_name()));
+        }
+        Err(Unsupported::Kind(format!("a value of type `{}`", value.type_name())).into())
+    }
 }
 
-/// The value `encoded` stands for (the inverse of [`encode`]).
+/// The canonical encoding of `value` as a JSON value (see the module docs).
+#[cfg(test)]
+pub(crate) fn encode(value: &Dynamic) -> Result<Value, Unsupported> {
+    let mut encoder = Encoder::new(Vec::new(), 0, usize::MAX);
+    match encoder.value(value) {
+        Ok(()) => Ok(serde_json::from_slice(&encoder.finish()).expect("the encoder writes JSON")),
+        Err(EncodeError::Value(reason)) => Err(reason),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+/// The value `encoded` stands for (the inverse of the encoding).
+#[cfg(test)]
 pub(crate) fn decode(encoded: &Value) -> Result<Dynamic, DecodeError> {
-    let fail = |what: &str| DecodeError(format!("{what} in {}", abbreviate(encoded)));
-    let (tag, payload) = match encoded.as_object() {
-        Some(object) if object.len() == 1 => match object.iter().next() {
-            Some(pair) => pair,
-            None => return Err(fail("expected an object with one key")),
-        },
-        _ => return Err(fail("expected an object with one key")),
-    };
-    let value = match tag.as_str() {
-        "unit" if payload.is_null() => Dynamic::UNIT,
-        "bool" => Dynamic::from_bool(payload.as_bool().ok_or_else(|| fail("bad bool"))?),
-        "int" => Dynamic::from_int(payload.as_i64().ok_or_else(|| fail("bad int"))?),
-        "float" => {
-            let bits = payload
-                .as_str()
-                .filter(|text| text.len() == 16)
-                .and_then(|text| u64::from_str_radix(text, 16).ok())
-                .ok_or_else(|| fail("bad float"))?;
-            Dynamic::from_float(f64::from_bits(bits))
-        }
-        "char" => {
-            let text = payload.as_str().ok_or_else(|| fail("bad char"))?;
-            let mut chars = text.chars();
-            match (chars.next(), chars.next()) {
-                (Some(char), None) => Dynamic::from_char(char),
-                _ => return Err(fail("bad char")),
+    use serde::Deserialize;
+    Decoded::deserialize(encoded)
+        .map(|decoded| decoded.0)
+        .map_err(|error| DecodeError(error.to_string()))
+}
+
+/// A value read from its encoding, straight from JSON text (no JSON tree in
+/// between).
+pub(crate) struct Decoded(pub(crate) Dynamic);
+
+/// The kind of an encoded value: its object's one key.
+enum Kind {
+    Unit,
+    Bool,
+    Int,
+    Float,
+    Char,
+    Str,
+    Blob,
+    Array,
+    Map,
+    Fn,
+    Const,
+    Tag,
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        struct KindVisitor;
+        impl serde::de::Visitor<'_> for KindVisitor {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the kind of an encoded value")
+            }
+            fn visit_str<E: serde::de::Error>(self, kind: &str) -> Result<Kind, E> {
+                Ok(match kind {
+                    "unit" => Kind::Unit,
+                    "bool" => Kind::Bool,
+                    "int" => Kind::Int,
+                    "float" => Kind::Float,
+                    "char" => Kind::Char,
+                    "str" => Kind::Str,
+                    "blob" => Kind::Blob,
+                    "array" => Kind::Array,
+                    "map" => Kind::Map,
+                    "fn" => Kind::Fn,
+                    "const" => Kind::Const,
+                    "tag" => Kind::Tag,
+                    other => return Err(E::custom(format!("unknown kind `{other}`"))),
+                })
             }
         }
-        "str" => Dynamic::from(
-            payload
-                .as_str()
-                .ok_or_else(|| fail("bad string"))?
-                .to_owned(),
-        ),
-        "blob" => {
-            let text = payload.as_str().ok_or_else(|| fail("bad blob"))?;
-            Dynamic::from_blob(unhex(text).ok_or_else(|| fail("bad blob"))?)
-        }
-        "array" => {
-            let items = payload.as_array().ok_or_else(|| fail("bad array"))?;
-            Dynamic::from_array(items.iter().map(decode).collect::<Result<Array, _>>()?)
-        }
-        "map" => {
-            let entries = payload.as_object().ok_or_else(|| fail("bad map"))?;
-            let map = entries
-                .iter()
-                .map(|(key, item)| Ok((key.as_str().into(), decode(item)?)))
-                .collect::<Result<Map, DecodeError>>()?;
-            Dynamic::from_map(map)
-        }
-        "fn" => {
-            let name = payload.as_str().ok_or_else(|| fail("bad function name"))?;
-            let fn_ptr = FnPtr::new(name).map_err(|_| fail("bad function name"))?;
-            Dynamic::from(fn_ptr)
-        }
-        "const" => decode(payload)?.into_read_only(),
-        "tag" => match payload.as_array().map(Vec::as_slice) {
-            Some([tag, inner]) => {
-                let tag = tag
-                    .as_i64()
-                    .and_then(|tag| tag.try_into().ok())
-                    .ok_or_else(|| fail("bad tag"))?;
-                let mut value = decode(inner)?;
-                value.set_tag(tag);
+        deserializer.deserialize_str(KindVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Decoded {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Decoded, D::Error> {
+        deserializer.deserialize_map(DecodedVisitor)
+    }
+}
+
+struct DecodedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DecodedVisitor {
+    type Value = Decoded;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an encoded value: an object with one key")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decoded, A::Error> {
+        use serde::de::Error;
+        let bad = |what: &str| A::Error::custom(format!("bad {what}"));
+        let kind: Kind = map
+            .next_key()?
+            .ok_or_else(|| A::Error::custom("expected an object with one key"))?;
+        let value = match kind {
+            Kind::Unit => {
+                map.next_value::<()>()?;
+                Dynamic::UNIT
+            }
+            Kind::Bool => Dynamic::from_bool(map.next_value()?),
+            Kind::Int => Dynamic::from_int(map.next_value()?),
+            Kind::Float => {
+                let text: String = map.next_value()?;
+                let bits = (text.len() == 16)
+                    .then(|| u64::from_str_radix(&text, 16).ok())
+                    .flatten()
+                    .ok_or_else(|| bad("float"))?;
+                Dynamic::from_float(f64::from_bits(bits))
+            }
+            Kind::Char => {
+                let text: String = map.next_value()?;
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(char), None) => Dynamic::from_char(char),
+                    _ => return Err(bad("char")),
+                }
+            }
+            Kind::Str => Dynamic::from(map.next_value::<String>()?),
+            Kind::Blob => {
+                let text: String = map.next_value()?;
+                Dynamic::from_blob(unhex(&text).ok_or_else(|| bad("blob"))?)
+            }
+            Kind::Array => Dynamic::from_array(map.next_value_seed(ArraySeed)?),
+            Kind::Map => Dynamic::from_map(map.next_value_seed(MapSeed)?),
+            Kind::Fn => {
+                let name: String = map.next_value()?;
+                Dynamic::from(FnPtr::new(name).map_err(|_| bad("function name"))?)
+            }
+            Kind::Const => map.next_value::<Decoded>()?.0.into_read_only(),
+            Kind::Tag => {
+                let (tag, Decoded(mut value)): (i64, Decoded) = map.next_value()?;
+                value.set_tag(tag.try_into().map_err(|_| bad("tag"))?);
                 value
             }
-            _ => return Err(fail("bad tag")),
-        },
-        _ => return Err(fail("unknown kind")),
-    };
-    Ok(value)
+        };
+        if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom("expected an object with one key"));
+        }
+        Ok(Decoded(value))
+    }
 }
 
-/// The start of `encoded`, for error messages.
-fn abbreviate(encoded: &Value) -> String {
-    let text = encoded.to_string();
-    match text.char_indices().nth(60) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text,
+/// Reads an encoded array's items straight into a Rhai array.
+struct ArraySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ArraySeed {
+    type Value = Array;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Array, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ArraySeed {
+    type Value = Array;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of encoded values")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Array, A::Error> {
+        let mut items = Array::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(Decoded(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// Reads an encoded map's entries straight into a Rhai map.
+struct MapSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for MapSeed {
+    type Value = Map;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Map, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MapSeed {
+    type Value = Map;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of encoded values")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Map, A::Error> {
+        let mut map = Map::new();
+        while let Some((key, Decoded(item))) = entries.next_entry::<String, Decoded>()? {
+            map.insert(key.into(), item);
+        }
+        Ok(map)
     }
 }
 

@@ -31,6 +31,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("building cellrun failed");
     }
     let cellrun = root.join("target/release/cellrun");
+    if args.iter().any(|arg| arg == "medium-cache") {
+        // One case alone, for a quick figure.
+        let mut report = String::new();
+        medium_cache(&cellrun, &out_dir, if quick { 3 } else { 5 }, &mut report)?;
+        print!("{report}");
+        return Ok(());
+    }
 
     let sizes: &[usize] = if quick {
         &[1_000, 2_000]
@@ -189,7 +196,73 @@ fn reads_and_cache(
         cached.as_secs_f64() / plain.as_secs_f64()
     )?;
     let _ = fs::remove_dir_all(&cache_dir);
+    medium_cache(cellrun, out_dir, repeats, report)
+}
+
+/// The cache on a medium value: a 1,000,000-integer array computed by one
+/// cell and read by another, live, stored (cold) and restored (warm), with
+/// the peak resident memory of each run where `/usr/bin/time` can tell it.
+fn medium_cache(
+    cellrun: &Path,
+    out_dir: &Path,
+    repeats: usize,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    let notebook = out_dir.join("medium.rhai");
+    fs::write(
+        &notebook,
+        "// %% make\nlet xs = [];\nfor i in 0..1000000 { xs.push(i * 7); }\n// %% use\nxs.len() + xs[999999]\n",
+    )?;
+    let cache_dir = out_dir.join("cache-medium");
+    let _ = fs::remove_dir_all(&cache_dir);
+    let cache_arg = format!("--cache={}", cache_dir.display());
+    let live = time_runs(cellrun, &notebook, &[], repeats)?[0];
+    let live_rss = peak_rss(cellrun, &notebook, &[]);
+    let cold = time_runs(cellrun, &notebook, &[&cache_arg], 1)?[0];
+    let _ = fs::remove_dir_all(&cache_dir);
+    let cold_rss = peak_rss(cellrun, &notebook, &[&cache_arg]);
+    let warm = time_runs(cellrun, &notebook, &[&cache_arg], repeats)?[0];
+    let warm_rss = peak_rss(cellrun, &notebook, &[&cache_arg]);
+    let rss = |kib: Option<u64>| {
+        kib.map_or_else(
+            || "-".to_owned(),
+            |kib| format!("{:.0} MiB", kib as f64 / 1024.0),
+        )
+    };
+    writeln!(
+        report,
+        "\nA 1,000,000-integer array: live {:.1} ms (peak {}), first run with the cache {:.1} ms ({:.2}x, peak {}), from the cache {:.1} ms ({:.2}x, peak {}).",
+        ms(live),
+        rss(live_rss),
+        ms(cold),
+        cold.as_secs_f64() / live.as_secs_f64(),
+        rss(cold_rss),
+        ms(warm),
+        warm.as_secs_f64() / live.as_secs_f64(),
+        rss(warm_rss),
+    )?;
+    let _ = fs::remove_dir_all(&cache_dir);
     Ok(())
+}
+
+/// The peak resident memory of one run in KiB, from `/usr/bin/time`, if
+/// it is there.
+fn peak_rss(cellrun: &Path, notebook: &Path, args: &[&str]) -> Option<u64> {
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(cellrun)
+        .arg("run")
+        .arg(notebook)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The cost of plugins: loading many libraries, and running through one.

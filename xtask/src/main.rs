@@ -50,7 +50,9 @@ fn print_help() {
                     in the current cellrun; fail when the ABI version policy is broken
   abi-check --layout
                     check and update the committed ABI layout snapshot (executor-abi/abi-layout.txt)
-  bench [--quick]   time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
+  bench [--quick] [medium-cache]
+                    time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
+                    (`medium-cache`: only the cache on a 1,000,000-integer array)
   build-plugins [--release] [--out DIR]
                     build every plugin and copy the libraries into DIR (default target/plugins)
   slurm up|down|status|env

@@ -6,7 +6,9 @@ use executor_core::{CancelToken, DefaultExecutor, ErrorKind, Evaluator, Limits};
 
 use super::*;
 use crate::testutil::{int, notebook, run_all, CountingExecutor, TestDir};
+use crate::value::decode;
 use crate::StrictLifecycle;
+use serde_json::Value;
 
 /// A notebook's cells run through a cache in one directory, counting bodies.
 struct Fixture {
@@ -465,4 +467,72 @@ fn a_restored_function_pointer_still_calls_its_function() {
         (vec![true, true, false], Ok(15)),
         "`g` came from the cache"
     );
+}
+
+// See: issue 12, point 10: a cell whose dependencies the code does not show
+// is never a stale hit.
+#[test]
+fn issue_12_calls_the_code_cannot_show_are_never_stale() {
+    let dir = TestDir::new("dynamic-calls");
+    let run = |double: &str, last: &str| {
+        let fixture = Fixture::new(
+            &[
+                double,
+                "let name = \"dou\" + \"ble\";",
+                "let p = Fn(\"double\");",
+                last,
+            ],
+            dir.path(),
+        );
+        let (results, globals) = fixture.run();
+        (cached(&results), int(&globals, "r"))
+    };
+    // Through a computed name: never cached.
+    let computed = "let r = Fn(name).call(5);";
+    assert_eq!(run("fn double(x) { x * 2 }", computed).1, Some(10));
+    assert_eq!(
+        run("fn double(x) { x * 2 }", computed),
+        (vec![true, true, true, false], Some(10))
+    );
+    assert_eq!(run("fn double(x) { x * 3 }", computed).1, Some(15));
+    // Through a function pointer among the inputs: its function's code is
+    // part of the key.
+    let pointer = "let r = p.call(5);";
+    assert_eq!(run("fn double(x) { x * 2 }", pointer).1, Some(10));
+    assert!(run("fn double(x) { x * 2 }", pointer).0[3]);
+    assert_eq!(
+        run("fn double(x) { x * 4 }", pointer),
+        (vec![false, true, false, false], Some(20)),
+        "`Fn(\"double\")` reads `double`, and the pointer's reader follows it"
+    );
+    // A function that hides what it calls makes its callers uncacheable.
+    let hidden = "fn double(x) { call(Fn(\"tri\" + \"ple\"), x) } fn triple(x) { x * 3 }";
+    assert_eq!(run(hidden, "let r = double(5);").1, Some(15));
+    assert!(!run(hidden, "let r = double(5);").0[3]);
+}
+
+// See: issue 12, point 4: caching a medium value streams it, in both
+// directions, and gives back the same value.
+#[test]
+fn issue_12_a_medium_value_round_trips_through_the_cache() {
+    let dir = TestDir::new("medium");
+    let codes = [
+        "let xs = []; for i in 0..50000 { xs.push(if i % 3 == 0 { i } else { `s${i}` }); }",
+        "let n = xs.len() + xs[49998];",
+    ];
+    let fixture = Fixture::new(&codes, dir.path());
+    let (first, globals) = fixture.run();
+    assert_eq!(cached(&first), [false, false]);
+    assert_eq!(int(&globals, "n"), Some(50000 + 49998));
+    let (second, warm) = Fixture::new(&codes, dir.path()).run();
+    assert_eq!(cached(&second), [true, true]);
+    assert_eq!(int(&warm, "n"), Some(50000 + 49998));
+    let xs = warm
+        .get("xs")
+        .unwrap()
+        .read_lock::<rhai::Array>()
+        .unwrap()
+        .clone();
+    assert_eq!(xs.len(), 50000);
+    assert_eq!(xs[5].clone().into_string().unwrap(), "s5");
 }
