@@ -1,7 +1,11 @@
 //! The notebook file format: Rhai in percent format.
 //!
 //! A line whose trimmed text starts with `// %%` starts a cell; the rest of
-//! that line, trimmed, is the cell's name. Non-blank text before the first
+//! that line, trimmed, is the cell's name, except a trailing `[...]` group:
+//! the cell's options, `key=value` words, of which a first word `NAME:`
+//! prefixes the keys (`// %% train [slurm: cpus=2]` gives the option
+//! `slurm.cpus=2`, named as `--plugin-opt slurm.cpus=2` would name it).
+//! Non-blank text before the first
 //! marker is a cell too. An unnamed cell is named `cell-N`, N being its
 //! 1-based position. Markers are Rhai comments, so the whole file stays a
 //! valid Rhai script.
@@ -29,6 +33,9 @@ pub(crate) enum FormatError {
         /// Says which of them got the name by position, if one did.
         note: String,
     },
+    /// A marker's option group has a word that is not `key=value`.
+    #[error("line {line}: {message}")]
+    BadOption { line: u32, message: String },
 }
 
 /// The lines of `text`, each without its line break: `\n`, `\r\n` and a
@@ -62,12 +69,14 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     struct Pending {
         name: Option<String>,
+        options: Vec<(String, String)>,
         marker_line: u32,
         first_line: u32,
         code: String,
     }
     let mut pending = Pending {
         name: None,
+        options: Vec::new(),
         marker_line: 0,
         first_line: 1,
         code: String::new(),
@@ -82,7 +91,7 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
             name: String::new(),
             code: pending.code,
             first_line: pending.first_line,
-            options: Vec::new(),
+            options: pending.options,
         };
         let line = if is_preamble {
             pending.first_line
@@ -95,9 +104,13 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
         let line_number = index as u32 + 1;
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix(MARKER) {
-            let name = rest.trim();
+            let (name, options) = marker_parts(rest).map_err(|message| FormatError::BadOption {
+                line: line_number,
+                message,
+            })?;
             let next = Pending {
                 name: (!name.is_empty()).then(|| name.to_owned()),
+                options,
                 marker_line: line_number,
                 first_line: line_number + 1,
                 code: String::new(),
@@ -137,6 +150,40 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
         sources.push(source);
     }
     Ok(sources)
+}
+
+/// Splits the text after a marker into the cell's name and its options.
+///
+/// Options are a trailing `[...]` group of `key=value` words; a first word
+/// `NAMESPACE:` prefixes the keys after it, so `[slurm: cpus=2]` gives
+/// `slurm.cpus=2`, as `--plugin-opt slurm.cpus=2` would name it.
+fn marker_parts(text: &str) -> Result<(&str, Vec<(String, String)>), String> {
+    let text = text.trim();
+    let Some(open) = text.strip_suffix(']').and_then(|inner| inner.rfind('[')) else {
+        return Ok((text, Vec::new()));
+    };
+    let name = text[..open].trim_end();
+    let mut words = text[open + 1..text.len() - 1].split_whitespace().peekable();
+    let namespace = words
+        .peek()
+        .and_then(|word| word.strip_suffix(':'))
+        .map(str::to_owned);
+    if namespace.is_some() {
+        words.next();
+    }
+    let mut options = Vec::new();
+    for word in words {
+        let (key, value) = word
+            .split_once('=')
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or_else(|| format!("cell option `{word}` is not of the form key=value"))?;
+        let key = match &namespace {
+            Some(namespace) => format!("{namespace}.{key}"),
+            None => key.to_owned(),
+        };
+        options.push((key, value.to_owned()));
+    }
+    Ok((name, options))
 }
 
 #[cfg(test)]
@@ -187,6 +234,37 @@ mod tests {
         assert_eq!(split_lines, ["a", "", "b", "c"]);
         assert_eq!(lines("").count(), 0);
         assert_eq!(lines("\n").collect::<Vec<_>>(), [""]);
+    }
+
+    #[test]
+    fn a_trailing_bracket_group_on_a_marker_gives_the_cells_options() {
+        let cells =
+            split("// %% train [slurm: cpus=2 mem=1G]\n1\n// %% plain\n2\n// %% [x=1]\n3\n")
+                .unwrap();
+        let got: Vec<(&str, &[(String, String)])> = cells
+            .iter()
+            .map(|cell| (cell.name.as_str(), cell.options.as_slice()))
+            .collect();
+        let pair = |key: &str, value: &str| (key.to_owned(), value.to_owned());
+        assert_eq!(
+            got,
+            [
+                (
+                    "train",
+                    &[pair("slurm.cpus", "2"), pair("slurm.mem", "1G")][..]
+                ),
+                ("plain", &[][..]),
+                ("cell-3", &[pair("x", "1")][..]),
+            ]
+        );
+        assert_eq!(
+            split("// %% a\n1\n// %% b [slurm: cpus 2]\n2\n")
+                .unwrap_err()
+                .to_string(),
+            "line 3: cell option `cpus` is not of the form key=value"
+        );
+        // Brackets inside a name, not at its end, stay part of it.
+        assert_eq!(split("// %% a [1] b\n1\n").unwrap()[0].name, "a [1] b");
     }
 
     #[test]
