@@ -153,6 +153,7 @@ impl Cell {
             refs,
             fn_names: Vec::new(),
             graph_defs,
+            opaque: None,
             syntax_error,
             program: None,
         }
