@@ -238,7 +238,7 @@ fn cell_error(
     let position = error.take_position();
     let first_line = innermost_fn
         .as_deref()
-        .and_then(|name| program.fn_homes.get(name).copied())
+        .and_then(|name| program.fn_homes.get(name).map(|home| home.first_line))
         .unwrap_or(cell.first_line());
     let (line, column) = notebook_position(position, first_line);
     let mut cell_error = match &error {

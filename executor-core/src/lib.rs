@@ -61,6 +61,7 @@ mod registry;
 mod result;
 #[cfg(test)]
 mod testutil;
+pub mod wire;
 
 pub use crate::{
     cancel::{CancelToken, StopReason},

@@ -67,10 +67,21 @@ pub struct AnalysedCell {
 pub struct Notebook {
     cells: Vec<Cell>,
     language: &'static str,
+    fn_homes: Arc<FnHomes>,
 }
 
-/// Where the code of a script function lives, to map error positions.
-pub(crate) type FnHomes = HashMap<String, u32>;
+/// Where the code of each script function lives (named and anonymous), by
+/// function name: to map error positions and to carry functions elsewhere.
+pub(crate) type FnHomes = HashMap<String, FnHome>;
+
+/// The cell defining a script function.
+#[derive(Clone, Debug)]
+pub(crate) struct FnHome {
+    /// The notebook line of the cell's first line.
+    pub(crate) first_line: u32,
+    /// The whole code of the cell.
+    pub(crate) code: Arc<str>,
+}
 
 /// The runnable form of a parsed cell.
 #[derive(Clone)]
@@ -79,7 +90,7 @@ pub(crate) struct Program {
     pub(crate) ast: rhai::AST,
     /// Globals that the functions this cell calls read, transitively.
     pub(crate) fn_globals: Vec<String>,
-    /// First line of the cell defining each script function, by function name.
+    /// The cell defining each script function, by function name.
     pub(crate) fn_homes: Arc<FnHomes>,
     /// The cell's public definitions.
     pub(crate) defs: Arc<[String]>,
@@ -92,10 +103,14 @@ impl Notebook {
         let engine = new_engine(limits);
         let analyses = analyze_all(&engine, &sources);
 
+        let codes: Vec<Arc<str>> = sources
+            .iter()
+            .map(|source| Arc::from(source.code.as_str()))
+            .collect();
         let mut lib = rhai::AST::empty();
         let mut fn_homes = FnHomes::new();
         let mut fn_index: HashMap<&str, Vec<&analysis::FnInfo>> = HashMap::new();
-        for (source, analysis) in sources.iter().zip(&analyses) {
+        for (index, (source, analysis)) in sources.iter().zip(&analyses).enumerate() {
             let Ok(analysis) = analysis else { continue };
             if !analysis.ast.has_functions() {
                 continue;
@@ -104,7 +119,10 @@ impl Notebook {
             for function in analysis.ast.iter_functions() {
                 fn_homes
                     .entry(function.name.to_owned())
-                    .or_insert(source.first_line);
+                    .or_insert_with(|| FnHome {
+                        first_line: source.first_line,
+                        code: codes[index].clone(),
+                    });
             }
             for function in &analysis.functions {
                 fn_index
@@ -115,10 +133,6 @@ impl Notebook {
         }
         let lib = lib.shared_lib().clone();
         let fn_homes = Arc::new(fn_homes);
-        let codes: Vec<Arc<str>> = sources
-            .iter()
-            .map(|source| Arc::from(source.code.as_str()))
-            .collect();
         let fn_cells: HashMap<&str, usize> = sources
             .iter()
             .zip(&analyses)
@@ -189,6 +203,7 @@ impl Notebook {
         Notebook {
             cells,
             language: RHAI,
+            fn_homes,
         }
     }
 
@@ -203,7 +218,11 @@ impl Notebook {
             .enumerate()
             .map(|(index, cell)| Cell::analysed(CellId::new(index), cell))
             .collect();
-        Notebook { cells, language }
+        Notebook {
+            cells,
+            language,
+            fn_homes: Arc::default(),
+        }
     }
 
     /// The language of the notebook's cells ([`RHAI`] or a language a
@@ -238,6 +257,10 @@ impl Notebook {
     /// Whether the notebook has no cell.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
+    }
+
+    pub(crate) fn fn_homes(&self) -> &FnHomes {
+        &self.fn_homes
     }
 }
 
