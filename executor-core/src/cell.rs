@@ -156,6 +156,7 @@ impl Cell {
             opaque: None,
             syntax_error,
             program: None,
+            opaque: None,
         }
     }
 
