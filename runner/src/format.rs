@@ -152,12 +152,15 @@ pub(crate) fn split(text: &str) -> Result<Vec<CellSource>, FormatError> {
     Ok(sources)
 }
 
+/// A cell's options, as `key=value` pairs in the order written.
+type CellOptions = Vec<(String, String)>;
+
 /// Splits the text after a marker into the cell's name and its options.
 ///
 /// Options are a trailing `[...]` group of `key=value` words; a first word
 /// `NAMESPACE:` prefixes the keys after it, so `[slurm: cpus=2]` gives
 /// `slurm.cpus=2`, as `--plugin-opt slurm.cpus=2` would name it.
-fn marker_parts(text: &str) -> Result<(&str, Vec<(String, String)>), String> {
+fn marker_parts(text: &str) -> Result<(&str, CellOptions), String> {
     let text = text.trim();
     let Some(open) = text.strip_suffix(']').and_then(|inner| inner.rfind('[')) else {
         return Ok((text, Vec::new()));
