@@ -156,7 +156,6 @@ impl Cell {
             opaque: None,
             syntax_error,
             program: None,
-            opaque: None,
         }
     }
 
