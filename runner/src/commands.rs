@@ -52,9 +52,18 @@ fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
             error.utf8_error().valid_up_to()
         )
     })?;
-    let sources =
-        crate::format::split(&text).with_context(|| format!("notebook {}", path.display()))?;
-    let notebook = Notebook::compile(sources, limits);
+    let notebook = if crate::python::is_python_notebook(path) {
+        let (notebook, warnings) = crate::python::compile(&text)
+            .with_context(|| format!("notebook {}", path.display()))?;
+        for warning in warnings {
+            tracing::warn!("{}: {warning}", path.display());
+        }
+        notebook
+    } else {
+        let sources =
+            crate::format::split(&text).with_context(|| format!("notebook {}", path.display()))?;
+        Notebook::compile(sources, limits)
+    };
     let graph = DataflowGraph::of(&notebook);
     Ok(Loaded {
         path: path.display().to_string(),
@@ -109,6 +118,21 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     plugins::register_executors(&mut registry, &inventory, &plugin_config, &default);
     let selection = registry.select(&executor_filter(), || default.clone());
     warnings.extend(selection.warnings.iter().cloned());
+    let language = loaded.notebook.language();
+    if !selection
+        .executor
+        .languages()
+        .iter()
+        .any(|known| known == language)
+    {
+        bail!(
+            "{} is a {language} notebook, and executor `{}` runs only {}; {}",
+            loaded.path,
+            selection.executor.name(),
+            selection.executor.languages().join(", "),
+            crate::python::missing_executor_hint(language)
+        );
+    }
     let mut lifecycles: Vec<Arc<dyn Lifecycle>> = Vec::new();
     if args.strict {
         lifecycles.push(Arc::new(StrictLifecycle::new(&loaded.notebook)));

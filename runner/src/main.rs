@@ -14,6 +14,7 @@ mod logging;
 mod memory;
 mod output;
 mod plugins;
+mod python;
 
 #[global_allocator]
 static ALLOCATOR: memory::Counting = memory::Counting;

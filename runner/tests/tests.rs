@@ -32,3 +32,6 @@ mod hardening;
 
 // The slurm executor against the real local cluster of `cargo xtask slurm up`.
 mod slurm;
+
+// marimo notebooks: check, graph, static errors and parity with marimo.
+mod python;
