@@ -88,6 +88,9 @@ pub(crate) struct Analysis {
     /// `import` or `Fn(...)` of a computed name, anywhere in the cell (its functions and
     /// closures included).
     pub(crate) opaque: Option<String>,
+    /// For each name the cell defines or rebinds, the 1-based line in the cell's code of its
+    /// first definition, where rhai knows it.
+    pub(crate) def_lines: Vec<(String, usize)>,
 }
 
 /// What the analysis learnt about one named script function of a cell.
@@ -212,6 +215,14 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
             .filter(|(_, name)| !env.own_fns.contains(name))
             .collect(),
     );
+    let mut positioned: Vec<(Key, String)> = public.iter().chain(&rebound).cloned().collect();
+    positioned.sort_by_key(|(at, _)| *at);
+    let mut def_lines: Vec<(String, usize)> = Vec::new();
+    for ((line, _), name) in positioned {
+        if line != usize::MAX && !def_lines.iter().any(|(known, _)| *known == name) {
+            def_lines.push((name, line));
+        }
+    }
 
     Ok(Analysis {
         ast,
@@ -230,6 +241,7 @@ pub(crate) fn analyze(engine: &Engine, code: &str) -> Result<Analysis, SyntaxErr
             .into_iter()
             .min_by_key(|(at, _)| *at)
             .map(|(_, what)| what),
+        def_lines,
     })
 }
 

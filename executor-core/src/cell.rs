@@ -56,6 +56,8 @@ pub struct Cell {
     graph_defs: Vec<String>,
     inputs: Vec<String>,
     opaque: Option<String>,
+    /// Notebook lines of the definitions, by name.
+    def_lines: Vec<(String, u32)>,
     syntax_error: Option<CellError>,
     program: Option<Program>,
 }
@@ -99,6 +101,11 @@ impl Cell {
             graph_defs,
             inputs,
             opaque: analysis.opaque,
+            def_lines: analysis
+                .def_lines
+                .into_iter()
+                .map(|(name, line)| (name, source.first_line + line as u32 - 1))
+                .collect(),
             syntax_error: None,
             program: Some(program),
         }
@@ -121,6 +128,7 @@ impl Cell {
             graph_defs: intended_defs,
             inputs: Vec::new(),
             opaque: None,
+            def_lines: Vec::new(),
             syntax_error: Some(error),
             program: None,
         }
@@ -154,6 +162,7 @@ impl Cell {
             fn_names: Vec::new(),
             graph_defs,
             opaque: None,
+            def_lines: Vec::new(),
             syntax_error,
             program: None,
         }
@@ -223,6 +232,15 @@ impl Cell {
     /// functions the cell calls.
     pub fn inputs(&self) -> &[String] {
         &self.inputs
+    }
+
+    /// The notebook line where the cell first defines or rebinds `name`, if
+    /// known.
+    pub fn def_line(&self, name: &str) -> Option<u32> {
+        self.def_lines
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, line)| *line)
     }
 
     /// Why what the cell reaches cannot be known from its code alone, if so:

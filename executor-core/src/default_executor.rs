@@ -182,7 +182,13 @@ impl DefaultExecutor {
             Err(error) => RunResult {
                 output: Dynamic::UNIT,
                 stdout,
-                error: Some(cell_error(*error, cell, program, token)),
+                error: Some(cell_error(
+                    *error,
+                    cell,
+                    program,
+                    token,
+                    self.engine.max_call_levels(),
+                )),
                 cached: false,
                 display: None,
             },
@@ -229,6 +235,7 @@ fn cell_error(
     cell: &Cell,
     program: &Program,
     token: &CancelToken,
+    max_call_depth: usize,
 ) -> CellError {
     let mut innermost_fn = None;
     while let EvalAltResult::ErrorInFunctionCall(name, _, inner, _) = error {
@@ -255,6 +262,21 @@ fn cell_error(
             let mut missing = CellError::new(ErrorKind::Runtime, error.to_string());
             missing.missing_name = Some(name.clone());
             missing
+        }
+        EvalAltResult::ErrorStackOverflow(..) => CellError::new(
+            ErrorKind::Runtime,
+            format!(
+                "more than {} nested function calls (the call depth limit): endless recursion?",
+                max_call_depth
+            ),
+        ),
+        EvalAltResult::ErrorRuntime(value, _) => {
+            let text = value.to_string();
+            if value.is_unit() || text.is_empty() {
+                CellError::new(ErrorKind::Runtime, "`throw` without a value")
+            } else {
+                CellError::new(ErrorKind::Runtime, format!("thrown: {text}"))
+            }
         }
         _ => CellError::new(ErrorKind::Runtime, error.to_string()),
     };
@@ -605,7 +627,7 @@ mod tests {
         let error = error_of(&result);
         assert_eq!(error.kind, ErrorKind::Runtime);
         assert!(
-            error.message.to_lowercase().contains("stack overflow"),
+            error.message.contains("nested function calls (the call depth limit)"),
             "{}",
             error.message
         );

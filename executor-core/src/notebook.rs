@@ -316,6 +316,43 @@ fn fn_globals(
     (names, reached)
 }
 
+/// The cell error of a parse error in `source`.
+///
+/// Rhai reports a construct left open at the end of the code (an unclosed
+/// brace, a dangling operator) at the end of the input, which is the next
+/// cell's marker line, or nowhere: such an error points just after the
+/// cell's last non-blank line instead.
+fn syntax_error(source: &CellSource, error: analysis::SyntaxError) -> CellError {
+    let last = source
+        .code
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .last();
+    let past_the_end = match (error.line, last) {
+        (None, _) => true,
+        (Some(line), Some((index, _))) => line > index + 1,
+        (Some(_), None) => false,
+    };
+    let mut message = error.message;
+    if message == "Script is incomplete" {
+        message = "the cell ends in the middle of a statement".to_owned();
+    }
+    match last {
+        Some((index, text)) if past_the_end => {
+            let line = source.first_line + index as u32;
+            let column = text.trim_end().chars().count() as u32 + 1;
+            CellError::new(ErrorKind::Syntax, format!("{message} before the cell ends"))
+                .at(Some(line), Some(column))
+        }
+        _ => {
+            let line = error.line.map(|line| source.first_line + line as u32 - 1);
+            CellError::new(ErrorKind::Syntax, message)
+                .at(line, error.column.map(|column| column as u32))
+        }
+    }
+}
+
 /// Cells per thread below which compiling in parallel is not worth a thread.
 const PARALLEL_CHUNK: usize = 512;
 
@@ -325,11 +362,7 @@ const PARALLEL_CHUNK: usize = 512;
 /// so chunks of cells compile in parallel; the results keep file order.
 fn analyze_all(engine: &rhai::Engine, sources: &[CellSource]) -> Vec<Result<Analysis, CellError>> {
     let analyze_one = |source: &CellSource| {
-        analysis::analyze(engine, &source.code).map_err(|error| {
-            let line = error.line.map(|line| source.first_line + line as u32 - 1);
-            CellError::new(ErrorKind::Syntax, error.message)
-                .at(line, error.column.map(|column| column as u32))
-        })
+        analysis::analyze(engine, &source.code).map_err(|error| syntax_error(source, error))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)

@@ -7,7 +7,7 @@ use executor_core::{
 };
 use rhai::Dynamic;
 
-use crate::value::isolated_copy;
+use crate::value::IsolatedCopier;
 use crate::visible::{visible_names, Pending};
 
 /// Strict execution, as in marimo's strict mode: a cell's body sees only
@@ -132,11 +132,14 @@ impl Lifecycle for StrictLifecycle {
             return Ok(Setup::Skip(RunResult::failed(self.unresolved(cell, name))));
         }
         let mut copies = Vec::with_capacity(visible.len());
+        // One copier for all the inputs: closures that captured the same
+        // variable still share it in the copies.
+        let mut copier = IsolatedCopier::default();
         for name in &visible {
             let Some(value) = globals.get(name) else {
                 continue;
             };
-            match isolated_copy(value) {
+            match copier.copy(value) {
                 Ok(copy) => copies.push((*name, copy)),
                 Err(reason) => {
                     let error = CellError::new(

@@ -148,7 +148,7 @@ total
             .to_owned()
     };
     assert!(
-        message("recursion").contains("Stack overflow"),
+        message("recursion").contains("the call depth limit"),
         "{}",
         message("recursion")
     );

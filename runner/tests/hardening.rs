@@ -549,3 +549,57 @@ fn issue_12_limits_blame_the_cell_that_crossed_them() {
     assert_eq!(run.finished("quick")["error"]["kind"], "timeout");
     assert_eq!(run.code, 1);
 }
+
+// Point 15: carets, excerpts and messages say where and what.
+#[test]
+fn issue_12_carets_and_messages_point_at_the_cause() {
+    let dir = Dir::new("carets");
+    let run = dir.run_json(
+        "// %% open\nlet m = #{\n  a: [1, 2,\n\n// %% dangling\nlet s = 2 *\n\n\
+         // %% first\nlet q = 1;\n// %% second\nlet other = 0;\nlet q = 2;\n\
+         // %% bare\nthrow;\n// %% deep\nfn down(n) { down(n + 1) }\ndown(0)\n",
+        &[],
+    );
+    let error = |cell: &str| run.finished(cell)["error"].clone();
+    assert_eq!(error("open")["line"], 3, "{}", error("open"));
+    assert!(error("open")["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("before the cell ends"));
+    assert_eq!(error("dangling")["line"], 6);
+    assert_eq!(
+        error("dangling")["message"],
+        "the cell ends in the middle of a statement before the cell ends"
+    );
+    assert_eq!(error("second")["kind"], "multiple_definitions");
+    assert_eq!(error("second")["line"], 12, "the `let q` line");
+    assert_eq!(error("first")["line"], 9);
+    assert_eq!(error("bare")["message"], "`throw` without a value");
+    assert!(error("deep")["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("more than 256 nested function calls (the call depth limit)"));
+
+    // A very long line is shown around its column, not whole.
+    // Rhai counts columns in 16 bits: the line stays under 65,536 characters.
+    let long = format!("// %% long\nlet x = [{}1 +];\n", "1, ".repeat(20_000));
+    dir.write("long.rhai", &long);
+    let output = cellrun_command(dir.path())
+        .args(["run", "long.rhai"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.len() < 2_000, "{} bytes", stdout.len());
+    let code_line = stdout.lines().find(|line| line.contains("2 |")).unwrap();
+    let caret_line = stdout
+        .lines()
+        .find(|line| line.trim_end().ends_with('^'))
+        .unwrap();
+    assert!(code_line.contains('…'), "{code_line}");
+    let column = |line: &str, c: char| line.chars().position(|x| x == c).unwrap();
+    assert_eq!(
+        code_line.chars().nth(column(caret_line, '^')),
+        Some(']'),
+        "the caret is under the error:\n{code_line}\n{caret_line}"
+    );
+}

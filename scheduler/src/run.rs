@@ -82,7 +82,7 @@ fn static_errors(notebook: &Notebook, graph: &DataflowGraph) -> Vec<Option<CellE
                     ErrorKind::MultipleDefinitions,
                     format!("`{def}` is also defined by {}", others.join(", ")),
                 )
-                .at(at_cell, None)
+                .at(cell.def_line(def).or(at_cell), None)
             }
             StaticError::Cycle { cycle } => {
                 let mut path: Vec<&str> = cycle.iter().map(|id| name(*id)).collect();

@@ -248,7 +248,7 @@ fn inputs_are_restored_after_a_failure() {
         ],
         true,
     );
-    assert_eq!(lines, ["()", "runtime: Runtime error: boom", "3"]);
+    assert_eq!(lines, ["()", "runtime: thrown: boom", "3"]);
     assert_eq!(
         int(&globals, "half"),
         Some(1),
@@ -277,4 +277,21 @@ fn a_value_containing_itself_is_a_strict_error() {
     );
     // Break the cycle so the test does not leak.
     array.clone().write_lock::<rhai::Array>().unwrap().clear();
+}
+
+// See: issue 12, point 12: the copies keep each closure's captured state
+// shared within the cell.
+#[test]
+fn issue_12_closures_keep_their_shared_state_in_the_copies() {
+    let codes = [
+        "let total = 0; let add = |n| { total += n; total }; let peek = || total;",
+        "let seen = [add.call(2), add.call(3), peek.call()]; seen",
+        "[add.call(1), peek.call()]",
+    ];
+    for strict in [true, false] {
+        let (lines, _) = check(&codes, strict);
+        assert_eq!(lines[1], "[2, 5, 5]", "strict: {strict}");
+        let third = if strict { "[1, 1]" } else { "[6, 6]" };
+        assert_eq!(lines[2], third, "strict: {strict}");
+    }
 }
