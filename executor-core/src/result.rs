@@ -175,6 +175,20 @@ impl RunResult {
     pub fn is_ok(&self) -> bool {
         self.error.is_none()
     }
+
+    /// The result of a cell whose token was stopped for `reason`: a stop is
+    /// never ok, whatever the executor returned (it may have missed it, or
+    /// the limits were crossed by the end), so a result without an error
+    /// becomes the stop's error, keeping what the cell printed.
+    pub fn stopped(self, reason: crate::StopReason) -> RunResult {
+        if self.error.is_some() {
+            return self;
+        }
+        RunResult {
+            stdout: self.stdout,
+            ..RunResult::failed(reason.cell_error())
+        }
+    }
 }
 
 /// The final status of a cell in a run.

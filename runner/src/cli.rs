@@ -55,6 +55,14 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run cells for another process: requests on stdin, answers on stdout,
+    /// one JSON object a line (the host side of remote execution; see the README).
+    Worker {
+        /// Stop a cell when the worker holds more than MIB mebibytes of heap
+        /// (default: a quarter of the machine's memory).
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+        max_memory: Option<u64>,
+    },
     /// Print a notebook's dependency graph.
     Graph {
         /// The notebook file (`.rhai`, percent format).

@@ -15,6 +15,7 @@ mod memory;
 mod output;
 mod plugins;
 mod python;
+mod worker;
 
 #[global_allocator]
 static ALLOCATOR: memory::Counting = memory::Counting;

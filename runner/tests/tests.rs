@@ -35,3 +35,6 @@ mod slurm;
 
 // marimo notebooks: check, graph, static errors and parity with marimo.
 mod python;
+
+// `cellrun worker`: the host side of remote execution, through its protocol.
+mod worker;

@@ -1,0 +1,651 @@
+//! `cellrun worker`: the host side of remote execution.
+//!
+//! A worker runs cells for another process (an executor plugin that runs
+//! every cell elsewhere, a cluster job): it reads requests on standard input
+//! and answers on standard output, one JSON object a line, in order. It runs
+//! each cell with the built-in executor, under the worker's memory limit and
+//! the request's time limit, and sends the cell's definitions back in the
+//! wire form ([`executor_core::wire`]).
+//!
+//! # Protocol 1
+//! Every line the worker writes has `"protocol":1`. The first one says it is
+//! ready: `{"protocol":1,"ready":true,"cellrun":"0.1.0"}`. Then each request
+//! line gets exactly one answer line.
+//!
+//! A request:
+//!
+//! ```json
+//! {"protocol":1,"id":7,
+//!  "cell":{"name":"total","language":"rhai","code":"scale(k)","first_line":12,
+//!          "defs":[],"refs":["k"],"options":[["cpus","2"]]},
+//!  "functions":[{"name":"scale","cell":"helpers","code":"fn scale(x) { x * 2 }","first_line":4}],
+//!  "inputs":{"k":{"int":21}},
+//!  "timeout_ms":5000,"deadline_unix_ms":1767225600000,"keep":false}
+//! ```
+//!
+//! - `id` is any JSON value, echoed in the answer (null when absent).
+//! - `cell`: `name`, `code` and `first_line` (the notebook line of the
+//!   code's first line, so errors carry notebook lines) are required;
+//!   `language` must be `rhai` when given. The worker analyses the code
+//!   itself: `defs`, `refs` and `options` are informational.
+//! - `functions`: the notebook functions the cell reaches, each with the
+//!   whole code of the cell defining it and that cell's `first_line` (1 when
+//!   absent). The worker compiles that code for its functions only: the
+//!   statements of defining cells never run.
+//! - `inputs`: the globals the cell and its functions read, in the wire
+//!   form. Closures among them bring the code defining them, compiled the
+//!   same way.
+//! - `timeout_ms` (from when the worker starts the cell) and
+//!   `deadline_unix_ms` (wall clock) stop the cell with a `timeout` error;
+//!   the earlier wins. Neither: no time limit.
+//! - `keep`: keep this request's globals (its inputs and the cell's
+//!   definitions) for the next request, which adds its own inputs to them.
+//!   Without it the worker keeps nothing between requests.
+//!
+//! An answer:
+//!
+//! ```json
+//! {"protocol":1,"id":7,"status":"ok",
+//!  "defs":{},"no_wire":{},
+//!  "output":{"int":42},"output_json":42,"output_cut":false,
+//!  "stdout":"","display":null,"error":null}
+//! ```
+//!
+//! - `status`: `ok`, `error` or `interrupted`.
+//! - `defs`: the cell's definitions in the wire form; `no_wire`: the
+//!   definitions without one, each with the reason (the cell then fails
+//!   with an error naming the first, keeping the rest).
+//! - `output`: the cell's value in the wire form, or null when it has none
+//!   (then `output_no_wire` says why); `output_json`: its JSON rendering
+//!   (bounded; `output_cut` says whether it was cut short).
+//! - `stdout`: what the cell printed; `display`: `{"mime","data"}` or null.
+//! - `error`: null, or `{"kind","message","line","column","missing_name"}`
+//!   with notebook positions. Kinds are those of `--json` events, plus
+//!   `protocol` for a request the worker could not read (then nothing ran).
+//!
+//! # Lifetime
+//! End of input ends the worker with exit status 0. SIGINT, SIGTERM or
+//! SIGHUP while a request is in hand interrupt its cell (the answer has
+//! status and kind `interrupted`) and the worker goes on; a second one, or
+//! one while the worker waits for a request, ends it with status 130. The
+//! worker also ends when its parent process goes away. It starts no process.
+
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use executor_core::wire::{self, Decoder, WireSource};
+use executor_core::{
+    CancelToken, CellError, CellSource, DefaultExecutor, ErrorKind, Evaluator, Globals, Limits,
+    Notebook, RunResult, StopReason, CELL_THREAD_STACK,
+};
+use serde_json::{json, Value};
+
+use crate::json::to_json_bounded;
+
+/// The protocol version this worker speaks.
+const PROTOCOL: u64 = 1;
+
+/// Exit status when a signal ends the worker.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// How often the watchdog looks at the running cell's clock and memory.
+const POLL: Duration = Duration::from_millis(5);
+
+/// How often an idle watchdog checks that the parent is still there.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// `cellrun worker`: serves requests until the end of standard input.
+pub(crate) fn run(max_memory_mib: Option<u64>) -> anyhow::Result<ExitCode> {
+    let max_bytes = max_memory_mib
+        .unwrap_or_else(crate::memory::default_limit_mib)
+        .checked_mul(1 << 20)
+        .and_then(|bytes| usize::try_from(bytes).ok())
+        .unwrap_or(usize::MAX);
+    let state = Arc::new(State::default());
+    let signals = state.clone();
+    ctrlc::set_handler(move || signals.signal())
+        .context("cannot handle SIGINT and SIGTERM in the worker")?;
+    let watchdog = Watchdog::spawn(max_bytes);
+    let served = thread::Builder::new()
+        .name("cellrun-worker".into())
+        .stack_size(CELL_THREAD_STACK)
+        .spawn(move || serve(&state, &watchdog, max_bytes))
+        .context("cannot start the worker thread")?
+        .join()
+        .map_err(|payload| {
+            anyhow::anyhow!(
+                "internal error: {}",
+                executor_core::panic_message(payload.as_ref())
+            )
+        })?;
+    match served {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The host went away: nobody reads the answers.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(anyhow::Error::from(error).context("worker input or output failed")),
+    }
+}
+
+/// What the worker is doing, as the signal handler sees it.
+#[derive(Default)]
+struct State {
+    inner: Mutex<Phase>,
+}
+
+#[derive(Default)]
+enum Phase {
+    /// Waiting for a request.
+    #[default]
+    Idle,
+    /// A request is in hand; `token` once its cell runs.
+    Busy {
+        token: Option<CancelToken>,
+        interrupted: bool,
+    },
+    /// The cell is done and its answer being written; `exit` once a signal
+    /// asked to end the worker after it.
+    Answering { exit: bool },
+}
+
+impl State {
+    /// A signal arrived.
+    fn signal(&self) {
+        let mut phase = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *phase {
+            Phase::Busy { token, interrupted } if !*interrupted => {
+                *interrupted = true;
+                if let Some(token) = token {
+                    token.stop(StopReason::Interrupted);
+                }
+            }
+            Phase::Answering { exit } if !*exit => *exit = true,
+            _ => std::process::exit(i32::from(EXIT_INTERRUPTED)),
+        }
+    }
+
+    /// A request is in hand.
+    fn busy(&self) {
+        *self.inner.lock().unwrap_or_else(PoisonError::into_inner) = Phase::Busy {
+            token: None,
+            interrupted: false,
+        };
+    }
+
+    /// Registers the token of the cell about to run; stops it at once when
+    /// the request was interrupted already.
+    fn running(&self, cell_token: &CancelToken) {
+        let mut phase = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Phase::Busy { token, interrupted } = &mut *phase {
+            if *interrupted {
+                cell_token.stop(StopReason::Interrupted);
+            }
+            *token = Some(cell_token.clone());
+        }
+    }
+
+    /// The answer is about to be written: a signal now ends the worker once
+    /// it is.
+    fn answering(&self) {
+        let mut phase = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*phase, Phase::Answering { .. }) {
+            *phase = Phase::Answering { exit: false };
+        }
+    }
+
+    /// The answer is written; ends the worker when a signal asked to.
+    fn idle(&self) {
+        let mut phase = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*phase, Phase::Answering { exit: true }) {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        *phase = Phase::Idle;
+    }
+}
+
+/// Reads requests and writes answers until the end of input.
+fn serve(state: &State, watchdog: &Watchdog, max_bytes: usize) -> io::Result<()> {
+    let limits = Limits {
+        max_alloc_bytes: max_bytes,
+        ..Limits::default()
+    };
+    let evaluator = Evaluator::new(Arc::new(DefaultExecutor::new(&limits)), Vec::new());
+    let mut stdout = io::stdout().lock();
+    let ready = json!({"protocol": PROTOCOL, "ready": true, "cellrun": env!("CARGO_PKG_VERSION")});
+    writeln!(stdout, "{ready}")?;
+    stdout.flush()?;
+    let mut stdin = io::stdin().lock();
+    let mut line = String::new();
+    let mut kept: Option<Globals> = None;
+    loop {
+        line.clear();
+        if stdin.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        state.busy();
+        let answer = match serde_json::from_str::<Value>(&line) {
+            Err(error) => protocol_error(&Value::Null, &format!("not a JSON line: {error}")),
+            Ok(request) => {
+                let server = Server {
+                    state,
+                    watchdog,
+                    evaluator: &evaluator,
+                    limits: &limits,
+                };
+                server.answer(&request, &mut kept)
+            }
+        };
+        state.answering();
+        stdout.write_all(answer.as_bytes())?;
+        stdout.write_all(b"\n")?;
+        stdout.flush()?;
+        state.idle();
+    }
+}
+
+/// What answering a request needs.
+struct Server<'a> {
+    state: &'a State,
+    watchdog: &'a Watchdog,
+    evaluator: &'a Evaluator,
+    limits: &'a Limits,
+}
+
+/// A request's cell, read and checked.
+struct Request<'a> {
+    name: &'a str,
+    code: &'a str,
+    first_line: u32,
+    functions: Vec<WireSource>,
+    deadline: Option<Instant>,
+    keep: bool,
+}
+
+impl Server<'_> {
+    /// The answer line to `request`; `kept` holds the globals a request asked to keep.
+    fn answer(&self, request: &Value, kept: &mut Option<Globals>) -> String {
+        let id = request.get("id").unwrap_or(&Value::Null);
+        let parsed = match read_request(request) {
+            Ok(parsed) => parsed,
+            Err(message) => return protocol_error(id, &message),
+        };
+        let mut globals = kept.take().unwrap_or_default();
+        let mut decoder = Decoder::new();
+        if let Some(inputs) = request.get("inputs") {
+            let Some(inputs) = inputs.as_object() else {
+                return protocol_error(id, "`inputs` must be an object of wire forms");
+            };
+            for (name, wire) in inputs {
+                match decoder.decode_json(wire) {
+                    Ok(value) => {
+                        globals.set(name.as_str(), value);
+                    }
+                    Err(error) => return protocol_error(id, &format!("input `{name}`: {error}")),
+                }
+            }
+        }
+        let notebook = compile(&parsed, decoder.sources(), self.limits);
+        let Some(cell) = notebook.find(parsed.name) else {
+            return protocol_error(id, "internal error: the cell is missing after compiling");
+        };
+        let token = match parsed.deadline {
+            Some(deadline) => CancelToken::with_deadline(deadline),
+            None => CancelToken::new(),
+        };
+        self.state.running(&token);
+        tracing::debug!(cell = parsed.name, "worker: cell started");
+        self.watchdog.arm(&token);
+        let mut result = self.evaluator.evaluate(cell, &mut globals, &token);
+        self.watchdog.disarm(&token);
+        self.state.answering();
+        if let Some(reason) = token.reason() {
+            result = result.stopped(reason);
+            if reason == StopReason::MemoryLimit {
+                for def in cell.defs() {
+                    globals.remove(def);
+                }
+            }
+        }
+        let interrupted = token.reason() == Some(StopReason::Interrupted);
+        let line = answer_line(id, &notebook, cell.defs(), &globals, result, interrupted);
+        if parsed.keep {
+            *kept = Some(globals);
+        }
+        line
+    }
+}
+
+/// The request's cell and limits, or why the request cannot be served.
+fn read_request(request: &Value) -> Result<Request<'_>, String> {
+    match request.get("protocol").and_then(Value::as_u64) {
+        Some(PROTOCOL) => {}
+        Some(other) => {
+            return Err(format!(
+                "protocol {other} is not spoken here (this worker speaks protocol {PROTOCOL})"
+            ))
+        }
+        None => return Err(format!("a request needs `\"protocol\":{PROTOCOL}`")),
+    }
+    let cell = request
+        .get("cell")
+        .filter(|cell| cell.is_object())
+        .ok_or("a request needs a `cell` object")?;
+    let text = |field: &str| {
+        cell.get(field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("the cell needs a string `{field}`"))
+    };
+    let name = text("name")?;
+    let code = text("code")?;
+    let first_line = line_of(cell).ok_or("the cell needs a positive `first_line`")?;
+    if let Some(language) = cell.get("language") {
+        if language.as_str() != Some(executor_core::RHAI) {
+            return Err(format!(
+                "the worker runs rhai cells, not {language} cells",
+                language = language.as_str().unwrap_or("such")
+            ));
+        }
+    }
+    let mut functions = Vec::new();
+    if let Some(list) = request.get("functions") {
+        let list = list.as_array().ok_or("`functions` must be an array")?;
+        for function in list {
+            let code = function
+                .get("code")
+                .and_then(Value::as_str)
+                .ok_or("each function needs a string `code`")?;
+            let first_line = match function.get("first_line") {
+                None => 1,
+                Some(_) => line_of(function).ok_or("a function's `first_line` must be positive")?,
+            };
+            functions.push(WireSource {
+                code: code.into(),
+                first_line,
+            });
+        }
+    }
+    let millis = |field: &str| match request.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("`{field}` must be a whole number of milliseconds")),
+    };
+    let now = Instant::now();
+    let by_timeout = millis("timeout_ms")?.map(|ms| now + Duration::from_millis(ms));
+    let by_deadline = millis("deadline_unix_ms")?.map(|ms| {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        match at.duration_since(SystemTime::now()) {
+            Ok(left) => now + left,
+            Err(_) => now,
+        }
+    });
+    let deadline = match (by_timeout, by_deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let keep = match request.get("keep") {
+        None | Some(Value::Null) => false,
+        Some(value) => value.as_bool().ok_or("`keep` must be true or false")?,
+    };
+    Ok(Request {
+        name,
+        code,
+        first_line,
+        functions,
+        deadline,
+        keep,
+    })
+}
+
+/// The positive `first_line` of `object`.
+fn line_of(object: &Value) -> Option<u32> {
+    object
+        .get("first_line")?
+        .as_u64()
+        .and_then(|line| u32::try_from(line).ok())
+        .filter(|line| *line > 0)
+}
+
+/// A notebook of the cell and, before it, the cells defining the functions
+/// it reaches (its request's and its inputs'), each code once. Only the cell
+/// is ever run.
+fn compile(request: &Request<'_>, from_inputs: &[WireSource], limits: &Limits) -> Notebook {
+    let mut sources: Vec<CellSource> = Vec::new();
+    let mut seen: Vec<&str> = vec![request.code];
+    for function in request.functions.iter().chain(from_inputs) {
+        if seen.contains(&&*function.code) {
+            continue;
+        }
+        seen.push(&function.code);
+        sources.push(CellSource::new(
+            format!(" functions {}", sources.len()),
+            &*function.code,
+            function.first_line,
+        ));
+    }
+    sources.push(CellSource::new(
+        request.name,
+        request.code,
+        request.first_line,
+    ));
+    Notebook::compile(sources, limits)
+}
+
+/// The answer line of a cell that ran.
+fn answer_line(
+    id: &Value,
+    notebook: &Notebook,
+    defs: &[String],
+    globals: &Globals,
+    mut result: RunResult,
+    interrupted: bool,
+) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str(&format!(
+        "{{\"protocol\":{PROTOCOL},\"id\":{id},\"defs\":{{"
+    ));
+    let mut no_wire = serde_json::Map::new();
+    let mut first = true;
+    for name in defs {
+        let Some(value) = globals.get(name) else {
+            continue;
+        };
+        let before = out.len();
+        if !first {
+            out.push(',');
+        }
+        out.push_str(&Value::from(name.as_str()).to_string());
+        out.push(':');
+        match wire::encode_into(value, notebook, &mut out) {
+            Ok(()) => first = false,
+            Err(error) => {
+                out.truncate(before);
+                no_wire.insert(name.clone(), Value::from(error.to_string()));
+            }
+        }
+    }
+    out.push('}');
+    if result.error.is_none() {
+        if let Some((name, reason)) = no_wire.iter().next() {
+            let cell = notebook.cells().last();
+            result.error = Some(
+                CellError::new(
+                    ErrorKind::Runtime,
+                    format!(
+                        "definition `{name}` cannot leave the worker: {}",
+                        reason.as_str().unwrap_or_default()
+                    ),
+                )
+                .at(cell.map(|cell| cell.first_line()), None),
+            );
+        }
+    }
+    out.push_str(",\"no_wire\":");
+    out.push_str(&Value::Object(no_wire).to_string());
+    out.push_str(",\"output\":");
+    if let Err(error) = wire::encode_into(&result.output, notebook, &mut out) {
+        out.push_str("null,\"output_no_wire\":");
+        out.push_str(&Value::from(error.to_string()).to_string());
+    }
+    let (rendered, cut) = to_json_bounded(&result.output);
+    let status = match &result.error {
+        None => "ok",
+        Some(error) if interrupted && error.kind == ErrorKind::Interrupted => "interrupted",
+        Some(_) => "error",
+    };
+    let rest = json!({
+        "output_json": rendered,
+        "output_cut": cut,
+        "stdout": result.stdout,
+        "display": result.display.as_ref().map(|display| json!({"mime": display.mime, "data": display.data})),
+        "error": result.error.as_ref().map(error_json),
+        "status": status,
+    });
+    // Splice the remaining fields into the object being written.
+    let rest = rest.to_string();
+    out.push(',');
+    out.push_str(&rest[1..]);
+    out
+}
+
+fn error_json(error: &CellError) -> Value {
+    json!({
+        "kind": error.kind.as_str(),
+        "message": error.message,
+        "line": error.line,
+        "column": error.column,
+        "missing_name": error.missing_name,
+    })
+}
+
+/// The answer to a request that could not be served: nothing ran.
+fn protocol_error(id: &Value, message: &str) -> String {
+    json!({
+        "protocol": PROTOCOL,
+        "id": id,
+        "status": "error",
+        "defs": {},
+        "no_wire": {},
+        "output": null,
+        "output_json": null,
+        "output_cut": false,
+        "stdout": "",
+        "display": null,
+        "error": {"kind": "protocol", "message": message, "line": null, "column": null, "missing_name": null},
+    })
+    .to_string()
+}
+
+/// One thread that stops the running cell at its deadline or over the
+/// memory limit, and ends the worker when its parent goes away.
+struct Watchdog {
+    shared: Arc<(Mutex<Option<Watched>>, Condvar)>,
+    max_bytes: usize,
+}
+
+struct Watched {
+    token: CancelToken,
+    deadline: Option<Instant>,
+    max_bytes: usize,
+}
+
+impl Watched {
+    fn over_limit(&self) -> Option<StopReason> {
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            Some(StopReason::TimedOut)
+        } else if crate::memory::held() > self.max_bytes {
+            Some(StopReason::MemoryLimit)
+        } else {
+            None
+        }
+    }
+}
+
+impl Watchdog {
+    fn spawn(max_bytes: usize) -> Watchdog {
+        let shared = Arc::new((Mutex::new(None::<Watched>), Condvar::new()));
+        let watched = shared.clone();
+        let parent = parent_pid();
+        let spawned = thread::Builder::new()
+            .name("cellrun-watchdog".into())
+            .spawn(move || watch(&watched, parent));
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the worker's watchdog; cells will not time out");
+        }
+        Watchdog { shared, max_bytes }
+    }
+
+    fn arm(&self, token: &CancelToken) {
+        let (lock, wake) = &*self.shared;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) = Some(Watched {
+            token: token.clone(),
+            deadline: token.deadline(),
+            // A cell is blamed only for memory above what the worker held
+            // when it started.
+            max_bytes: self.max_bytes.max(crate::memory::held()),
+        });
+        wake.notify_one();
+    }
+
+    /// Stops watching, after checking the limits once more.
+    fn disarm(&self, token: &CancelToken) {
+        let (lock, _) = &*self.shared;
+        if let Some(watched) = lock.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            if let Some(reason) = watched.over_limit() {
+                token.stop(reason);
+            }
+        }
+    }
+}
+
+fn watch(shared: &(Mutex<Option<Watched>>, Condvar), parent: Option<u32>) {
+    let (lock, wake) = shared;
+    let mut watched = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if parent.is_some() && parent_pid() != parent {
+            // Nobody will read the answer, nor close the input.
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        let wait = match &*watched {
+            None => IDLE_POLL,
+            Some(cell) => {
+                if let Some(reason) = cell.over_limit() {
+                    cell.token.stop(reason);
+                    *watched = None;
+                    continue;
+                }
+                cell.deadline.map_or(POLL, |deadline| {
+                    deadline.saturating_duration_since(Instant::now()).min(POLL)
+                })
+            }
+        };
+        watched = wake
+            .wait_timeout(watched, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// The parent process's id, when it is a real parent (not init).
+fn parent_pid() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        // SAFETY: `getppid` has no preconditions and cannot fail.
+        let parent = unsafe { libc::getppid() };
+        u32::try_from(parent).ok().filter(|pid| *pid > 1)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
