@@ -108,7 +108,10 @@ impl StrictLifecycle {
             )
             .blaming(owner)
         } else {
-            CellError::new(ErrorKind::Strict, message)
+            // Nothing blames another cell: the run loop (or the runner) may.
+            let mut error = CellError::new(ErrorKind::Strict, message);
+            error.missing_name = Some(name.to_owned());
+            error
         }
     }
 

@@ -33,6 +33,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run a notebook's cells in dependency order.
     Run(RunArgs),
+    /// Run a notebook, then re-run what each save of the file changes.
+    Watch(WatchArgs),
     /// Analyse a notebook without running it: defs, refs, parents, errors.
     Check {
         /// The notebook file (`.rhai`, percent format).
@@ -102,6 +104,22 @@ pub(crate) struct RunArgs {
     /// Pass KEY=VALUE to the constructor of plugin NAME (repeatable).
     #[arg(long = "plugin-opt", value_name = "NAME.KEY=VALUE", value_parser = crate::plugins::parse_option)]
     pub(crate) plugin_opts: Vec<(String, String, String)>,
+}
+
+/// `cellrun watch`: the options of `run`, plus the watch's own.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WatchArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Run only the changed cells and mark their descendants stale; `r`
+    /// runs the stale cells.
+    #[arg(long)]
+    pub(crate) lazy: bool,
+    /// Wait until the file has been quiet for MS milliseconds before
+    /// re-running, so that one save's several writes make one re-run.
+    #[arg(long, value_name = "MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub(crate) debounce: u64,
 }
 
 /// Where plugins come from.

@@ -1,32 +1,34 @@
-//! The subcommands: `run`, `check`, `graph`, `cache` and `plugins`.
+//! The subcommands: `run`, `check`, `graph`, `cache` and `plugins` (`watch`
+//! lives in `watch.rs`).
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use executor_core::{
-    Cell, CellId, DefaultExecutor, Evaluator, ExecutorRegistry, Globals, Lifecycle, Limits,
-    NameFilter, Notebook, RunContext, CELL_THREAD_STACK,
+    Cell, CellId, DefaultExecutor, ExecutorRegistry, Globals, Limits, NameFilter, Notebook,
+    RunContext, CELL_THREAD_STACK,
 };
-use lifecycles::{cache_clear, cache_info, CachedLifecycle, StrictLifecycle};
+use lifecycles::{cache_clear, cache_info};
 use scheduler::{
-    DataflowGraph, Hooks, MemoryLimit, Pipeline, Plan, RunControl, SequentialScheduler,
+    DataflowGraph, Hooks, Pipeline, Plan, RunControl, RunSummary, SequentialScheduler,
 };
 use serde_json::json;
 
 use crate::cli::{CacheAction, Cli, Command, GraphFormat, PluginArgs, RunArgs};
-use crate::output::{self, RunHeader, Sink, Warning};
+use crate::output;
 use crate::plugins::{self, PluginConfig};
+use crate::session::Session;
 
 /// Exit status when the run was interrupted.
-const EXIT_INTERRUPTED: u8 = 130;
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Watch(args) => crate::watch::watch(args),
         Command::Check { notebook, json } => check(&notebook, json),
         Command::Graph { notebook, format } => graph(&notebook, format),
         Command::Cache { action } => cache(action),
@@ -36,14 +38,15 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A notebook read, split, compiled and analysed.
-struct Loaded {
-    path: String,
-    text: String,
-    notebook: Notebook,
-    graph: DataflowGraph,
+pub(crate) struct Loaded {
+    pub(crate) path: String,
+    pub(crate) text: String,
+    pub(crate) notebook: Notebook,
+    pub(crate) graph: DataflowGraph,
 }
 
-fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
+/// Reads, splits and compiles the notebook at `path`.
+pub(crate) fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read notebook {}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|error| {
@@ -75,149 +78,35 @@ fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let memory = MemoryLimit {
-        bytes: args
-            .max_memory
-            .unwrap_or_else(crate::memory::default_limit_mib)
-            .checked_mul(1 << 20)
-            .and_then(|bytes| usize::try_from(bytes).ok())
-            .unwrap_or(usize::MAX),
-        probe: crate::memory::held,
-    };
-    // One built-in call may not allocate past the memory limit either.
-    let limits = Limits {
-        max_alloc_bytes: memory.bytes,
-        ..Limits::default()
-    };
+    let limits = crate::session::limits(&args);
     let loaded = load(&args.notebook, &limits)?;
     let selected = select_cells(&loaded.notebook, &args.cells, &loaded.path)?;
     let plan = Plan::new(&loaded.notebook, &loaded.graph, selected.as_deref());
 
-    let sink = Sink::new();
-    if args.json {
-        crate::logging::forward_warnings_to(&sink);
-    }
-    let warn = |message: &str| {
-        tracing::debug!(message, "warning");
-        if args.json {
-            sink.event(&Warning { message });
-        } else {
-            eprintln!("cellrun: warning: {}", output::terminal_safe(message));
-        }
-    };
-
-    let plugin_config = PluginConfig::new(
-        &args.plugins.plugin_dirs,
-        args.plugins.allow_untrusted_plugins,
-        args.plugin_opts.clone(),
-    );
-    let inventory = plugins::discover(&plugin_config);
-    let mut warnings = inventory.warnings.clone();
-    warnings.extend(plugins::unknown_option_warnings(&plugin_config, &inventory));
-    let default = Arc::new(DefaultExecutor::new(&limits));
-    let mut registry = ExecutorRegistry::new();
-    plugins::register_executors(&mut registry, &inventory, &plugin_config, &default);
-    let selection = registry.select(&executor_filter(), || default.clone());
-    warnings.extend(selection.warnings.iter().cloned());
-    let language = loaded.notebook.language();
-    if !selection
-        .executor
-        .languages()
-        .iter()
-        .any(|known| known == language)
-    {
-        bail!(
-            "{} is a {language} notebook, and executor `{}` runs only {}; {}",
-            loaded.path,
-            selection.executor.name(),
-            selection.executor.languages().join(", "),
-            crate::python::missing_executor_hint(language)
-        );
-    }
-    let mut lifecycles: Vec<Arc<dyn Lifecycle>> = Vec::new();
-    if args.strict {
-        lifecycles.push(Arc::new(StrictLifecycle::new(&loaded.notebook)));
-    }
-    if let Some(dir) = &args.cache {
-        let dir = dir
-            .clone()
-            .unwrap_or_else(|| default_cache_dir(Some(&args.notebook)));
-        // A cache that cannot be used makes the run live, as a bad entry
-        // makes its cell live.
-        match prepare_cache_dir(&dir) {
-            Err(reason) => warnings.push(format!("{reason}; running without the cache")),
-            Ok(()) => match CachedLifecycle::new(dir, &loaded.notebook) {
-                Ok(cache) => lifecycles.push(Arc::new(cache)),
-                Err(error) => warnings.push(format!(
-                    "cannot use the cache directory ({:#}); running without the cache",
-                    anyhow::Error::from(error)
-                )),
-            },
-        }
-    }
-    lifecycles.extend(plugins::lifecycles(
-        &inventory,
-        &plugin_config,
-        &plugins::lifecycle_filter(),
-        &mut warnings,
-    ));
-    let executor = if args.json {
-        // `cell_started` means the body starts: a cell a lifecycle skips
-        // (a cache hit, a strict error) never gets one.
-        output::announce_body_start(selection.executor, &sink)
-    } else {
-        selection.executor
-    };
-    let evaluator = Evaluator::new(executor, lifecycles);
-
-    let header = RunHeader {
-        notebook: loaded.path.clone(),
-        executor: evaluator.executor().name().to_owned(),
-        lifecycles: evaluator
-            .lifecycles()
-            .iter()
-            .map(|lifecycle| lifecycle.name().to_owned())
-            .collect(),
-        cells: plan
-            .order()
-            .iter()
-            .map(|id| loaded.notebook.cell(*id).name().to_owned())
-            .collect(),
-        names: Arc::new(
-            loaded
-                .notebook
-                .cells()
-                .iter()
-                .map(|cell| cell.name().to_owned())
-                .collect(),
-        ),
-        text: Arc::from(loaded.text.as_str()),
-    };
+    let session = Session::new(&args, limits);
+    session.check_language(&loaded)?;
+    let (evaluator, cache_warnings) =
+        session.evaluator(&loaded.notebook, |lifecycle| lifecycle, |executor| executor);
+    let header = session.header(&loaded, &evaluator, &plan);
+    let sink = &session.sink;
     let mut hooks = Hooks::new();
     if args.json {
-        output::json_hooks(&mut hooks, &sink, &header);
+        output::json_hooks(&mut hooks, sink, &header);
     } else {
-        output::human_hooks(&mut hooks, &sink, &header);
+        output::human_hooks(&mut hooks, sink, &header);
     }
-    crate::last_words::arm(&mut hooks, &sink, args.json, header.names.clone());
-    for warning in &warnings {
-        warn(warning);
+    crate::last_words::arm(&mut hooks, sink, args.json, header.names.clone());
+    session.print_warnings();
+    for warning in &cache_warnings {
+        session.warn(warning);
     }
 
-    let control = Arc::new(RunControl::with_limits(
-        args.timeout.map(Duration::from_secs_f64),
-        Some(memory),
-    ));
+    let control = Arc::new(session.control());
     install_interrupt_handler(control.clone());
     // Nobody reads the rest of a run whose output cannot be written.
     let stop = control.clone();
     sink.on_failure(move || stop.interrupt());
-    let context = RunContext {
-        run_id: new_run_id(),
-        notebook_path: loaded.path.clone(),
-        notebook_hash: blake3::hash(loaded.text.as_bytes()).to_hex().to_string(),
-        ..scheduler::run_context(&loaded.notebook, &loaded.graph)
-    };
+    let context = run_context(&loaded);
     let pipeline = Pipeline {
         notebook: &loaded.notebook,
         graph: &loaded.graph,
@@ -253,15 +142,33 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // than freeing thousands of cells (a fifth of a 20,000-cell run).
     // Plugins are dropped as usual: a lifecycle may write its output then.
     drop(evaluator);
+    drop(session);
     std::mem::forget(plan);
     std::mem::forget(loaded);
-    Ok(ExitCode::from(if summary.was_interrupted {
+    Ok(exit_code(&summary))
+}
+
+/// The exit status of a finished run: 130 when interrupted, 1 when a cell
+/// failed, was cancelled or was interrupted, 0 otherwise.
+pub(crate) fn exit_code(summary: &RunSummary) -> ExitCode {
+    ExitCode::from(if summary.was_interrupted {
         EXIT_INTERRUPTED
     } else if summary.error + summary.cancelled + summary.interrupted > 0 {
         1
     } else {
         0
-    }))
+    })
+}
+
+/// What the executor and lifecycles learn of a run of `loaded`: a new run
+/// id, the notebook's path and hash, its cells and graph.
+pub(crate) fn run_context(loaded: &Loaded) -> RunContext {
+    RunContext {
+        run_id: new_run_id(),
+        notebook_path: loaded.path.clone(),
+        notebook_hash: blake3::hash(loaded.text.as_bytes()).to_hex().to_string(),
+        ..scheduler::run_context(&loaded.notebook, &loaded.graph)
+    }
 }
 
 /// A run id unique on this machine: the time, the process id and a counter.
@@ -279,7 +186,7 @@ fn new_run_id() -> String {
 }
 
 /// The executor filter from `CELLRUN_EXECUTOR_ALLOWLIST` and `_DENYLIST`.
-fn executor_filter() -> NameFilter {
+pub(crate) fn executor_filter() -> NameFilter {
     NameFilter::from_lists(
         std::env::var("CELLRUN_EXECUTOR_ALLOWLIST").ok().as_deref(),
         std::env::var("CELLRUN_EXECUTOR_DENYLIST").ok().as_deref(),
@@ -533,7 +440,7 @@ fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
 /// Creates the cache directory `dir` if needed (writable by its owner
 /// only) and applies the plugin directories' trust rule to it: entries are
 /// read back as results, so nobody else may be able to write them.
-fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -555,11 +462,8 @@ fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
 
 /// The cache directory used when none is given: `.cellrun/cache` beside the
 /// notebook, or in the current directory.
-fn default_cache_dir(notebook: Option<&Path>) -> std::path::PathBuf {
-    let base = notebook
-        .and_then(Path::parent)
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+pub(crate) fn default_cache_dir(notebook: Option<&Path>) -> std::path::PathBuf {
+    let base = notebook.map_or(Path::new("."), crate::session::notebook_dir);
     base.join(".cellrun").join("cache")
 }
 

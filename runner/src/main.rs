@@ -15,6 +15,9 @@ mod memory;
 mod output;
 mod plugins;
 mod python;
+mod session;
+mod tui;
+mod watch;
 mod worker;
 
 #[global_allocator]

@@ -26,7 +26,6 @@ pub(crate) struct Sink {
 struct SinkInner {
     out: Mutex<BufWriter<Stdout>>,
     dirty: AtomicBool,
-    done: AtomicBool,
     terminal: bool,
     /// The first write error; nothing is written after it.
     failed: OnceLock<io::Error>,
@@ -81,7 +80,6 @@ impl Sink {
         let inner = Arc::new(SinkInner {
             out: Mutex::new(BufWriter::with_capacity(64 << 10, stdout)),
             dirty: AtomicBool::new(false),
-            done: AtomicBool::new(false),
             terminal,
             failed: OnceLock::new(),
             on_failure: OnceLock::new(),
@@ -93,9 +91,6 @@ impl Sink {
                 .spawn(move || loop {
                     thread::sleep(Duration::from_millis(50));
                     let Some(inner) = weak.upgrade() else { return };
-                    if inner.done.load(Ordering::Relaxed) {
-                        return;
-                    }
                     if inner.dirty.swap(false, Ordering::AcqRel) {
                         inner.flush_now();
                     }
@@ -151,8 +146,9 @@ impl Sink {
         self.write(&line);
     }
 
+    /// Writes out what is buffered now (the sink stays usable: `watch`
+    /// writes one run after another).
     pub(crate) fn flush(&self) {
-        self.inner.done.store(true, Ordering::Relaxed);
         self.inner.flush_now();
     }
 
@@ -488,7 +484,7 @@ fn excerpt_window(code: &str, column: Option<u32>) -> (String, Option<usize>) {
 }
 
 /// The notebook line an error points at, with a caret under its column.
-fn excerpt(error: &CellError, source: &str, notebook: &str, style: Style) -> String {
+pub(crate) fn excerpt(error: &CellError, source: &str, notebook: &str, style: Style) -> String {
     let Some(line) = error.line else {
         return String::new();
     };
@@ -528,7 +524,7 @@ fn excerpt(error: &CellError, source: &str, notebook: &str, style: Style) -> Str
     text
 }
 
-fn render_summary(summary: &RunSummary, elapsed: Duration, style: Style) -> String {
+pub(crate) fn render_summary(summary: &RunSummary, elapsed: Duration, style: Style) -> String {
     let mut parts = vec![style.paint("32", &format!("{} ok", summary.ok))];
     for (count, label, color) in [
         (summary.error, "error", "31"),

@@ -26,23 +26,31 @@ impl Plan {
     /// first, in file order; the others follow in topological order, the
     /// earliest in the file first among the ready ones.
     pub fn new(notebook: &Notebook, graph: &DataflowGraph, selected: Option<&[CellId]>) -> Plan {
-        let errors = static_errors(notebook, graph);
         let members: Vec<CellId> = match selected {
             None => notebook.cells().iter().map(Cell::id).collect(),
             Some(seeds) => {
                 let mut members = graph.ancestors(seeds);
                 members.extend(graph.descendants(seeds));
-                members.sort_unstable();
-                members.dedup();
                 members
             }
         };
+        Plan::of_members(notebook, graph, &members)
+    }
+
+    /// Plans a run of exactly `members` (any order, duplicates allowed), in
+    /// the same queue order as [`Plan::new`]: a re-run of changed cells and
+    /// their descendants, say, against the globals an earlier run left.
+    ///
+    /// # Panics
+    /// When a member is not in `graph`.
+    pub fn of_members(notebook: &Notebook, graph: &DataflowGraph, members: &[CellId]) -> Plan {
+        let errors = static_errors(notebook, graph);
         let errored: Vec<CellId> = members
             .iter()
             .copied()
             .filter(|id| errors[id.index()].is_some())
             .collect();
-        let order = graph.run_order(&members, &errored);
+        let order = graph.run_order(members, &errored);
         Plan { order, errors }
     }
 
@@ -505,6 +513,33 @@ mod tests {
             assert_eq!(status_of(&seen, "child"), Status::Cancelled, "{kind}");
             assert_eq!(status_of(&seen, "other"), Status::Ok, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_plan_of_members_runs_exactly_those_cells_errors_first() {
+        let sources = [
+            ("a", "let x = 1;"),
+            ("b", "let y = x;"),
+            ("c", "let z = y;"),
+            ("d", "let"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(index, (name, code))| CellSource {
+            name: (*name).into(),
+            code: (*code).into(),
+            first_line: 2 * index as u32 + 2,
+        })
+        .collect();
+        let notebook = Notebook::compile(sources, &Limits::default());
+        let graph = DataflowGraph::of(&notebook);
+        let ids = |indices: &[usize]| -> Vec<CellId> {
+            indices.iter().map(|i| CellId::new(*i)).collect()
+        };
+        let plan = Plan::of_members(&notebook, &graph, &ids(&[2, 1, 3, 2]));
+        assert_eq!(plan.order(), ids(&[3, 1, 2]));
+        assert!(plan.static_error(CellId::new(3)).is_some());
+        assert!(plan.static_error(CellId::new(0)).is_none());
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! What the runs of one process share: plugins, the executor, the output.
+//!
+//! `cellrun run` makes one run of a [`Session`]; `cellrun watch` makes one
+//! per save, each against the notebook as it was then.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use executor_core::{
+    DefaultExecutor, Evaluator, Executor, ExecutorRegistry, Lifecycle, Limits, Notebook,
+};
+use lifecycles::{CachedLifecycle, StrictLifecycle};
+use scheduler::{MemoryLimit, Plan, RunControl};
+
+use crate::cli::RunArgs;
+use crate::commands::Loaded;
+use crate::output::{self, RunHeader, Sink, Warning};
+use crate::plugins::{self, PluginConfig};
+
+/// The parts of a run that do not depend on the notebook's text: the
+/// plugins loaded, the executor selected, the plugin lifecycles
+/// constructed (once, so a lifecycle that writes its output when dropped
+/// writes it once), the output sink and the limits.
+pub(crate) struct Session {
+    pub(crate) sink: Sink,
+    pub(crate) limits: Limits,
+    json: bool,
+    strict: bool,
+    cache_dir: Option<PathBuf>,
+    timeout: Option<Duration>,
+    max_memory_mib: Option<u64>,
+    executor: Arc<dyn Executor>,
+    plugin_lifecycles: Vec<Arc<dyn Lifecycle>>,
+    warnings: Vec<String>,
+}
+
+impl Session {
+    /// Discovers and loads plugins and selects the executor for `args`.
+    /// Problems become warnings, printed by [`Session::print_warnings`].
+    pub(crate) fn new(args: &RunArgs, limits: Limits) -> Session {
+        let sink = Sink::new();
+        if args.json {
+            crate::logging::forward_warnings_to(&sink);
+        }
+        let plugin_config = PluginConfig::new(
+            &args.plugins.plugin_dirs,
+            args.plugins.allow_untrusted_plugins,
+            args.plugin_opts.clone(),
+        );
+        let inventory = plugins::discover(&plugin_config);
+        let mut warnings = inventory.warnings.clone();
+        warnings.extend(plugins::unknown_option_warnings(&plugin_config, &inventory));
+        let default = Arc::new(DefaultExecutor::new(&limits));
+        let mut registry = ExecutorRegistry::new();
+        plugins::register_executors(&mut registry, &inventory, &plugin_config, &default);
+        let selection = registry.select(&crate::commands::executor_filter(), || default.clone());
+        warnings.extend(selection.warnings.iter().cloned());
+        let plugin_lifecycles = plugins::lifecycles(
+            &inventory,
+            &plugin_config,
+            &plugins::lifecycle_filter(),
+            &mut warnings,
+        );
+        let executor = if args.json {
+            // `cell_started` means the body starts: a cell a lifecycle skips
+            // (a cache hit, a strict error) never gets one.
+            output::announce_body_start(selection.executor, &sink)
+        } else {
+            selection.executor
+        };
+        Session {
+            sink,
+            limits,
+            json: args.json,
+            strict: args.strict,
+            cache_dir: args.cache.as_ref().map(|dir| {
+                dir.clone()
+                    .unwrap_or_else(|| crate::commands::default_cache_dir(Some(&args.notebook)))
+            }),
+            timeout: args.timeout.map(Duration::from_secs_f64),
+            max_memory_mib: args.max_memory,
+            executor,
+            plugin_lifecycles,
+            warnings,
+        }
+    }
+
+    /// Fails when the selected executor does not run the language of
+    /// `loaded`'s cells, saying what would.
+    pub(crate) fn check_language(&self, loaded: &Loaded) -> anyhow::Result<()> {
+        let language = loaded.notebook.language();
+        let languages = self.executor.languages();
+        if !languages.iter().any(|known| known == language) {
+            bail!(
+                "{} is a {language} notebook, and executor `{}` runs only {}; {}",
+                loaded.path,
+                self.executor.name(),
+                languages.join(", "),
+                crate::python::missing_executor_hint(language)
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the output is NDJSON events.
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints a warning: a `warning` event under `--json`, else a line on stderr.
+    pub(crate) fn warn(&self, message: &str) {
+        tracing::debug!(message, "warning");
+        if self.json {
+            self.sink.event(&Warning { message });
+        } else {
+            eprintln!("cellrun: warning: {}", output::terminal_safe(message));
+        }
+    }
+
+    /// The warnings collected while loading plugins.
+    pub(crate) fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Prints the warnings collected while loading plugins.
+    pub(crate) fn print_warnings(&self) {
+        for warning in &self.warnings {
+            self.warn(warning);
+        }
+    }
+
+    /// The executor inside the lifecycles for `notebook`: strict first, then
+    /// the cache, then the plugins' lifecycles. Each lifecycle is wrapped by
+    /// `wrap`, the executor by `executor` (the identity for `run`).
+    ///
+    /// A cache that cannot be used leaves the cache out, with a warning
+    /// among those returned, as a bad entry makes its cell run live.
+    pub(crate) fn evaluator(
+        &self,
+        notebook: &Notebook,
+        wrap: impl Fn(Arc<dyn Lifecycle>) -> Arc<dyn Lifecycle>,
+        executor: impl FnOnce(Arc<dyn Executor>) -> Arc<dyn Executor>,
+    ) -> (Evaluator, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut lifecycles: Vec<Arc<dyn Lifecycle>> = Vec::new();
+        if self.strict {
+            lifecycles.push(Arc::new(StrictLifecycle::new(notebook)));
+        }
+        if let Some(dir) = &self.cache_dir {
+            match crate::commands::prepare_cache_dir(dir) {
+                Err(reason) => warnings.push(format!("{reason}; running without the cache")),
+                Ok(()) => match CachedLifecycle::new(dir.clone(), notebook) {
+                    Ok(cache) => lifecycles.push(Arc::new(cache)),
+                    Err(error) => warnings.push(format!(
+                        "cannot use the cache directory ({:#}); running without the cache",
+                        anyhow::Error::from(error)
+                    )),
+                },
+            }
+        }
+        lifecycles.extend(self.plugin_lifecycles.iter().cloned());
+        let lifecycles = lifecycles.into_iter().map(wrap).collect();
+        (
+            Evaluator::new(executor(self.executor.clone()), lifecycles),
+            warnings,
+        )
+    }
+
+    /// The facts the printers need about a run of `plan` over `loaded`.
+    pub(crate) fn header(&self, loaded: &Loaded, evaluator: &Evaluator, plan: &Plan) -> RunHeader {
+        RunHeader {
+            notebook: loaded.path.clone(),
+            executor: evaluator.executor().name().to_owned(),
+            lifecycles: evaluator
+                .lifecycles()
+                .iter()
+                .map(|lifecycle| lifecycle.name().to_owned())
+                .collect(),
+            cells: plan
+                .order()
+                .iter()
+                .map(|id| loaded.notebook.cell(*id).name().to_owned())
+                .collect(),
+            names: Arc::new(
+                loaded
+                    .notebook
+                    .cells()
+                    .iter()
+                    .map(|cell| cell.name().to_owned())
+                    .collect(),
+            ),
+            text: Arc::from(loaded.text.as_str()),
+        }
+    }
+
+    /// A fresh control for one run, with the time and memory limits.
+    pub(crate) fn control(&self) -> RunControl {
+        RunControl::with_limits(self.timeout, Some(memory_limit(self.max_memory_mib)))
+    }
+}
+
+/// The memory limit of `--max-memory MIB` (default: a quarter of the
+/// machine's memory).
+fn memory_limit(max_memory_mib: Option<u64>) -> MemoryLimit {
+    MemoryLimit {
+        bytes: max_memory_mib
+            .unwrap_or_else(crate::memory::default_limit_mib)
+            .checked_mul(1 << 20)
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .unwrap_or(usize::MAX),
+        probe: crate::memory::held,
+    }
+}
+
+/// The engine limits of a run with `args`: one built-in call may not
+/// allocate past the memory limit either.
+pub(crate) fn limits(args: &RunArgs) -> Limits {
+    Limits {
+        max_alloc_bytes: memory_limit(args.max_memory).bytes,
+        ..Limits::default()
+    }
+}
+
+/// The notebook's directory, or the current one.
+pub(crate) fn notebook_dir(notebook: &Path) -> &Path {
+    notebook
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
