@@ -15,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -250,6 +251,10 @@ struct Watch<'s> {
 struct Running {
     control: Arc<RunControl>,
     interrupted: bool,
+    /// Set by the run's last hooks, before its end is printed: a Ctrl-C
+    /// after that has nothing to interrupt, even if the loop has not heard
+    /// of the end yet.
+    done: Arc<AtomicBool>,
 }
 
 impl Watch<'_> {
@@ -284,7 +289,9 @@ impl Watch<'_> {
                 }
                 Event::Key(Key::Quit) => return self.quit(events, ExitCode::SUCCESS),
                 Event::Interrupt => match &mut self.running {
-                    Some(running) if !running.interrupted => {
+                    Some(running)
+                        if !running.interrupted && !running.done.load(Ordering::SeqCst) =>
+                    {
                         running.interrupted = true;
                         running.control.interrupt();
                         self.ui.notice(
@@ -370,6 +377,11 @@ impl Watch<'_> {
             }
         };
         if loaded.text == self.current.loaded.text {
+            return;
+        }
+        if loaded.text.trim().is_empty() {
+            // Editors that save in place truncate the file first: an empty
+            // notebook is a save still under way, not a deletion of every cell.
             return;
         }
         let new = Arc::new(Version::new(loaded));
@@ -566,6 +578,11 @@ impl Watch<'_> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((outcome.cell.id(), outcome.status));
         });
+        let done = Arc::new(AtomicBool::new(false));
+        let finishing = done.clone();
+        hooks.on_finish(Priority::Late, move |_| {
+            finishing.store(true, Ordering::SeqCst)
+        });
         let stale_names: Vec<String> = version.names(
             &(0..self.stale.len())
                 .filter(|index| self.stale[*index])
@@ -646,6 +663,7 @@ impl Watch<'_> {
                 self.running = Some(Running {
                     control,
                     interrupted: false,
+                    done,
                 });
             }
             Err(error) => {
@@ -880,21 +898,17 @@ impl Ui {
 
 #[cfg(test)]
 mod tests {
-    use executor_core::CellSource;
+    use executor_core::Limits;
 
     use super::*;
 
+    /// A notebook of `(name, code)` cells, through the notebook format.
     fn notebook(cells: &[(&str, &str)]) -> Notebook {
-        let sources = cells
+        let text: String = cells
             .iter()
-            .enumerate()
-            .map(|(index, (name, code))| CellSource {
-                name: (*name).into(),
-                code: (*code).into(),
-                first_line: 2 * index as u32 + 2,
-            })
+            .map(|(name, code)| format!("// %% {name}\n{code}\n"))
             .collect();
-        Notebook::compile(sources, &Limits::default())
+        Notebook::compile(crate::format::split(&text).unwrap(), &Limits::default())
     }
 
     fn ids(indices: &[usize]) -> Vec<CellId> {

@@ -553,3 +553,36 @@ fn a_duplicate_plugin_name_is_a_warning_naming_both_files() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn plugins_load_once_for_a_whole_watch() {
+    let dir = Dir::new("watch-trace");
+    let mut args = plugin_dirs(&["trace"]);
+    args.extend([
+        "--plugin-opt".to_owned(),
+        "trace.path=trace.json".to_owned(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut watching = crate::util::Watching::start(&dir, BOOM, &args);
+    let first = watching.run();
+    assert_eq!(
+        run_started(&first)["lifecycles"],
+        serde_json::json!(["trace"])
+    );
+    dir.write("nb.rhai", &BOOM.replace("x + 1", "x + 2"));
+    let (rerun, _) = watching.rerun();
+    assert_eq!(crate::util::names(&rerun["cells"]), ["boom", "child"]);
+    assert_eq!(watching.quit(), 0);
+
+    // One trace, written when the watch ends, with the spans of both runs.
+    let text = std::fs::read_to_string(dir.path().join("trace.json")).unwrap();
+    let trace: Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["cat"] == "cell")
+        .map(|event| event["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "boom", "child", "other", "boom", "child"]);
+}

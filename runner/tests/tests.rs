@@ -38,3 +38,6 @@ mod python;
 
 // `cellrun worker`: the host side of remote execution, through its protocol.
 mod worker;
+
+// `cellrun watch`: re-runs after scripted saves, the terminal screen.
+mod watch;

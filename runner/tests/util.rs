@@ -60,6 +60,13 @@ impl Drop for Dir {
 /// A `cellrun` command with a clean environment for tests.
 pub(crate) fn cellrun_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cellrun"));
+    clean_env(&mut command, dir);
+    command
+}
+
+/// Runs `command` in `dir` without the environment variables that change
+/// what `cellrun` does, and with `NO_COLOR` set.
+pub(crate) fn clean_env(command: &mut Command, dir: &Path) {
     command
         .current_dir(dir)
         .env_remove("CELLRUN_LOG")
@@ -69,7 +76,6 @@ pub(crate) fn cellrun_command(dir: &Path) -> Command {
         .env_remove("CELLRUN_LIFECYCLE_DENYLIST")
         .env_remove("CELLRUN_PLUGIN_PATH")
         .env("NO_COLOR", "1");
-    command
 }
 
 /// The outcome of `cellrun run --json`.
@@ -174,4 +180,137 @@ pub(crate) fn wait_with_deadline(child: &mut Child, deadline: Duration) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+/// How long a test waits for an event before it fails: generous, since the
+/// machine may be busy; a passing test never waits this long.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A `cellrun watch --json` process and the events it printed.
+pub(crate) struct Watching {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    events: std::sync::mpsc::Receiver<Value>,
+    /// Every event received so far, for failure messages.
+    seen: Vec<Value>,
+}
+
+impl Watching {
+    /// Writes `notebook` as `nb.rhai` in `dir` and starts watching it with
+    /// `--json` and `args`.
+    pub(crate) fn start(dir: &Dir, notebook: &str, args: &[&str]) -> Watching {
+        dir.write("nb.rhai", notebook);
+        let mut child = cellrun_command(dir.path())
+            .args(["watch", "nb.rhai", "--json"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let event: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|error| panic!("bad JSON line {line:?}: {error}"));
+                if sender.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        Watching {
+            stdin: child.stdin.take(),
+            child,
+            events,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next event, waiting for it.
+    pub(crate) fn next(&mut self) -> Value {
+        match self.events.recv_timeout(DEADLINE) {
+            Ok(event) => {
+                self.seen.push(event.clone());
+                event
+            }
+            Err(_) => panic!("no event within {DEADLINE:?}; so far: {:#?}", self.seen),
+        }
+    }
+
+    /// Events up to and including the first that `stop` accepts.
+    pub(crate) fn until(&mut self, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let event = self.next();
+            let done = stop(&event);
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+
+    /// The events of the next run, up to its `run_finished`.
+    pub(crate) fn run(&mut self) -> Run {
+        let events = self.until(|event| event["event"] == "run_finished");
+        Run {
+            code: 0,
+            events,
+            stderr: String::new(),
+        }
+    }
+
+    /// Waits for the next `rerun_started` and returns it with its run.
+    pub(crate) fn rerun(&mut self) -> (Value, Run) {
+        let before = self.until(|event| event["event"] == "rerun_started");
+        let started = before.last().unwrap().clone();
+        (started, self.run())
+    }
+
+    /// Sends a command line (`r`, `q`) on stdin.
+    pub(crate) fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    pub(crate) fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end and returns its exit code.
+    pub(crate) fn wait(mut self) -> i32 {
+        wait_with_deadline(&mut self.child, DEADLINE)
+    }
+
+    /// Sends `q` and returns the exit code.
+    pub(crate) fn quit(mut self) -> i32 {
+        self.send("q");
+        self.wait()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The names in a JSON array of strings.
+pub(crate) fn names(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect()
 }

@@ -452,10 +452,9 @@ mod tests {
         }
     }
 
-    /// Runs `parent` → `child`, plus an unrelated `other`, with `claim` as
-    /// the parent's error; returns each cell's status and error.
-    fn run_with_claim(claim: CellError) -> Vec<(String, Status, Option<CellError>)> {
-        let sources = [("parent", "let x = 1;"), ("child", "x + 1"), ("other", "2")]
+    /// A notebook of `(name, code)` cells, one marker line before each.
+    fn notebook(cells: &[(&str, &str)]) -> Notebook {
+        let sources = cells
             .iter()
             .enumerate()
             .map(|(index, (name, code))| CellSource {
@@ -465,7 +464,13 @@ mod tests {
                 options: Vec::new(),
             })
             .collect();
-        let notebook = Notebook::compile(sources, &Limits::default());
+        Notebook::compile(sources, &Limits::default())
+    }
+
+    /// Runs `parent` → `child`, plus an unrelated `other`, with `claim` as
+    /// the parent's error; returns each cell's status and error.
+    fn run_with_claim(claim: CellError) -> Vec<(String, Status, Option<CellError>)> {
+        let notebook = notebook(&[("parent", "let x = 1;"), ("child", "x + 1"), ("other", "2")]);
         let graph = DataflowGraph::of(&notebook);
         let plan = Plan::new(&notebook, &graph, None);
         let evaluator = Evaluator::new(Arc::new(Claims(claim)), Vec::new());
@@ -517,21 +522,12 @@ mod tests {
 
     #[test]
     fn a_plan_of_members_runs_exactly_those_cells_errors_first() {
-        let sources = [
+        let notebook = notebook(&[
             ("a", "let x = 1;"),
             ("b", "let y = x;"),
             ("c", "let z = y;"),
             ("d", "let"),
-        ]
-        .iter()
-        .enumerate()
-        .map(|(index, (name, code))| CellSource {
-            name: (*name).into(),
-            code: (*code).into(),
-            first_line: 2 * index as u32 + 2,
-        })
-        .collect();
-        let notebook = Notebook::compile(sources, &Limits::default());
+        ]);
         let graph = DataflowGraph::of(&notebook);
         let ids = |indices: &[usize]| -> Vec<CellId> {
             indices.iter().map(|i| CellId::new(*i)).collect()
