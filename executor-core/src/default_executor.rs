@@ -627,7 +627,9 @@ mod tests {
         let error = error_of(&result);
         assert_eq!(error.kind, ErrorKind::Runtime);
         assert!(
-            error.message.contains("nested function calls (the call depth limit)"),
+            error
+                .message
+                .contains("nested function calls (the call depth limit)"),
             "{}",
             error.message
         );

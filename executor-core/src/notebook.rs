@@ -478,4 +478,101 @@ mod tests {
         assert!(b.refs().is_empty());
         assert_eq!(b.syntax_error().unwrap().line, Some(5));
     }
+
+    /// Words Rhai cells are made of, valid or not in any order.
+    const WORDS: &[&str] = &[
+        "let",
+        "const",
+        "fn",
+        "x",
+        "y",
+        "_p",
+        "f",
+        "(",
+        ")",
+        "{",
+        "}",
+        "[",
+        "]",
+        "=",
+        "+",
+        ";",
+        ",",
+        "1",
+        "2.5",
+        "\"s\"",
+        "`t${x}`",
+        "`",
+        "Fn(\"f\")",
+        "Fn(x)",
+        "import \"m\" as m;",
+        "|a| a",
+        "|| x",
+        "if",
+        "else",
+        "while",
+        "loop",
+        "break",
+        "return",
+        "throw",
+        "try",
+        "catch",
+        "this",
+        "\n",
+        ".push(1)",
+        "#{a: 1}",
+        "m::z",
+        "x.len()",
+        "call(",
+        "curry(",
+        "// c",
+        "/*",
+        "*/",
+        "'c'",
+        "private",
+        "export",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        // See: issue 12 (fuzzing the analysis): compiling any cells never
+        // panics; each cell has a program or a syntax error pointing inside
+        // the cell; definitions lie inside the cell.
+        #[test]
+        fn issue_12_analysis_of_any_cells_is_consistent(
+            cells in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(WORDS), 0..24),
+                1..5,
+            )
+        ) {
+            let mut line = 1;
+            let sources: Vec<CellSource> = cells
+                .iter()
+                .enumerate()
+                .map(|(index, words)| {
+                    let code = words.join(" ");
+                    let source = CellSource::new(format!("c{index}"), code.clone(), line + 1);
+                    line += code.lines().count() as u32 + 1;
+                    source
+                })
+                .collect();
+            let notebook = Notebook::compile(sources.clone(), &Limits::default());
+            for (cell, source) in notebook.cells().iter().zip(&sources) {
+                let last = source.first_line + source.code.lines().count().max(1) as u32 - 1;
+                let within = |at: u32| (source.first_line..=last).contains(&at);
+                proptest::prop_assert_eq!(cell.program().is_some(), cell.syntax_error().is_none());
+                if let Some(error) = cell.syntax_error() {
+                    proptest::prop_assert!(error.line.is_none_or(within), "{:?} in {:?}", error, source.code);
+                }
+                for def in cell.defs() {
+                    proptest::prop_assert!(!def.starts_with('_'));
+                    proptest::prop_assert!(cell.def_line(def).is_none_or(within));
+                }
+                for def in cell.private_defs() {
+                    proptest::prop_assert!(def.starts_with('_'));
+                }
+            }
+        }
+    }
 }

@@ -303,4 +303,52 @@ mod tests {
              (the cell at line 1 has no name and is called by its position)"
         );
     }
+
+    /// Pieces notebook text is made of: markers (named, unnamed, with
+    /// options, indented), code, strings, and every kind of line break.
+    fn piece() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("// %% a".to_owned()),
+            Just("// %%".to_owned()),
+            Just("  // %% b [slurm: cpus=2]".to_owned()),
+            Just("// %% c [x".to_owned()),
+            Just("let x = 1;".to_owned()),
+            Just("`multi".to_owned()),
+            Just("\u{feff}".to_owned()),
+            Just("\n".to_owned()),
+            Just("\r".to_owned()),
+            Just("\r\n".to_owned()),
+            "[ -~é\t]{0,12}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        // See: issue 12 (fuzzing the splitter): it never panics, and every
+        // line it keeps is the file's line of that number.
+        #[test]
+        fn issue_12_split_keeps_every_code_line_where_it_was(
+            pieces in proptest::collection::vec(piece(), 0..40)
+        ) {
+            let text: String = pieces.concat();
+            if let Ok(cells) = split(&text) {
+                let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+                let file: Vec<&str> = lines(body).collect();
+                let mut names = std::collections::HashSet::new();
+                let mut previous = 0;
+                for cell in &cells {
+                    proptest::prop_assert!(names.insert(cell.name.clone()), "unique names");
+                    proptest::prop_assert!(cell.first_line > previous, "cells in file order");
+                    previous = cell.first_line;
+                    for (offset, code_line) in cell.code.lines().enumerate() {
+                        let at = cell.first_line as usize - 1 + offset;
+                        proptest::prop_assert_eq!(Some(&code_line), file.get(at));
+                        proptest::prop_assert!(!code_line.contains(['\r', '\n']));
+                    }
+                }
+            }
+        }
+    }
 }

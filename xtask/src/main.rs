@@ -6,6 +6,9 @@
 //!   snapshot.
 //! - `bench`: end-to-end timings of `cellrun run` on generated notebooks and
 //!   the in-process pipeline benchmarks; results under `target/bench/`.
+//! - `fuzz [--seconds N] [--seed N]`: runs `cellrun` on random notebooks for
+//!   a time budget and fails on the first crash, hang, panic or broken JSON
+//!   stream, keeping the notebook under `target/fuzz/failures/`.
 //! - `build-plugins [--release] [--out DIR]`: builds every plugin crate and
 //!   copies each library into DIR (default `target/plugins`).
 //! - `slurm up|down|status|env|bench`: a one-node Slurm cluster on loopback
@@ -15,6 +18,7 @@
 
 mod abi_check;
 mod bench;
+mod fuzz;
 mod plugins;
 mod slurm;
 mod slurm_bench;
@@ -30,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         Some("abi-check") => abi_check::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("build-plugins") => plugins::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some("slurm") => slurm::run(&rest),
         Some("tidy") => tidy::run(),
         _ => {
@@ -53,6 +58,9 @@ fn print_help() {
   bench [--quick] [medium-cache]
                     time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
                     (`medium-cache`: only the cache on a 1,000,000-integer array)
+  fuzz [--seconds N] [--seed N]
+                    run cellrun on random notebooks for N seconds (default 60); fail on a crash,
+                    a hang, a panic or a broken JSON stream, keeping the notebook in target/fuzz/failures
   build-plugins [--release] [--out DIR]
                     build every plugin and copy the libraries into DIR (default target/plugins)
   slurm up|down|status|env
