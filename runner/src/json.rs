@@ -116,6 +116,9 @@ fn to_json_within(value: &Dynamic, budget: &mut Budget) -> Value {
     if value.is_shared() {
         return to_json_within(&value.flatten_clone(), budget);
     }
+    if let Some(foreign) = executor_core::ForeignValue::from_dynamic(value) {
+        return foreign_json(foreign.object(), budget);
+    }
     if value.is_unit() {
         Value::Null
     } else if let Ok(boolean) = value.as_bool() {
@@ -129,6 +132,26 @@ fn to_json_within(value: &Dynamic, budget: &mut Budget) -> Value {
         Value::String(char.to_string())
     } else {
         Value::String(budget.text(&value.to_string()).to_owned())
+    }
+}
+
+/// A plugin's value as its JSON form when it has one that fits the budget,
+/// else its display string.
+fn foreign_json(object: &dyn executor_core::ForeignObject, budget: &mut Budget) -> Value {
+    let parsed = object
+        .to_json()
+        .filter(|text| text.len() <= budget.text)
+        .and_then(|text| {
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .map(|json| (json, text.len()))
+        });
+    match parsed {
+        Some((json, len)) => {
+            budget.text -= len;
+            json
+        }
+        None => Value::String(budget.text(&object.display()).to_owned()),
     }
 }
 
@@ -226,6 +249,37 @@ mod tests {
     fn values_without_json_form_become_display_strings() {
         assert_eq!(to_json(&eval("0.0 / 0.0")), serde_json::json!("NaN"));
         assert_eq!(to_json(&eval("Fn(\"abs\")")), serde_json::json!("Fn(abs)"));
+    }
+
+    struct Frame(Option<&'static str>);
+
+    impl executor_core::ForeignObject for Frame {
+        fn type_name(&self) -> &str {
+            "demo.Frame"
+        }
+        fn owner(&self) -> &str {
+            "demo"
+        }
+        fn display(&self) -> String {
+            "Frame(2 rows)".to_owned()
+        }
+        fn to_json(&self) -> Option<String> {
+            self.0.map(str::to_owned)
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn plugin_values_render_as_their_json_form_or_display() {
+        let with_json = executor_core::ForeignValue::new(Frame(Some("[1,2]"))).into_dynamic();
+        assert_eq!(to_json(&with_json), serde_json::json!([1, 2]));
+        let bad_json = executor_core::ForeignValue::new(Frame(Some("[1,"))).into_dynamic();
+        assert_eq!(to_json(&bad_json), serde_json::json!("Frame(2 rows)"));
+        let without = executor_core::ForeignValue::new(Frame(None)).into_dynamic();
+        assert_eq!(to_json(&without), serde_json::json!("Frame(2 rows)"));
+        assert_eq!(compact(&without, 72), "\"Frame(2 rows)\"");
     }
 
     #[test]

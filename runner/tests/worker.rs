@@ -26,28 +26,32 @@ impl Worker {
     /// Starts `cellrun worker` with `args` and reads its ready line.
     fn start(args: &[&str]) -> Worker {
         let dir = Dir::new("worker");
-        let mut child = cellrun_command(dir.path())
-            .arg("worker")
-            .args(args)
+        let mut command = cellrun_command(dir.path());
+        command.arg("worker").args(args);
+        let mut worker = Worker::spawn(&mut command, dir);
+        let ready = worker.read();
+        assert_eq!(ready["protocol"], 1);
+        assert_eq!(ready["ready"], true);
+        worker
+    }
+
+    /// Starts `command` (which starts a worker) with piped streams and
+    /// debug logs on its standard error.
+    fn spawn(command: &mut std::process::Command, dir: Dir) -> Worker {
+        let mut child = command
             .env("CELLRUN_LOG", "cellrun=debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let lines = reader(child.stdout.take().unwrap());
-        let stderr = reader(child.stderr.take().unwrap());
-        let mut worker = Worker {
+        Worker {
+            lines: reader(child.stdout.take().unwrap()),
+            stderr: reader(child.stderr.take().unwrap()),
             stdin: child.stdin.take(),
             child,
-            lines,
-            stderr,
             _dir: dir,
-        };
-        let ready = worker.read();
-        assert_eq!(ready["protocol"], 1);
-        assert_eq!(ready["ready"], true);
-        worker
+        }
     }
 
     /// Writes `line` as one line of input.
@@ -335,4 +339,61 @@ fn a_cell_over_the_memory_limit_is_stopped_and_loses_its_definitions() {
     assert_eq!(answer["defs"], json!({}));
     let next = worker.ask(&request(2, "small", "[1, 2].len()", 5));
     assert_eq!(next["output"], json!({"int": 2}));
+}
+
+/// Whether process `pid` still exists (a zombie counts as gone).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name.
+        stat.rsplit(')')
+            .next()
+            .map(str::trim_start)
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_worker_whose_parent_dies_ends_even_in_the_middle_of_a_cell() {
+    // A shell starts the worker and is then killed; the worker's input stays
+    // open (this test holds it), so only the parent's death can end it.
+    let mut shell = std::process::Command::new("sh");
+    shell.arg("-c").arg(format!(
+        "exec 3<&0; \"{}\" worker <&3 3<&- & echo $!; wait",
+        env!("CARGO_BIN_EXE_cellrun")
+    ));
+    let dir = Dir::new("worker-orphan");
+    shell.current_dir(dir.path());
+    let mut worker = Worker::spawn(&mut shell, dir);
+    let pid = worker
+        .lines
+        .recv_timeout(PATIENCE)
+        .expect("the shell names the worker");
+    assert_eq!(worker.read()["ready"], true);
+    worker.send_line(&request(1, "busy", "loop {}", 1).to_string());
+    worker.wait_for_log("worker: cell started");
+    assert!(alive(&pid));
+    worker.child.kill().unwrap();
+    worker.child.wait().unwrap();
+    let start = std::time::Instant::now();
+    while alive(&pid) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the orphaned worker {pid} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn values_of_other_plugins_pass_through_a_worker_unchanged() {
+    let mut worker = Worker::start(&[]);
+    let frame =
+        json!({"foreign": {"owner": "python", "type": "pandas.DataFrame", "data": "80049501"}});
+    let mut ask = request(1, "pass", "let copy = frame;\nframe", 1);
+    ask["inputs"] = json!({"frame": frame});
+    let answer = worker.ask(&ask);
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert_eq!(answer["defs"]["copy"], frame);
+    assert_eq!(answer["output"], frame);
+    assert_eq!(answer["output_json"], "<pandas.DataFrame of python>");
 }
