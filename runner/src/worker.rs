@@ -263,6 +263,9 @@ struct Request<'a> {
     code: &'a str,
     first_line: u32,
     functions: Vec<WireSource>,
+    /// The time limit, counted from when the cell starts.
+    timeout: Option<Duration>,
+    /// The wall-clock deadline, on this process's clock.
     deadline: Option<Instant>,
     keep: bool,
 }
@@ -275,26 +278,33 @@ impl Server<'_> {
             Ok(parsed) => parsed,
             Err(message) => return protocol_error(id, &message),
         };
-        let mut globals = kept.take().unwrap_or_default();
         let mut decoder = Decoder::new();
-        if let Some(inputs) = request.get("inputs") {
-            let Some(inputs) = inputs.as_object() else {
+        let mut inputs = Vec::new();
+        if let Some(wires) = request.get("inputs") {
+            let Some(wires) = wires.as_object() else {
                 return protocol_error(id, "`inputs` must be an object of wire forms");
             };
-            for (name, wire) in inputs {
+            for (name, wire) in wires {
                 match decoder.decode_json(wire) {
-                    Ok(value) => {
-                        globals.set(name.as_str(), value);
-                    }
+                    Ok(value) => inputs.push((name.as_str(), value)),
                     Err(error) => return protocol_error(id, &format!("input `{name}`: {error}")),
                 }
             }
         }
+        let mut globals = kept.take().unwrap_or_default();
+        for (name, value) in inputs {
+            globals.set(name, value);
+        }
         let notebook = compile(&parsed, decoder.sources(), self.limits);
-        let Some(cell) = notebook.find(parsed.name) else {
+        let Some(cell) = notebook.cells().last() else {
             return protocol_error(id, "internal error: the cell is missing after compiling");
         };
-        let token = match parsed.deadline {
+        let by_timeout = parsed.timeout.map(|timeout| Instant::now() + timeout);
+        let deadline = match (by_timeout, parsed.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let token = match deadline {
             Some(deadline) => CancelToken::with_deadline(deadline),
             None => CancelToken::new(),
         };
@@ -377,19 +387,15 @@ fn read_request(request: &Value) -> Result<Request<'_>, String> {
             .map(Some)
             .ok_or_else(|| format!("`{field}` must be a whole number of milliseconds")),
     };
-    let now = Instant::now();
-    let by_timeout = millis("timeout_ms")?.map(|ms| now + Duration::from_millis(ms));
-    let by_deadline = millis("deadline_unix_ms")?.map(|ms| {
+    let timeout = millis("timeout_ms")?.map(Duration::from_millis);
+    let deadline = millis("deadline_unix_ms")?.map(|ms| {
+        let now = Instant::now();
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
         match at.duration_since(SystemTime::now()) {
             Ok(left) => now + left,
             Err(_) => now,
         }
     });
-    let deadline = match (by_timeout, by_deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
     let keep = match request.get("keep") {
         None | Some(Value::Null) => false,
         Some(value) => value.as_bool().ok_or("`keep` must be true or false")?,
@@ -399,6 +405,7 @@ fn read_request(request: &Value) -> Result<Request<'_>, String> {
         code,
         first_line,
         functions,
+        timeout,
         deadline,
         keep,
     })
@@ -413,9 +420,9 @@ fn line_of(object: &Value) -> Option<u32> {
         .filter(|line| *line > 0)
 }
 
-/// A notebook of the cell and, before it, the cells defining the functions
-/// it reaches (its request's and its inputs'), each code once. Only the cell
-/// is ever run.
+/// A notebook of the cell, last, and before it the cells defining the
+/// functions it reaches (its request's and its inputs'), each code once.
+/// Only the cell is ever run.
 fn compile(request: &Request<'_>, from_inputs: &[WireSource], limits: &Limits) -> Notebook {
     let mut sources: Vec<CellSource> = Vec::new();
     let mut seen: Vec<&str> = vec![request.code];
