@@ -83,6 +83,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     reads_and_cache(&cellrun, &out_dir, repeats, &mut report)?;
     plugins(&root, &cellrun, &out_dir, repeats, &mut report)?;
+    crate::slurm_bench::executor(&root, &cellrun, &out_dir, &mut report)?;
     print!("{report}");
 
     println!("\nIn-process benchmarks (divan):");
@@ -107,7 +108,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 #[derive(Clone, Copy)]
-enum Shape {
+pub(crate) enum Shape {
     /// `x_i = x_{i-1} + 1`: depth n.
     Chain,
     /// `c_i = root + i`: depth 2.
@@ -122,7 +123,7 @@ impl Shape {
         }
     }
 
-    fn generate(self, n: usize) -> String {
+    pub(crate) fn generate(self, n: usize) -> String {
         let mut text = String::with_capacity(n * 32);
         for i in 0..n {
             let _ = match (self, i) {

@@ -69,6 +69,8 @@ fn print_help() {
                     env prints the SLURM_CONF line its client commands need
   slurm bench [--quick]
                     latency of srun, sbatch, afterok chains and job arrays on that cluster
+  slurm bench --executor
+                    the slurm executor against the built-in one and the srun floor
   tidy              repository checks (also run by `cargo test -p xtask`)"
     );
 }

@@ -56,14 +56,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             println!("export SLURM_CONF={}", cluster.conf().display());
             Ok(())
         }
-        Some("bench") => {
-            let repeats = match args.get(1).map(String::as_str) {
-                Some("--quick") => 3,
-                Some(other) => bail!("unknown argument `{other}` (expected --quick)"),
-                None => 10,
-            };
-            crate::slurm_bench::run(&cluster, repeats)
-        }
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("--quick") => crate::slurm_bench::run(&cluster, 3),
+            Some("--executor") => crate::slurm_bench::executor_only(),
+            Some(other) => bail!("unknown argument `{other}` (expected --quick or --executor)"),
+            None => crate::slurm_bench::run(&cluster, 10),
+        },
         other => bail!(
             "unknown or missing slurm command {:?} (expected up, down, status, env or bench)",
             other.unwrap_or("")

@@ -8,14 +8,16 @@
 
 use std::fmt::Write as _;
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::bench::Shape;
 use crate::plugins::workspace_target_dir;
-use crate::project_root;
 use crate::slurm::{output_within, wait_for, Cluster};
+use crate::{cargo, project_root};
 
 /// How long one measured job may take before the benchmark gives up.
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -254,4 +256,153 @@ impl Bench<'_> {
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
+}
+
+/// `cargo xtask slurm bench --executor`: only [`executor`], with a release
+/// `cellrun`; the report goes to `target/bench/slurm-executor.md`.
+pub(crate) fn executor_only() -> anyhow::Result<()> {
+    let root = project_root();
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", "runner", "--bin", "cellrun"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("building cellrun failed");
+    }
+    let out_dir = workspace_target_dir(&root).join("bench");
+    fs::create_dir_all(&out_dir)?;
+    let cellrun = workspace_target_dir(&root).join("release/cellrun");
+    let mut report = String::new();
+    executor(&root, &cellrun, &out_dir, &mut report)?;
+    print!("{report}");
+    fs::write(out_dir.join("slurm-executor.md"), &report)?;
+    Ok(())
+}
+
+/// The slurm executor against the built-in one and against the bare `srun`
+/// floor, on 20-cell chains and fan-outs, and a fan-out of CPU-bound cells
+/// with `--jobs 2` against `--jobs 1`; appended to `report`.
+///
+/// Skipped, with a line saying so, when the local cluster does not answer.
+pub(crate) fn executor(
+    root: &Path,
+    cellrun: &Path,
+    out_dir: &Path,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    let cluster = Cluster::new(&workspace_target_dir(root).join("slurm"));
+    let answers = output_within(&mut cluster.client("sinfo"), Duration::from_secs(15))
+        .is_ok_and(|out| out.success);
+    if !answers {
+        writeln!(
+            report,
+            "\nThe slurm executor: not measured, the local cluster does not answer (`cargo xtask slurm up`)."
+        )?;
+        return Ok(());
+    }
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", "plugin-slurm"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building the slurm plugin failed");
+    }
+    let library = format!(
+        "{}plugin_slurm{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let plugin_dir = out_dir.join("plugins-slurm");
+    let _ = fs::remove_dir_all(&plugin_dir);
+    fs::create_dir_all(&plugin_dir)?;
+    fs::copy(
+        workspace_target_dir(root).join("release").join(&library),
+        plugin_dir.join(&library),
+    )?;
+    let bench = Bench {
+        cluster: &cluster,
+        jobs_dir: out_dir.display().to_string(),
+    };
+    let repeats = 3;
+    let floor = bench.times(repeats, || (0..20).try_for_each(|_| bench.srun_true()))?;
+    let floor = floor.iter().min().copied().unwrap_or_default();
+    let run = |notebook: &Path, extra: &[&str], slurm: bool| -> anyhow::Result<Duration> {
+        let mut best = Duration::MAX;
+        for _ in 0..repeats {
+            let mut command = cluster.client(&cellrun.display().to_string());
+            command.arg("run").arg(notebook).args(extra);
+            if slurm {
+                command
+                    .arg(format!("--plugin-dir={}", plugin_dir.display()))
+                    .args(["--executor", "slurm"]);
+            }
+            let start = Instant::now();
+            let out = output_within(&mut command, JOB_TIMEOUT * 5)?;
+            best = best.min(start.elapsed());
+            if !out.success {
+                bail!(
+                    "cellrun run {} failed: {}",
+                    notebook.display(),
+                    out.stderr.trim()
+                );
+            }
+        }
+        Ok(best)
+    };
+    writeln!(
+        report,
+        "\nThe slurm executor on the local cluster, best of {repeats}; the floor is 20 `srun true` one after another ({:.0} ms, {:.0} ms each):\n",
+        ms(floor),
+        ms(floor) / 20.0
+    )?;
+    writeln!(
+        report,
+        "| notebook | built-in | slurm | slurm per cell | over the floor per cell |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|")?;
+    let shapes = [
+        ("20-cell chain", Shape::Chain.generate(20)),
+        ("20-cell fan-out", Shape::Fan.generate(20)),
+    ];
+    for (name, text) in shapes {
+        let path = out_dir.join(format!("slurm_{}.rhai", name.replace(' ', "_")));
+        fs::write(&path, text)?;
+        let local = run(&path, &[], false)?;
+        let slurm = run(&path, &[], true)?;
+        writeln!(
+            report,
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            ms(local),
+            ms(slurm),
+            ms(slurm) / 20.0,
+            (ms(slurm) - ms(floor)) / 20.0
+        )?;
+    }
+    let help = Command::new(cellrun).args(["run", "--help"]).output()?;
+    if !String::from_utf8_lossy(&help.stdout).contains("--jobs") {
+        writeln!(
+            report,
+            "\nCPU-bound fan-out with `--jobs`: not measured, this cellrun has no `--jobs`."
+        )?;
+        return Ok(());
+    }
+    let heavy = out_dir.join("slurm_cpu_fan.rhai");
+    let mut text = String::from("// %% root\nlet n = 3000000;\n");
+    for i in 0..4 {
+        writeln!(
+            text,
+            "// %% work{i}\nlet total{i} = 0;\nfor k in 0..n {{ total{i} += k % 7; }}"
+        )?;
+    }
+    fs::write(&heavy, text)?;
+    let one = run(&heavy, &["--jobs", "1"], true)?;
+    let two = run(&heavy, &["--jobs", "2"], true)?;
+    writeln!(
+        report,
+        "\nA fan-out of 4 CPU-bound cells on the cluster: `--jobs 1` {:.0} ms, `--jobs 2` {:.0} ms ({:.2}x).",
+        ms(one),
+        ms(two),
+        one.as_secs_f64() / two.as_secs_f64()
+    )?;
+    Ok(())
 }
