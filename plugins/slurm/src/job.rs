@@ -250,9 +250,15 @@ const LOG_LINES: usize = 10;
 pub enum JobFailure {
     /// This side stopped it (interrupt or deadline).
     Stopped(StopCause),
-    /// It failed, was cancelled or timed out on the cluster: the message
-    /// gives Slurm's state and exit code and the tail of the job's logs.
-    Failed(String),
+    /// It failed, was cancelled or timed out on the cluster.
+    Failed {
+        /// Slurm's state of the job (`FAILED`, `TIMEOUT`, ...), when Slurm
+        /// still knew the job.
+        state: Option<String>,
+        /// Slurm's state and exit code, or `srun`'s exit status, then the
+        /// tails of the job's logs.
+        message: String,
+    },
     /// It could not be started or waited for.
     Job(JobError),
 }
@@ -284,7 +290,7 @@ impl JobSpec {
             return Err(JobFailure::Stopped(cause));
         }
         if !finished.status.success() {
-            return Err(JobFailure::Failed(self.failure_message(finished.status)));
+            return Err(self.failure(finished.status));
         }
         fs::read(self.files.response()).map_err(|source| {
             JobFailure::Job(JobError::Io {
@@ -296,8 +302,9 @@ impl JobSpec {
 
     /// Says why the job failed: Slurm's view of it when Slurm still knows
     /// it, `srun`'s exit status otherwise, then the tails of its logs.
-    fn failure_message(&self, status: ExitStatus) -> String {
-        let mut message = match final_state(&self.name, STATE_TIMEOUT) {
+    fn failure(&self, status: ExitStatus) -> JobFailure {
+        let state = final_state(&self.name, STATE_TIMEOUT);
+        let mut message = match &state {
             Some(state) => state.to_string(),
             None => format!("slurm job `{}` failed: srun {status}", self.name),
         };
@@ -310,7 +317,10 @@ impl JobSpec {
                 message.push_str(&format!("\n{what} ({}):\n{tail}", path.display()));
             }
         }
-        message
+        JobFailure::Failed {
+            state: state.map(|state| state.state),
+            message,
+        }
     }
 }
 

@@ -183,9 +183,10 @@ fn running_a_job_returns_its_response_or_says_how_it_failed() {
         "run-fail",
         &["sh", "-c", "echo 'cannot decode the request' >&2; exit 4"],
     );
-    let Err(JobFailure::Failed(message)) = fail.run(b"", || None) else {
+    let Err(JobFailure::Failed { state, message }) = fail.run(b"", || None) else {
         panic!("a job that exits with 4 fails");
     };
+    assert_eq!(state.as_deref(), Some("FAILED"));
     let first = message.lines().next().unwrap();
     assert!(
         first.starts_with("slurm job ")
