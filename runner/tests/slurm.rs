@@ -2,9 +2,13 @@
 //! that `cargo xtask slurm up` runs on loopback (CI's `.ci/run` starts it;
 //! outside CI the first test here starts it and leaves it running).
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::plugins::{plugin_dirs, run_started, warnings};
 use crate::util::{cellrun_command, Dir, Run};
@@ -74,4 +78,264 @@ fn an_unreachable_cluster_fails_construction_and_the_run_falls_back_loudly() {
         "{warnings:?}"
     );
     assert_eq!(run.counts(), (2, 0, 0, 0));
+}
+
+/// What must match between executors for each cell: status, output,
+/// printed text and error (kind, message, line, blamed), without timings.
+fn outcome(run: &Run) -> Vec<Value> {
+    run.events("cell_finished")
+        .iter()
+        .map(|event| {
+            serde_json::json!({
+                "cell": event["cell"],
+                "status": event["status"],
+                "output": event["output"],
+                "stdout": event["stdout"],
+                "error": event["error"],
+            })
+        })
+        .collect()
+}
+
+/// A `cellrun run nb.rhai --json` command in `dir`, on the cluster when
+/// `slurm`.
+fn run_command(dir: &Dir, slurm: bool, extra: &[&str]) -> Command {
+    let mut command = cellrun_command(dir.path());
+    command.args(["run", "nb.rhai", "--json"]).args(extra);
+    if slurm {
+        // The only executor plugin given, so the one a run selects.
+        command
+            .args(plugin_dirs(&["slurm"]))
+            .env("SLURM_CONF", cluster());
+    }
+    command
+}
+
+fn run(dir: &Dir, slurm: bool, extra: &[&str]) -> Run {
+    Run::from_output(run_command(dir, slurm, extra).output().unwrap())
+}
+
+/// The names of this user's jobs Slurm still knows (finished ones too,
+/// for `MinJobAge`), with their states.
+fn jobs() -> Vec<(String, String)> {
+    let output = Command::new("squeue")
+        .args(["-h", "--me", "-t", "all", "-o", "%j %T"])
+        .env("SLURM_CONF", cluster())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, state)| (name.to_owned(), state.to_owned()))
+        .collect()
+}
+
+/// The states of the jobs that ran cells named `cell`.
+fn job_states(cell: &str) -> Vec<String> {
+    jobs()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(&format!("-{cell}")))
+        .map(|(_, state)| state)
+        .collect()
+}
+
+/// A cell name no other test run uses, so its jobs can be told apart.
+fn unique(cell: &str) -> String {
+    format!("{cell}_{}", std::process::id())
+}
+
+#[test]
+fn plain_data_notebooks_give_the_built_in_executors_results() {
+    let dir = Dir::new("slurm-same");
+    let (first, last) = (unique("numbers"), unique("last"));
+    dir.write(
+        "nb.rhai",
+        &format!(
+            r#"// %% {first}
+let xs = [1, 2, 3];
+let ratio = 0.1 + 0.2;
+let name = "cellrun";
+let blob_len = 0;
+// %% stats
+let total = xs.reduce(|sum, x| sum + x, 0);
+print(`total ${{total}}`);
+#{{ total: total, ratio: ratio, name: name }}
+// %% broken
+let bad = total + missing_name;
+// %% after_broken
+bad * 2
+// %% {last}
+total * 10
+"#
+        ),
+    );
+    let local = run(&dir, false, &[]);
+    let remote = run(&dir, true, &[]);
+    assert_eq!(
+        run_started(&remote)["executor"],
+        "slurm",
+        "{}",
+        remote.stderr
+    );
+    assert_eq!(remote.code, local.code, "{}", remote.stderr);
+    assert_eq!(outcome(&remote), outcome(&local), "{}", remote.stderr);
+    assert_eq!(remote.status("broken"), "error");
+    // Every cell that ran became a job that completed on the cluster.
+    wait_until_no_job_runs(&first);
+    wait_until_no_job_runs(&last);
+    assert_eq!(job_states(&first), ["COMPLETED"]);
+    assert_eq!(job_states(&last), ["COMPLETED"]);
+}
+
+#[test]
+fn a_job_slurm_refuses_fails_its_cell_with_slurms_reason_and_the_run_goes_on() {
+    let dir = Dir::new("slurm-refused");
+    dir.write(
+        "nb.rhai",
+        "// %% a\nlet x = 1;\n// %% nowhere\n// slurm: partition=nowhere\nlet y = x;\n// %% c\nx + 1\n",
+    );
+    let run = run(&dir, true, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = &run.finished("nowhere")["error"];
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("srun"), "{message}");
+    assert!(
+        message.contains("Invalid partition name specified"),
+        "{message}"
+    );
+    assert_eq!(run.status("c"), "ok");
+    assert_eq!(run.finished("c")["output"], 2);
+}
+
+#[test]
+fn a_job_that_fails_on_the_node_reports_its_state_exit_code_and_log() {
+    let dir = Dir::new("slurm-failed");
+    dir.write("nb.rhai", "// %% a\nlet x = 1;\n");
+    // The node cannot start the worker: the job fails there.
+    let run = run(
+        &dir,
+        true,
+        &["--plugin-opt", "slurm.cellrun=/nonexistent/cellrun"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let message = run.finished("a")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.starts_with("slurm job "), "{message}");
+    assert!(message.contains(" FAILED (exit code "), "{message}");
+    assert!(message.contains("/nonexistent/cellrun"), "{message}");
+}
+
+#[test]
+fn marked_routing_sends_only_marked_cells_to_the_cluster() {
+    let dir = Dir::new("slurm-route");
+    let (here, there) = (unique("here"), unique("there"));
+    dir.write(
+        "nb.rhai",
+        &format!("// %% {here}\nlet x = 20;\n// %% {there}\n// slurm: cpus=1\nx + 1\n"),
+    );
+    let run = run(&dir, true, &["--plugin-opt", "slurm.route=marked"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.finished(&there)["output"], 21);
+    wait_until_no_job_runs(&there);
+    assert_eq!(job_states(&there), ["COMPLETED"]);
+    assert_eq!(job_states(&here), Vec::<String>::new());
+}
+
+#[test]
+fn a_timeout_fails_the_cell_and_cancels_its_job() {
+    let dir = Dir::new("slurm-timeout");
+    let slow = unique("slow");
+    dir.write(
+        "nb.rhai",
+        &format!("// %% {slow}\nlet n = 0;\nloop {{ n += 1; }}\n// %% other\n1 + 1\n"),
+    );
+    let run = run(&dir, true, &["--timeout", "3"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.finished(&slow)["error"]["kind"],
+        "timeout",
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.status("other"), "ok");
+    wait_until_no_job_runs(&slow);
+    assert_eq!(job_states(&slow), ["CANCELLED"]);
+}
+
+/// Waits (bounded) until no job of cells named `cell` is pending, running
+/// or completing.
+fn wait_until_no_job_runs(cell: &str) {
+    let start = Instant::now();
+    loop {
+        let states = job_states(cell);
+        if !states
+            .iter()
+            .any(|state| matches!(state.as_str(), "PENDING" | "RUNNING" | "COMPLETING"))
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "jobs left behind: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctrl_c_cancels_the_runs_job_and_reports_the_cells() {
+    let dir = Dir::new("slurm-sigint");
+    let busy = unique("busy");
+    dir.write(
+        "nb.rhai",
+        &format!("// %% {busy}\nlet n = 0;\nloop {{ n += 1; }}\n// %% after\nn + 1\n"),
+    );
+    let mut child = run_command(&dir, true, &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(r#""event":"cell_started""#) {
+        assert!(
+            stdout.read_line(&mut seen).unwrap() > 0,
+            "cellrun ended: {seen}"
+        );
+    }
+    // Interrupt once the job runs on the node.
+    let start = Instant::now();
+    while !job_states(&busy).iter().any(|state| state == "RUNNING") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(seen.contains(r#""status":"interrupted""#), "{seen}");
+    wait_until_no_job_runs(&busy);
+    assert_eq!(job_states(&busy), ["CANCELLED"]);
 }

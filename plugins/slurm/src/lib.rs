@@ -21,6 +21,7 @@
 pub mod job;
 pub mod resources;
 pub mod run;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -28,7 +29,9 @@ use executor_abi::abi_stable::std_types::{RNone, ROption, RSome, RString};
 use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
 use executor_abi::{FfiCell, FfiCellError, FfiErrorKind, FfiRunResult, FfiValue};
 
+use crate::job::{JobFailure, StopCause};
 use crate::resources::{find_directive, Resources};
+use crate::run::RunJobs;
 
 /// Which cells leave the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +138,90 @@ pub fn place(config: &Config, cell: &FfiCell) -> Result<Placement, FfiCellError>
 #[derive(Debug)]
 pub struct Slurm {
     config: Config,
+    /// The jobs of this run: one executor is constructed per run.
+    run: RunJobs,
+}
+
+impl Slurm {
+    /// Runs `cell` as one job and brings its definitions back.
+    fn run_on_cluster(
+        &self,
+        cell: &FfiCell,
+        host: &mut Host<'_>,
+        resources: Resources,
+    ) -> Result<FfiRunResult, PluginError> {
+        let mut inputs = Vec::new();
+        for name in cell.refs.iter() {
+            if let Some(value) = host.get(name) {
+                let wire = worker::to_wire(&value)
+                    .map_err(|reason| PluginError::new(format!("input `{name}`: {reason}")))?;
+                inputs.push((name.to_string(), wire));
+            }
+        }
+        let request = worker::Request {
+            name: cell.name.to_string(),
+            code: cell.code.to_string(),
+            first_line: cell.first_line,
+            inputs,
+            deadline_unix_ms: None,
+        };
+        let command = vec![
+            self.config.cellrun.display().to_string(),
+            "worker".to_owned(),
+        ];
+        let spec = self
+            .run
+            .job(cell.id, &cell.name, resources, command)
+            .map_err(|err| PluginError::new(format!("cannot create the job directory: {err}")))?;
+        let stop = || host.is_cancelled().then_some(StopCause::Interrupted);
+        let response = match spec.run(request.to_line().as_bytes(), stop) {
+            Ok(response) => response,
+            Err(JobFailure::Stopped(_)) => {
+                // The host knows whether it was a timeout or an interrupt;
+                // the built-in evaluation reports it as the host's own.
+                return host.run_default();
+            }
+            Err(JobFailure::Failed { state, message }) => {
+                let kind = match state.as_deref() {
+                    Some("TIMEOUT") => FfiErrorKind::TIMEOUT,
+                    _ => FfiErrorKind::RUNTIME,
+                };
+                return Ok(failed(FfiCellError {
+                    kind,
+                    message: RString::from(message),
+                    line: RNone,
+                    column: RNone,
+                    blamed: RNone,
+                    missing_name: RNone,
+                }));
+            }
+            Err(JobFailure::Job(err)) => return Err(PluginError::new(format!("{err}"))),
+        };
+        let text = String::from_utf8_lossy(&response);
+        let answer = worker::parse_response(&text).map_err(|reason| {
+            PluginError::new(format!(
+                "{reason} (job files in {})",
+                spec.files.dir().display()
+            ))
+        })?;
+        for (name, wire) in &answer.defs {
+            let value = worker::from_wire(wire)
+                .map_err(|reason| PluginError::new(format!("definition `{name}`: {reason}")))?;
+            host.set(name, value);
+        }
+        let output = match &answer.output {
+            Some(wire) => worker::from_wire(wire)
+                .map_err(|reason| PluginError::new(format!("the cell's value: {reason}")))?,
+            None => FfiValue::Unit,
+        };
+        let _ = std::fs::remove_dir_all(spec.files.dir());
+        Ok(FfiRunResult {
+            output,
+            stdout: RString::from(answer.stdout),
+            error: answer.error.into(),
+            cached: false,
+        })
+    }
 }
 
 impl ExecutorPlugin for Slurm {
@@ -146,18 +233,32 @@ impl ExecutorPlugin for Slurm {
         let config = Config::from_options(options)?;
         job::probe()
             .map_err(|err| PluginError::new(format!("the Slurm cluster does not answer: {err}")))?;
-        Ok(Slurm { config })
+        // Executor-abi 1.1 gives no run id and no notebook path: the run is
+        // named after this process, its files go under the working directory.
+        let run_id = format!(
+            "{}x{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_millis())
+                .unwrap_or_default()
+        );
+        let workdir = config
+            .workdir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".cellrun").join("slurm"));
+        let workdir = std::path::absolute(&workdir).unwrap_or(workdir);
+        Ok(Slurm {
+            run: RunJobs::new(&run_id, &workdir),
+            config,
+        })
     }
 
     fn execute(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
         match place(&self.config, cell) {
             Err(error) => Ok(failed(error)),
             Ok(Placement::Local) => host.run_default(),
-            // FIXME: cells for the cluster need `cellrun worker` and the
-            // wire form of executor contract 1.2, which this ABI lacks.
-            Ok(Placement::Cluster(_)) => Err(PluginError::new(
-                "running a cell on the cluster needs `cellrun worker` (executor contract 1.2), which this cellrun lacks",
-            )),
+            Ok(Placement::Cluster(resources)) => self.run_on_cluster(cell, host, resources),
         }
     }
 }
