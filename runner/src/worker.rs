@@ -67,7 +67,8 @@
 //! End of input ends the worker with exit status 0. SIGINT, SIGTERM or
 //! SIGHUP while a request is in hand interrupt its cell (the answer has
 //! status and kind `interrupted`) and the worker goes on; a second one, or
-//! one while the worker waits for a request, ends it with status 130. The
+//! one while the worker waits for a request, ends it with status 130 (once
+//! the answer in hand, if any, is written). The
 //! worker also ends when its parent process goes away. It starts no process.
 
 use std::io::{self, BufRead, Write};
