@@ -7,8 +7,9 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         None => print!("{}", executor_abi::layout::current_snapshot()),
         Some("v1_0") => print!("{}", executor_abi::generations::v1_0::snapshot()),
+        Some("v1_1") => print!("{}", executor_abi::generations::v1_1::snapshot()),
         Some(other) => {
-            eprintln!("unknown generation `{other}` (known: v1_0)");
+            eprintln!("unknown generation `{other}` (known: v1_0, v1_1)");
             std::process::exit(2);
         }
     }

@@ -1,44 +1,19 @@
-//! The stable plugin ABI of cellrun, and the SDK plugin authors build on.
+//! The plugin SDK of cellrun, and the stable ABI under it.
 //!
-//! A plugin is a shared library that exports one root module, a
-//! [`PluginMod`], through abi_stable. The module names the plugin, says
-//! whether it provides an executor or a lifecycle ([`FfiPluginKind`]) and
-//! holds the constructors. Everything that crosses the boundary is an
-//! FFI-safe mirror of an [`executor_core`] type, prefixed `Ffi`:
-//! [`FfiCell`], [`FfiRunResult`], [`FfiCellError`], [`FfiValue`], and the
-//! `#[sabi_trait]` objects [`FfiExecutor`], [`FfiLifecycle`], [`FfiHost`]
-//! and [`FfiLog`].
+//! # Writing a plugin
+//! Implement [`sdk::ExecutorPlugin`] (runs cell bodies) or
+//! [`sdk::LifecyclePlugin`] (wraps them) and write one [`export_executor!`]
+//! or [`export_lifecycle!`] line. During each call the plugin gets a
+//! [`sdk::Host`]: the cell's globals (copies, zero-copy [`sdk::View`]s, the
+//! [`sdk::wire`] form), values it owns, why the cell must stop, and the
+//! built-in evaluation. [`sdk::Value`] is a plain Rust form of every value;
+//! [`sdk::testing`] runs a plugin in-process against a mock host, with no
+//! runner and no library loading. `cargo xtask new-plugin` writes a crate to
+//! start from; `plugins/README.md` walks through one.
 //!
-//! The crate plays abi_stable's role of an *interface crate*: plugins
-//! (implementation crates) and the runner (the user crate) both link it.
-//!
-//! - Plugin authors use the [`sdk`]: implement [`sdk::ExecutorPlugin`] or
-//!   [`sdk::LifecyclePlugin`] and write one [`export_executor!`] or
-//!   [`export_lifecycle!`] line.
-//! - The runner uses [`host`]: [`host::PluginExecutor`] and
-//!   [`host::PluginLifecycle`] turn loaded objects into core executors and
-//!   lifecycles, and give plugins the globals, the built-in evaluation, the
-//!   cancellation check and a log callback.
-//!
-//! # Design decisions
-//! - Globals cross as a handle ([`FfiHost`]) the plugin calls, never as a
-//!   copy of the whole map: a cell costs what the plugin reads.
-//! - No panic crosses the boundary: abi_stable exits the process on one.
-//!   The SDK catches every panic inside the plugin and returns an error
-//!   naming the plugin.
-//! - Plugins are never unloaded; abi_stable does not support unloading.
-//! - Older minor versions stay loadable: [`generations`] keeps the root
-//!   module of each older minor, and the runner checks a library against
-//!   the generation its header names. [`layout`] renders the layout the
-//!   committed snapshot `abi-layout.txt` pins.
-//! - Every type here is part of the ABI. Prefix types ([`PluginMod`], the
-//!   trait vtables) only ever grow at their end; see `README.md` for the
-//!   version policy.
-//!
-//! # Example
 //! ```
-//! use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-//! use executor_abi::{FfiCell, FfiRunResult};
+//! use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+//! use executor_abi::FfiCellContext;
 //!
 //! /// Runs every cell with the host's built-in evaluation.
 //! struct Echo;
@@ -49,7 +24,7 @@
 //!         options.reject_unknown(&[])?;
 //!         Ok(Echo)
 //!     }
-//!     fn execute(&self, _cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+//!     fn execute(&self, _cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
 //!         host.run_default()
 //!     }
 //! }
@@ -57,26 +32,54 @@
 //! executor_abi::export_executor!(Echo);
 //! # fn main() {}
 //! ```
+//!
+//! This crate links no cell language and no part of the runner: a plugin
+//! depending on it builds `abi_stable` and `serde_json`, nothing more.
+//!
+//! # The ABI
+//! A plugin is a shared library exporting one root module, a [`PluginMod`],
+//! through abi_stable: the plugin's name, kind ([`FfiPluginKind`]),
+//! version, the cellrun it needs, the languages it runs, whether it unwinds
+//! on panic, and its constructors. What crosses the boundary is prefixed
+//! `Ffi`: [`FfiCellContext`], [`FfiOutcome`], [`FfiValue`], and the
+//! `#[sabi_trait]` objects [`FfiExecutor2`], [`FfiLifecycle2`], [`FfiHost2`]
+//! and [`FfiLog`] (1.2), beside the 1.0 ones ([`FfiExecutor`],
+//! [`FfiLifecycle`], [`FfiHost`], [`FfiCell`]) that older plugins use.
+//! The runner's side lives in the `executor-host` crate.
+//!
+//! # Design decisions
+//! - Globals cross as a handle ([`FfiHost2`]) the plugin calls, never as a
+//!   copy of the whole map: a cell costs what the plugin reads.
+//! - No panic crosses the boundary: abi_stable exits the process on one.
+//!   The SDK catches every panic inside the plugin and returns an error
+//!   naming the plugin; the runner refuses libraries built to abort.
+//! - Plugins are never unloaded; abi_stable does not support unloading.
+//! - Older minor versions stay loadable: [`generations`] keeps the root
+//!   module of each older minor, and the runner checks a library against
+//!   the generation its header names. Released traits never grow (the
+//!   layout check would reject older libraries); a minor adds new types
+//!   reached from new root-module fields. [`layout`] renders the layout the
+//!   committed snapshot `abi-layout.txt` pins; see `README.md` for the
+//!   version policy.
 
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub use abi_stable;
 
-mod convert;
-mod ffi;
-pub mod generations;
-pub mod host;
-pub mod layout;
 pub mod sdk;
 
-pub use crate::{
-    convert::HandleTable,
-    ffi::{
-        FfiCell, FfiCellError, FfiEntry, FfiError, FfiErrorKind, FfiExecutor, FfiExecutorBox,
-        FfiExecutor_TO, FfiHost, FfiHostMut, FfiHost_TO, FfiLifecycle, FfiLifecycleBox,
-        FfiLifecycle_TO, FfiLog, FfiLogLevel, FfiLog_TO, FfiLogger, FfiOption, FfiPluginKind,
-        FfiRunResult, FfiSetup, FfiValue, NewExecutorFn, NewLifecycleFn, PluginMod, PluginMod_Ref,
-        ABI_VERSION,
-    },
+mod ffi;
+pub mod generations;
+pub mod layout;
+
+pub use crate::ffi::{
+    FfiCell, FfiCellContext, FfiCellError, FfiDisplay, FfiEntry, FfiError, FfiErrorKind,
+    FfiExecutor, FfiExecutor2, FfiExecutor2Box, FfiExecutor2_TO, FfiExecutorBox, FfiExecutor_TO,
+    FfiFunction, FfiHost, FfiHost2, FfiHost2Mut, FfiHost2_TO, FfiHostMut, FfiHost_TO, FfiLifecycle,
+    FfiLifecycle2, FfiLifecycle2Box, FfiLifecycle2_TO, FfiLifecycleBox, FfiLifecycle_TO, FfiLog,
+    FfiLogLevel, FfiLog_TO, FfiLogger, FfiOption, FfiOutcome, FfiOwnedRef, FfiPluginKind,
+    FfiRunInfo, FfiRunOutcome, FfiRunResult, FfiSetup, FfiStep, FfiStopReason, FfiValue,
+    FfiValueKind, NewExecutor2Fn, NewExecutorFn, NewLifecycle2Fn, NewLifecycleFn, PluginMod,
+    PluginMod_Ref, ABI_VERSION,
 };

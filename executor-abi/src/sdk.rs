@@ -5,28 +5,47 @@
 //! - A lifecycle plugin implements [`LifecyclePlugin`] and writes
 //!   `executor_abi::export_lifecycle!(MyLifecycle);`.
 //!
+//! During a call the plugin talks to the runner through a [`Host`]: globals
+//! (copies, zero-copy [`View`]s, the wire form), values it owns, the stop
+//! reason, and the built-in evaluation. [`Value`] and [`wire`] are the value
+//! helpers; [`testing`] has a mock host and an in-process harness, so a
+//! plugin's tests need no runner and no library loading.
+//!
 //! The macro exports the library's root module. The SDK catches every panic
 //! in the plugin's code (constructor, execute, setup, teardown, drop) and
 //! returns it as an error naming the plugin: abi_stable would otherwise exit
 //! the whole process. Build plugins with `panic = "unwind"` (the default);
-//! with `panic = "abort"` nothing can be caught.
+//! the runner refuses a library built with `panic = "abort"`.
 
+mod host;
+mod outcome;
+pub mod testing;
+mod value;
+pub mod wire;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
-use std::sync::{Arc, Once, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RStr, RString, RVec},
+    std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
 };
 
+pub use self::host::{Host, StopReason, View};
+pub use self::outcome::{cell_from_legacy, Outcome};
+pub use self::value::{ffi_to_json, Value};
 use crate::{
-    FfiCell, FfiError, FfiExecutor, FfiExecutorBox, FfiExecutor_TO, FfiHostMut, FfiLifecycle,
-    FfiLifecycleBox, FfiLifecycle_TO, FfiLogLevel, FfiLogger, FfiOption, FfiPluginKind,
-    FfiRunResult, FfiSetup, FfiValue, PluginMod, PluginMod_Ref,
+    FfiCell, FfiCellContext, FfiError, FfiExecutor, FfiExecutor2, FfiExecutor2Box, FfiExecutor2_TO,
+    FfiExecutorBox, FfiExecutor_TO, FfiHost2Mut, FfiHostMut, FfiLifecycle, FfiLifecycle2,
+    FfiLifecycle2Box, FfiLifecycle2_TO, FfiLifecycleBox, FfiLifecycle_TO, FfiLogLevel, FfiLogger,
+    FfiOption, FfiOutcome, FfiPluginKind, FfiRunInfo, FfiRunOutcome, FfiRunResult, FfiSetup,
+    PluginMod, PluginMod_Ref,
 };
 
 /// Why a plugin call failed, in one line (lowercase, no trailing period).
@@ -198,122 +217,275 @@ impl fmt::Debug for Logger {
     }
 }
 
-/// The host during one call: globals, the built-in evaluation, the
-/// cancellation check and logging. Valid for that call only.
-pub struct Host<'a> {
-    inner: FfiHostMut<'a>,
-}
-
-impl<'a> Host<'a> {
-    /// Wraps the host object of a call.
-    pub fn new(inner: FfiHostMut<'a>) -> Host<'a> {
-        Host { inner }
-    }
-
-    /// The value of a visible global.
-    pub fn get(&self, name: &str) -> Option<FfiValue> {
-        self.inner.get(RStr::from_str(name)).into_option()
-    }
-
-    /// Defines a global, returning its previous value.
-    pub fn set(&mut self, name: &str, value: FfiValue) -> Option<FfiValue> {
-        self.inner.set(RStr::from_str(name), value).into_option()
-    }
-
-    /// Removes a global, returning its value.
-    pub fn remove(&mut self, name: &str) -> Option<FfiValue> {
-        self.inner.remove(RStr::from_str(name)).into_option()
-    }
-
-    /// The visible global names, in no particular order.
-    pub fn names(&self) -> Vec<String> {
-        self.inner
-            .names()
-            .into_iter()
-            .map(RString::into_string)
-            .collect()
-    }
-
-    /// Runs the cell's body with the host's built-in evaluation.
-    ///
-    /// # Errors
-    /// Outside an executor's `execute`. A failing body is not an error: it
-    /// is a result whose `error` is set.
-    pub fn run_default(&mut self) -> Result<FfiRunResult, PluginError> {
-        self.inner
-            .run_default()
-            .into_result()
-            .map_err(|error| PluginError::from(error.message.into_string()))
-    }
-
-    /// Whether the cell was asked to stop; return promptly when it was.
-    pub fn is_cancelled(&self) -> bool {
-        self.inner.is_cancelled()
-    }
-
-    /// Emits `message` at `level` through the runner's log.
-    pub fn log(&self, level: FfiLogLevel, message: &str) {
-        self.inner.log(level, RStr::from_str(message));
-    }
-}
-
 /// An executor shipped as a plugin.
 ///
 /// The runner constructs at most one executor plugin per run (the first
-/// name alphabetically), and only that one; then it calls
-/// [`execute`](ExecutorPlugin::execute) once per cell whose lifecycles did
-/// not skip it.
+/// name alphabetically among those running the notebook's language, or the
+/// one `--executor` names), and only that one. Then, for each cell whose
+/// lifecycles did not skip it, it calls [`execute`](ExecutorPlugin::execute)
+/// (or, for a plugin with [`TWO_PHASE`](ExecutorPlugin::TWO_PHASE),
+/// [`submit`](ExecutorPlugin::submit) and later
+/// [`complete`](ExecutorPlugin::complete)).
 ///
 /// The implementor is responsible for:
-/// - running the body, usually through [`Host::run_default`], and returning
-///   its result;
-/// - writing the cell's definitions into the globals (`run_default` does);
-/// - checking [`Host::is_cancelled`] during long work.
+/// - running the body (elsewhere, or through [`Host::run_default`]) and
+///   returning what it produced;
+/// - writing the cell's definitions into the globals ([`Host::set`],
+///   [`Host::set_wire`], [`Host::set_owned`]; `run_default` does it);
+/// - checking [`Host::stop_reason`] during long work and returning promptly
+///   with an error of the matching kind ([`Outcome::stopped`]).
+///
+/// With [`CONCURRENCY`](ExecutorPlugin::CONCURRENCY) above 0, calls for
+/// independent cells come from several threads at once.
 ///
 /// # Errors
-/// An error from `new` leaves the plugin out and the run uses the built-in
-/// executor; an error from `execute` fails the cell with kind `plugin`. A
-/// panic counts as an error, with its message.
+/// An error from `new` leaves the plugin out (the run falls back to the
+/// built-in executor, loudly, or stops when the user named this executor);
+/// an error from `execute` fails the cell with kind `plugin`. A panic counts
+/// as an error, with its message.
+///
+/// # Overriding default impls
+/// Only `NAME`, `new` and `execute` are required.
 pub trait ExecutorPlugin: Send + Sync + Sized + 'static {
-    /// The plugin's name (lowercase, no spaces).
+    /// The plugin's name: lowercase letters, digits, `-` and `_`; not
+    /// `default`, `strict` or `cache`.
     const NAME: &'static str;
 
-    /// One line saying what the plugin does, shown by `cellrun plugins`
-    /// (ABI 1.1); empty says nothing.
+    /// One line saying what the plugin does, shown by `cellrun plugins`.
     const DESCRIPTION: &'static str = "";
+
+    /// The oldest cellrun version this plugin works with (semver), or empty.
+    const MIN_CELLRUN: &'static str = "";
+
+    /// The cell languages the plugin runs.
+    const LANGUAGES: &'static [&'static str] = &["rhai"];
+
+    /// How many cells may be in flight at once; 0 means one at a time.
+    const CONCURRENCY: u32 = 0;
+
+    /// Whether the runner calls [`submit`](ExecutorPlugin::submit) and
+    /// [`complete`](ExecutorPlugin::complete) instead of `execute`.
+    const TWO_PHASE: bool = false;
 
     /// Builds the executor from its options; reject unknown or bad ones.
     fn new(options: &Options, logger: Logger) -> Result<Self, PluginError>;
 
     /// Runs `cell`'s body.
-    fn execute(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError>;
+    fn execute(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError>;
+
+    /// Starts `cell` and returns a ticket for it; read its inputs now, the
+    /// host is valid only during this call.
+    fn submit(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<u64, PluginError> {
+        let _ = (cell, host);
+        Err(PluginError::new(
+            "TWO_PHASE is set but submit is not implemented",
+        ))
+    }
+
+    /// Waits for the cell of `ticket` and writes its definitions.
+    fn complete(&self, ticket: u64, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
+        let _ = (ticket, host);
+        Err(PluginError::new(
+            "TWO_PHASE is set but complete is not implemented",
+        ))
+    }
+
+    /// A run is about to start (connect to a cluster, open a session).
+    ///
+    /// # Errors
+    /// Logged as a warning; the run goes on.
+    fn run_started(&self, run: &FfiRunInfo) -> Result<(), PluginError> {
+        let _ = run;
+        Ok(())
+    }
+
+    /// The run ended (disconnect, flush). Warnings logged here reach the
+    /// run's output before its summary.
+    fn run_finished(&self, outcome: &FfiRunOutcome) {
+        let _ = outcome;
+    }
+
+    /// The values the plugin put into the globals with [`Host::set_owned`];
+    /// `None` when it owns none.
+    fn owned(&self) -> Option<&dyn OwnedValues> {
+        None
+    }
+}
+
+/// What the host asks of the values an executor owns, by id.
+///
+/// [`OwnedTable`] implements it for values of one type.
+pub trait OwnedValues: Send + Sync {
+    /// A one-line human form.
+    fn display(&self, id: u64) -> String;
+    /// The JSON form, if any.
+    fn json(&self, id: u64) -> Option<String> {
+        let _ = id;
+        None
+    }
+    /// An independent copy, as a new id (for `--strict`).
+    fn copy(&self, id: u64) -> Option<u64> {
+        let _ = id;
+        None
+    }
+    /// Bytes equal exactly when the values are equal (for `--cache` keys).
+    fn fingerprint(&self, id: u64) -> Option<Vec<u8>> {
+        let _ = id;
+        None
+    }
+    /// A self-contained encoding that [`OwnedValues::decode`] reads back.
+    fn encode(&self, id: u64) -> Option<Vec<u8>> {
+        let _ = id;
+        None
+    }
+    /// Decodes what [`OwnedValues::encode`] produced, as a new id.
+    fn decode(&self, type_name: &str, bytes: &[u8]) -> Option<u64> {
+        let _ = (type_name, bytes);
+        None
+    }
+    /// The host no longer holds the value.
+    fn drop_value(&self, id: u64);
+}
+
+/// What an [`OwnedTable`] needs of its values.
+pub trait OwnedValue: Send + Sync + 'static {
+    /// The type name the host shows.
+    const TYPE_NAME: &'static str;
+    /// A one-line human form.
+    fn display(&self) -> String;
+    /// The JSON form, if any.
+    fn json(&self) -> Option<String> {
+        None
+    }
+    /// An independent copy.
+    fn deep_copy(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+    /// A self-contained encoding.
+    fn encode(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// The value `bytes` encodes.
+    fn decode(bytes: &[u8]) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = bytes;
+        None
+    }
+}
+
+/// A table of values of type `T` an executor owns, by id: the usual
+/// [`OwnedValues`].
+pub struct OwnedTable<T> {
+    next: AtomicU64,
+    values: Mutex<HashMap<u64, Arc<T>>>,
+}
+
+impl<T: OwnedValue> Default for OwnedTable<T> {
+    fn default() -> Self {
+        OwnedTable {
+            next: AtomicU64::new(1),
+            values: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: OwnedValue> OwnedTable<T> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps `value`; returns its id.
+    pub fn insert(&self, value: T) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, Arc::new(value));
+        id
+    }
+
+    /// The value of `id`, while the host holds it.
+    pub fn get(&self, id: u64) -> Option<Arc<T>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// How many values the host still holds.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the host holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<T>>> {
+        self.values.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T: OwnedValue> OwnedValues for OwnedTable<T> {
+    fn display(&self, id: u64) -> String {
+        self.get(id).map_or_else(
+            || format!("<dropped {}>", T::TYPE_NAME),
+            |value| value.display(),
+        )
+    }
+    fn json(&self, id: u64) -> Option<String> {
+        self.get(id)?.json()
+    }
+    fn copy(&self, id: u64) -> Option<u64> {
+        let copy = self.get(id)?.deep_copy()?;
+        Some(self.insert(copy))
+    }
+    fn fingerprint(&self, id: u64) -> Option<Vec<u8>> {
+        self.get(id)?.encode()
+    }
+    fn encode(&self, id: u64) -> Option<Vec<u8>> {
+        self.get(id)?.encode()
+    }
+    fn decode(&self, type_name: &str, bytes: &[u8]) -> Option<u64> {
+        if type_name != T::TYPE_NAME {
+            return None;
+        }
+        Some(self.insert(T::decode(bytes)?))
+    }
+    fn drop_value(&self, id: u64) {
+        self.lock().remove(&id);
+    }
 }
 
 /// A lifecycle shipped as a plugin, composed after the built-in ones.
 ///
-/// Same guarantees as [`executor_core::Lifecycle`]: `setup` at most once per
-/// evaluation of a cell, `teardown` exactly once when this setup completed.
+/// Same guarantees as the core lifecycle: `setup` at most once per
+/// evaluation of a cell, `teardown` exactly once when this setup completed;
+/// `cell_not_run` once for each cell that never reached the evaluator.
 ///
 /// # Overriding default impls
-/// Both methods default to doing nothing.
+/// Every method defaults to doing nothing.
 ///
 /// # Errors
 /// An error from `new` leaves the lifecycle out of the run; an error from
 /// `setup` or `teardown` fails the cell with kind `plugin`. A panic counts as
 /// an error, with its message.
 pub trait LifecyclePlugin: Send + Sync + Sized + 'static {
-    /// The plugin's name (lowercase, no spaces).
+    /// The plugin's name (see [`ExecutorPlugin::NAME`]).
     const NAME: &'static str;
 
-    /// One line saying what the plugin does, shown by `cellrun plugins`
-    /// (ABI 1.1); empty says nothing.
+    /// One line saying what the plugin does, shown by `cellrun plugins`.
     const DESCRIPTION: &'static str = "";
+
+    /// The oldest cellrun version this plugin works with (semver), or empty.
+    const MIN_CELLRUN: &'static str = "";
 
     /// Builds the lifecycle from its options; reject unknown or bad ones.
     fn new(options: &Options, logger: Logger) -> Result<Self, PluginError>;
 
     /// Prepares `cell`'s evaluation, or skips its body.
-    fn setup(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiSetup, PluginError> {
+    fn setup(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<FfiSetup, PluginError> {
         let _ = (cell, host);
         Ok(FfiSetup::Continue)
     }
@@ -321,12 +493,31 @@ pub trait LifecyclePlugin: Send + Sync + Sized + 'static {
     /// Finishes `cell`'s evaluation, seeing its `result`.
     fn teardown(
         &self,
-        cell: &FfiCell,
+        cell: &FfiCellContext,
         result: &FfiRunResult,
         host: &mut Host<'_>,
     ) -> Result<(), PluginError> {
         let _ = (cell, result, host);
         Ok(())
+    }
+
+    /// `cell` did not run; `result`'s error says why.
+    fn cell_not_run(&self, cell: &FfiCellContext, result: &FfiRunResult) {
+        let _ = (cell, result);
+    }
+
+    /// A run is about to start.
+    ///
+    /// # Errors
+    /// Logged as a warning; the run goes on.
+    fn run_started(&self, run: &FfiRunInfo) -> Result<(), PluginError> {
+        let _ = run;
+        Ok(())
+    }
+
+    /// The run ended. Warnings logged here reach the run's output before its summary.
+    fn run_finished(&self, outcome: &FfiRunOutcome) {
+        let _ = outcome;
     }
 }
 
@@ -342,7 +533,7 @@ pub fn guard<T>(
         Ok(Err(error)) => format!("plugin `{name}` failed in {what}: {error}"),
         Err(payload) => format!(
             "plugin `{name}` panicked in {what}: {}",
-            executor_core::panic_message(payload.as_ref())
+            panic_message(payload.as_ref())
         ),
     };
     RResult::RErr(FfiError {
@@ -350,29 +541,188 @@ pub fn guard<T>(
     })
 }
 
+/// Runs `f`, which cannot fail, returning `fallback` if it panics.
+fn quietly<T>(f: impl FnOnce() -> T, fallback: T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// The text of a panic payload, when it has one.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
 /// Owns a plugin value; dropping it catches a panic in its `Drop`.
-struct Guarded<P>(ManuallyDrop<P>);
+struct Guarded<P> {
+    plugin: ManuallyDrop<P>,
+    /// Results of `execute` run at `submit`, for plugins without `TWO_PHASE`.
+    pending: Mutex<HashMap<u64, RResult<Outcome, FfiError>>>,
+    next: AtomicU64,
+}
+
+impl<P> Guarded<P> {
+    fn new(plugin: P) -> Guarded<P> {
+        Guarded {
+            plugin: ManuallyDrop::new(plugin),
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+}
 
 impl<P> Drop for Guarded<P> {
     fn drop(&mut self) {
         // SAFETY: the value is taken once, here, and never used again.
-        let value = unsafe { ManuallyDrop::take(&mut self.0) };
+        let value = unsafe { ManuallyDrop::take(&mut self.plugin) };
         let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
     }
 }
 
+/// The 1.0 form of an executor plugin, for hosts older than 1.2.
 impl<P: ExecutorPlugin> FfiExecutor for Guarded<P> {
     fn execute(&self, cell: &FfiCell, host: FfiHostMut<'_>) -> RResult<FfiRunResult, FfiError> {
         guard(P::NAME, "execute", || {
-            self.0.execute(cell, &mut Host::new(host))
+            let context = cell_from_legacy(cell);
+            let outcome = self.plugin.execute(&context, &mut Host::legacy(host))?;
+            Ok(outcome.into_ffi().result)
         })
     }
 }
 
+impl<P: ExecutorPlugin> FfiExecutor2 for Guarded<P> {
+    fn concurrency(&self) -> u32 {
+        P::CONCURRENCY
+    }
+
+    fn run_started(&self, run: &FfiRunInfo) -> RResult<(), FfiError> {
+        guard(P::NAME, "run_started", || self.plugin.run_started(run))
+    }
+
+    fn run_finished(&self, outcome: &FfiRunOutcome) {
+        let _ = guard(P::NAME, "run_finished", || {
+            self.plugin.run_finished(outcome);
+            Ok(())
+        });
+    }
+
+    fn submit(&self, cell: &FfiCellContext, host: FfiHost2Mut<'_>) -> RResult<u64, FfiError> {
+        let mut host = Host::new(host);
+        if P::TWO_PHASE {
+            return guard(P::NAME, "submit", || self.plugin.submit(cell, &mut host));
+        }
+        let outcome = guard(P::NAME, "execute", || self.plugin.execute(cell, &mut host));
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ticket, outcome);
+        RResult::ROk(ticket)
+    }
+
+    fn complete(&self, ticket: u64, host: FfiHost2Mut<'_>) -> RResult<FfiOutcome, FfiError> {
+        if P::TWO_PHASE {
+            return guard(P::NAME, "complete", || {
+                Ok(self
+                    .plugin
+                    .complete(ticket, &mut Host::new(host))?
+                    .into_ffi())
+            });
+        }
+        let stored = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ticket);
+        match stored {
+            Some(outcome) => outcome.map(Outcome::into_ffi),
+            None => RResult::RErr(FfiError {
+                message: format!("plugin `{}`: unknown ticket {ticket}", P::NAME).into(),
+            }),
+        }
+    }
+
+    fn owned_display(&self, id: u64) -> RString {
+        quietly(
+            || {
+                self.plugin
+                    .owned()
+                    .map_or_else(|| format!("<value {id}>"), |owned| owned.display(id))
+            },
+            format!("<value {id}>"),
+        )
+        .into()
+    }
+
+    fn owned_json(&self, id: u64) -> ROption<RString> {
+        quietly(
+            || self.plugin.owned().and_then(|owned| owned.json(id)),
+            None,
+        )
+        .map(RString::from)
+        .into()
+    }
+
+    fn owned_copy(&self, id: u64) -> ROption<u64> {
+        quietly(
+            || self.plugin.owned().and_then(|owned| owned.copy(id)),
+            None,
+        )
+        .into()
+    }
+
+    fn owned_fingerprint(&self, id: u64) -> ROption<RVec<u8>> {
+        quietly(
+            || self.plugin.owned().and_then(|owned| owned.fingerprint(id)),
+            None,
+        )
+        .map(RVec::from)
+        .into()
+    }
+
+    fn owned_encode(&self, id: u64) -> ROption<RVec<u8>> {
+        quietly(
+            || self.plugin.owned().and_then(|owned| owned.encode(id)),
+            None,
+        )
+        .map(RVec::from)
+        .into()
+    }
+
+    fn owned_decode(&self, type_name: RStr<'_>, bytes: RSlice<'_, u8>) -> ROption<u64> {
+        quietly(
+            || {
+                self.plugin
+                    .owned()
+                    .and_then(|owned| owned.decode(type_name.as_str(), bytes.as_slice()))
+            },
+            None,
+        )
+        .into()
+    }
+
+    fn owned_drop(&self, id: u64) {
+        quietly(
+            || {
+                if let Some(owned) = self.plugin.owned() {
+                    owned.drop_value(id);
+                }
+            },
+            (),
+        );
+    }
+}
+
+/// The 1.0 form of a lifecycle plugin, for hosts older than 1.2.
 impl<P: LifecyclePlugin> FfiLifecycle for Guarded<P> {
     fn setup(&self, cell: &FfiCell, host: FfiHostMut<'_>) -> RResult<FfiSetup, FfiError> {
         guard(P::NAME, "setup", || {
-            self.0.setup(cell, &mut Host::new(host))
+            self.plugin
+                .setup(&cell_from_legacy(cell), &mut Host::legacy(host))
         })
     }
 
@@ -383,8 +733,40 @@ impl<P: LifecyclePlugin> FfiLifecycle for Guarded<P> {
         host: FfiHostMut<'_>,
     ) -> RResult<(), FfiError> {
         guard(P::NAME, "teardown", || {
-            self.0.teardown(cell, result, &mut Host::new(host))
+            self.plugin
+                .teardown(&cell_from_legacy(cell), result, &mut Host::legacy(host))
         })
+    }
+}
+
+impl<P: LifecyclePlugin> FfiLifecycle2 for Guarded<P> {
+    fn setup(&self, cell: &FfiCellContext, host: FfiHost2Mut<'_>) -> RResult<FfiSetup, FfiError> {
+        guard(P::NAME, "setup", || {
+            self.plugin.setup(cell, &mut Host::new(host))
+        })
+    }
+
+    fn teardown(
+        &self,
+        cell: &FfiCellContext,
+        result: &FfiRunResult,
+        host: FfiHost2Mut<'_>,
+    ) -> RResult<(), FfiError> {
+        guard(P::NAME, "teardown", || {
+            self.plugin.teardown(cell, result, &mut Host::new(host))
+        })
+    }
+
+    fn cell_not_run(&self, cell: &FfiCellContext, result: &FfiRunResult) {
+        quietly(|| self.plugin.cell_not_run(cell, result), ());
+    }
+
+    fn run_started(&self, run: &FfiRunInfo) -> RResult<(), FfiError> {
+        guard(P::NAME, "run_started", || self.plugin.run_started(run))
+    }
+
+    fn run_finished(&self, outcome: &FfiRunOutcome) {
+        quietly(|| self.plugin.run_finished(outcome), ());
     }
 }
 
@@ -394,47 +776,91 @@ fn wrong_kind<T>(name: &str, kind: &str) -> RResult<T, FfiError> {
     })
 }
 
-pub(crate) extern "C" fn new_executor<P: ExecutorPlugin>(
+/// Runs a plugin constructor with its panics caught and the panic logger set.
+fn construct<P, T>(
+    name: &str,
+    options: RVec<FfiOption>,
+    logger: FfiLogger,
+    build: impl FnOnce(&Options, Logger) -> Result<P, PluginError>,
+    wrap: impl FnOnce(Guarded<P>) -> T,
+) -> RResult<T, FfiError> {
+    guard(name, "its constructor", || {
+        let logger = Logger::new(logger);
+        let _ = PANIC_LOGGER.set(logger.clone());
+        let plugin = build(&Options::from(options), logger)?;
+        Ok(wrap(Guarded::new(plugin)))
+    })
+}
+
+#[doc(hidden)]
+pub extern "C" fn new_executor<P: ExecutorPlugin>(
     options: RVec<FfiOption>,
     logger: FfiLogger,
 ) -> RResult<FfiExecutorBox, FfiError> {
-    guard(P::NAME, "its constructor", || {
-        let logger = Logger::new(logger);
-        let _ = PANIC_LOGGER.set(logger.clone());
-        let plugin = P::new(&Options::from(options), logger)?;
-        Ok(FfiExecutor_TO::from_value(
-            Guarded(ManuallyDrop::new(plugin)),
-            TD_Opaque,
-        ))
+    construct(P::NAME, options, logger, P::new, |plugin| {
+        FfiExecutor_TO::from_value(plugin, TD_Opaque)
     })
 }
 
-pub(crate) extern "C" fn new_lifecycle<P: LifecyclePlugin>(
+#[doc(hidden)]
+pub extern "C" fn new_executor2<P: ExecutorPlugin>(
+    options: RVec<FfiOption>,
+    logger: FfiLogger,
+) -> RResult<FfiExecutor2Box, FfiError> {
+    construct(P::NAME, options, logger, P::new, |plugin| {
+        FfiExecutor2_TO::from_value(plugin, TD_Opaque)
+    })
+}
+
+#[doc(hidden)]
+pub extern "C" fn new_lifecycle<P: LifecyclePlugin>(
     options: RVec<FfiOption>,
     logger: FfiLogger,
 ) -> RResult<FfiLifecycleBox, FfiError> {
-    guard(P::NAME, "its constructor", || {
-        let logger = Logger::new(logger);
-        let _ = PANIC_LOGGER.set(logger.clone());
-        let plugin = P::new(&Options::from(options), logger)?;
-        Ok(FfiLifecycle_TO::from_value(
-            Guarded(ManuallyDrop::new(plugin)),
-            TD_Opaque,
-        ))
+    construct(P::NAME, options, logger, P::new, |plugin| {
+        FfiLifecycle_TO::from_value(plugin, TD_Opaque)
     })
 }
 
-pub(crate) extern "C" fn no_executor<P: LifecyclePlugin>(
+#[doc(hidden)]
+pub extern "C" fn new_lifecycle2<P: LifecyclePlugin>(
+    options: RVec<FfiOption>,
+    logger: FfiLogger,
+) -> RResult<FfiLifecycle2Box, FfiError> {
+    construct(P::NAME, options, logger, P::new, |plugin| {
+        FfiLifecycle2_TO::from_value(plugin, TD_Opaque)
+    })
+}
+
+#[doc(hidden)]
+pub extern "C" fn no_executor<P: LifecyclePlugin>(
     _options: RVec<FfiOption>,
     _logger: FfiLogger,
 ) -> RResult<FfiExecutorBox, FfiError> {
     wrong_kind(P::NAME, "an executor")
 }
 
-pub(crate) extern "C" fn no_lifecycle<P: ExecutorPlugin>(
+#[doc(hidden)]
+pub extern "C" fn no_executor2<P: LifecyclePlugin>(
+    _options: RVec<FfiOption>,
+    _logger: FfiLogger,
+) -> RResult<FfiExecutor2Box, FfiError> {
+    wrong_kind(P::NAME, "an executor")
+}
+
+#[doc(hidden)]
+pub extern "C" fn no_lifecycle<P: ExecutorPlugin>(
     _options: RVec<FfiOption>,
     _logger: FfiLogger,
 ) -> RResult<FfiLifecycleBox, FfiError> {
+    wrong_kind(P::NAME, "a lifecycle")
+}
+
+#[doc(hidden)]
+pub extern "C" fn no_lifecycle2<P: ExecutorPlugin>(
+    _options: RVec<FfiOption>,
+    _logger: FfiLogger,
+) -> RResult<FfiLifecycle2Box, FfiError> {
     wrong_kind(P::NAME, "a lifecycle")
 }
 
@@ -447,7 +873,8 @@ static PANIC_LOGGER: OnceLock<Logger> = OnceLock::new();
 ///
 /// Called only from the exported root module, so in a shared library it
 /// changes that library's own copy of std, never the runner's.
-pub(crate) fn install_panic_hook() {
+#[doc(hidden)]
+pub fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
@@ -458,8 +885,24 @@ pub(crate) fn install_panic_hook() {
     });
 }
 
+/// What the export macros know about the plugin crate.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct Build {
+    /// The plugin crate's version (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+    /// Whether the plugin crate was built with `panic = "unwind"`.
+    pub unwinds: bool,
+}
+
+fn leak_languages(languages: &'static [&'static str]) -> RSlice<'static, RStr<'static>> {
+    let strs: Vec<RStr<'static>> = languages.iter().map(|text| RStr::from_str(text)).collect();
+    RSlice::from_slice(Box::leak(strs.into_boxed_slice()))
+}
+
 /// The root module of an executor plugin; [`export_executor!`](crate::export_executor) calls it.
-pub fn executor_module<P: ExecutorPlugin>() -> PluginMod_Ref {
+#[doc(hidden)]
+pub fn executor_module<P: ExecutorPlugin>(build: Build) -> PluginMod_Ref {
     install_panic_hook();
     PluginMod {
         name: RStr::from_str(P::NAME),
@@ -467,12 +910,19 @@ pub fn executor_module<P: ExecutorPlugin>() -> PluginMod_Ref {
         new_executor: new_executor::<P>,
         new_lifecycle: no_lifecycle::<P>,
         description: RStr::from_str(P::DESCRIPTION),
+        version: RStr::from_str(build.version),
+        min_cellrun: RStr::from_str(P::MIN_CELLRUN),
+        unwinds: build.unwinds,
+        languages: leak_languages(P::LANGUAGES),
+        new_executor2: new_executor2::<P>,
+        new_lifecycle2: no_lifecycle2::<P>,
     }
     .leak_into_prefix()
 }
 
 /// The root module of a lifecycle plugin; [`export_lifecycle!`](crate::export_lifecycle) calls it.
-pub fn lifecycle_module<P: LifecyclePlugin>() -> PluginMod_Ref {
+#[doc(hidden)]
+pub fn lifecycle_module<P: LifecyclePlugin>(build: Build) -> PluginMod_Ref {
     install_panic_hook();
     PluginMod {
         name: RStr::from_str(P::NAME),
@@ -480,33 +930,39 @@ pub fn lifecycle_module<P: LifecyclePlugin>() -> PluginMod_Ref {
         new_executor: no_executor::<P>,
         new_lifecycle: new_lifecycle::<P>,
         description: RStr::from_str(P::DESCRIPTION),
+        version: RStr::from_str(build.version),
+        min_cellrun: RStr::from_str(P::MIN_CELLRUN),
+        unwinds: build.unwinds,
+        languages: RSlice::from_slice(&[]),
+        new_executor2: no_executor2::<P>,
+        new_lifecycle2: new_lifecycle2::<P>,
     }
     .leak_into_prefix()
 }
 
-/// Builds `P` as the runner would, for tests of a plugin crate without
-/// loading a library: options as key/value pairs, logs re-emitted through
-/// the caller's `tracing`.
+/// Builds `P`'s 1.2 executor as the runner would, for tests without
+/// loading a library (see also [`testing::Harness`]).
 ///
 /// # Errors
 /// What the constructor returns, naming the plugin.
 pub fn executor_for_tests<P: ExecutorPlugin>(
     options: &[(&str, &str)],
-) -> Result<FfiExecutorBox, FfiError> {
-    new_executor::<P>(ffi_options(options), crate::host::logger(P::NAME)).into_result()
+) -> Result<FfiExecutor2Box, FfiError> {
+    new_executor2::<P>(ffi_options(options), testing::logger(P::NAME)).into_result()
 }
 
-/// Builds `P` as the runner would, for tests; see [`executor_for_tests`].
+/// Builds `P`'s 1.2 lifecycle as the runner would, for tests.
 ///
 /// # Errors
 /// What the constructor returns, naming the plugin.
 pub fn lifecycle_for_tests<P: LifecyclePlugin>(
     options: &[(&str, &str)],
-) -> Result<FfiLifecycleBox, FfiError> {
-    new_lifecycle::<P>(ffi_options(options), crate::host::logger(P::NAME)).into_result()
+) -> Result<FfiLifecycle2Box, FfiError> {
+    new_lifecycle2::<P>(ffi_options(options), testing::logger(P::NAME)).into_result()
 }
 
-fn ffi_options(options: &[(&str, &str)]) -> RVec<FfiOption> {
+/// `--plugin-opt`-style options as the FFI list.
+pub fn ffi_options(options: &[(&str, &str)]) -> RVec<FfiOption> {
     options
         .iter()
         .map(|(key, value)| FfiOption {
@@ -526,7 +982,9 @@ fn ffi_options(options: &[(&str, &str)]) -> RVec<FfiOption> {
 #[macro_export]
 macro_rules! export_executor {
     ($plugin:ty) => {
-        $crate::__export_root_module!($crate::sdk::executor_module::<$plugin>);
+        $crate::__export_root_module!(|| $crate::sdk::executor_module::<$plugin>(
+            $crate::__build!()
+        ));
     };
 }
 
@@ -540,7 +998,21 @@ macro_rules! export_executor {
 #[macro_export]
 macro_rules! export_lifecycle {
     ($plugin:ty) => {
-        $crate::__export_root_module!($crate::sdk::lifecycle_module::<$plugin>);
+        $crate::__export_root_module!(|| $crate::sdk::lifecycle_module::<$plugin>(
+            $crate::__build!()
+        ));
+    };
+}
+
+/// The [`Build`] facts of the crate the export macro expands in.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __build {
+    () => {
+        $crate::sdk::Build {
+            version: env!("CARGO_PKG_VERSION"),
+            unwinds: cfg!(panic = "unwind"),
+        }
     };
 }
 

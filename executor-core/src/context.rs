@@ -23,6 +23,8 @@ pub struct RunContext {
     pub language: &'static str,
     /// How many cells may run at once.
     pub jobs: usize,
+    /// The run's per-cell time limit, if it has one.
+    pub timeout: Option<std::time::Duration>,
     /// Every cell's name, by cell index.
     pub cell_names: Vec<String>,
     /// Every cell's parents in the dataflow graph, by cell index.

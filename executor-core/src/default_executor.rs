@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope};
 
@@ -38,6 +39,10 @@ struct Control {
     globals: Globals,
     /// The running cell's own definitions: invisible inside functions.
     own_defs: Arc<[String]>,
+    /// A deadline a caller gave the body ([`DefaultExecutor::execute_until`]).
+    deadline: Option<Instant>,
+    /// Whether the body was stopped at that deadline.
+    deadline_hit: bool,
 }
 
 thread_local! {
@@ -58,11 +63,12 @@ impl ControlGuard {
         }
     }
 
-    /// Restores the previous control and returns the captured text and the globals.
-    fn finish(mut self) -> (String, Globals) {
+    /// Restores the previous control and returns the captured text, the
+    /// globals, and whether the body was stopped at its deadline.
+    fn finish(mut self) -> (String, Globals, bool) {
         let previous = self.previous.take().unwrap_or_default();
         let control = CONTROL.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), previous));
-        (control.stdout, control.globals)
+        (control.stdout, control.globals, control.deadline_hit)
     }
 }
 
@@ -89,9 +95,15 @@ impl DefaultExecutor {
                     .is_some_and(CancelToken::is_stopped)
             })
         });
-        engine.on_progress(|_operations| {
+        engine.on_progress(|operations| {
             CONTROL.with(|slot| {
-                let control = slot.borrow();
+                let mut control = slot.borrow_mut();
+                if let Some(deadline) = control.deadline {
+                    if operations % 128 == 0 && Instant::now() >= deadline {
+                        control.deadline_hit = true;
+                        return Some(Dynamic::from("timed out"));
+                    }
+                }
                 let reason = control.token.as_ref()?.reason()?;
                 Some(Dynamic::from(match reason {
                     StopReason::Interrupted => "interrupted",
@@ -139,6 +151,7 @@ impl DefaultExecutor {
         program: &Program,
         globals: &mut Globals,
         token: &CancelToken,
+        deadline: Option<Instant>,
     ) -> RunResult {
         let mut scope = Scope::with_capacity(cell.refs().len() + cell.defs().len());
         for name in cell.refs() {
@@ -155,11 +168,13 @@ impl DefaultExecutor {
             stdout: String::new(),
             globals: std::mem::take(globals),
             own_defs: program.defs.clone(),
+            deadline,
+            deadline_hit: false,
         });
         let evaluated = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &program.ast);
-        let (stdout, restored) = guard.finish();
+        let (stdout, restored, deadline_hit) = guard.finish();
         *globals = restored;
         // Definitions made before a failure stay, except after the memory
         // limit stopped the cell: keeping what filled the memory would stop
@@ -182,16 +197,40 @@ impl DefaultExecutor {
             Err(error) => RunResult {
                 output: Dynamic::UNIT,
                 stdout,
-                error: Some(cell_error(
-                    *error,
-                    cell,
-                    program,
-                    token,
-                    self.engine.max_call_levels(),
-                )),
+                error: Some({
+                    let error =
+                        cell_error(*error, cell, program, token, self.engine.max_call_levels());
+                    if deadline_hit {
+                        CellError::new(
+                            ErrorKind::Timeout,
+                            "cell ran past the deadline its executor set",
+                        )
+                        .at(error.line, error.column)
+                    } else {
+                        error
+                    }
+                }),
                 cached: false,
                 display: None,
             },
+        }
+    }
+}
+
+impl DefaultExecutor {
+    /// Runs `cell`'s body as [`Executor::execute`] does, and stops it at
+    /// `deadline` too: then its error has kind `timeout`. The token still
+    /// stops it earlier.
+    pub fn execute_until(
+        &self,
+        cell: &Cell,
+        globals: &mut Globals,
+        token: &CancelToken,
+        deadline: Option<Instant>,
+    ) -> RunResult {
+        match (cell.program(), deadline) {
+            (Some(program), Some(_)) => self.run(cell, program, globals, token, deadline),
+            _ => self.execute(cell, globals, token),
         }
     }
 }
@@ -203,7 +242,7 @@ impl Executor for DefaultExecutor {
 
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
         match cell.program() {
-            Some(program) => self.run(cell, program, globals, token),
+            Some(program) => self.run(cell, program, globals, token, None),
             None if cell.language() != RHAI => RunResult::failed(CellError::new(
                 ErrorKind::Internal,
                 format!(

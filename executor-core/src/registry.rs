@@ -64,6 +64,9 @@ pub struct Selection {
     pub selected: Option<String>,
     /// Warnings for the user, one line each.
     pub warnings: Vec<String>,
+    /// The executor that was chosen but could not be constructed, and why,
+    /// when the fallback runs instead.
+    pub fallback: Option<(String, String)>,
 }
 
 impl ExecutorRegistry {
@@ -103,6 +106,7 @@ impl ExecutorRegistry {
                 executor: fallback(),
                 selected: None,
                 warnings,
+                fallback: None,
             };
         };
         let ignored: Vec<String> = permitted.map(|(name, _)| name).collect();
@@ -121,17 +125,58 @@ impl ExecutorRegistry {
                 executor,
                 selected: Some(name),
                 warnings,
+                fallback: None,
             },
             Err(reason) => {
                 warnings.push(format!(
-                    "executor `{name}` could not be constructed ({reason}); using the built-in `default` executor"
+                    "executor `{name}` could not be constructed ({reason}); falling back to the built-in `default` executor"
                 ));
                 Selection {
                     executor: fallback(),
                     selected: None,
                     warnings,
+                    fallback: Some((name, reason)),
                 }
             }
+        }
+    }
+
+    /// Constructs the executor registered as `name`, with no fallback.
+    ///
+    /// # Errors
+    /// When no executor of that name is registered (the message lists the
+    /// registered ones), the filter forbids it, or its construction fails
+    /// or panics.
+    pub fn select_named(mut self, name: &str, filter: &NameFilter) -> Result<Selection, String> {
+        if !filter.permits(name) {
+            return Err(format!(
+                "executor `{name}` is excluded by CELLRUN_EXECUTOR_ALLOWLIST or CELLRUN_EXECUTOR_DENYLIST"
+            ));
+        }
+        let Some(factory) = self.factories.remove(name) else {
+            let known: Vec<&str> = self.names().collect();
+            return Err(format!(
+                "no executor named `{name}` runs this notebook (available: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        let built = catch_unwind(AssertUnwindSafe(factory)).unwrap_or_else(|payload| {
+            Err(format!("panicked: {}", panic_message(payload.as_ref())))
+        });
+        match built {
+            Ok(executor) => Ok(Selection {
+                executor,
+                selected: Some(name.to_owned()),
+                warnings: Vec::new(),
+                fallback: None,
+            }),
+            Err(reason) => Err(format!(
+                "executor `{name}` could not be constructed ({reason})"
+            )),
         }
     }
 }

@@ -15,6 +15,7 @@ Exit codes:
 Environment:
   CELLRUN_LOG                  log filter for stderr, e.g. `debug` or `scheduler=debug`
   CELLRUN_PLUGIN_PATH          more plugin directories, separated like PATH
+  CELLRUN_EXECUTOR             the executor to run with, as --executor
   CELLRUN_EXECUTOR_ALLOWLIST   executor plugins a run may select (comma-separated)
   CELLRUN_EXECUTOR_DENYLIST    executor plugins a run must not select
   CELLRUN_LIFECYCLE_ALLOWLIST  lifecycle plugins a run may use
@@ -104,6 +105,10 @@ pub(crate) struct RunArgs {
     /// Pass KEY=VALUE to the constructor of plugin NAME (repeatable).
     #[arg(long = "plugin-opt", value_name = "NAME.KEY=VALUE", value_parser = crate::plugins::parse_option)]
     pub(crate) plugin_opts: Vec<(String, String, String)>,
+    /// Run with this executor (`default` for the built-in one); when it
+    /// cannot be loaded or constructed the run stops before any cell (exit 2).
+    #[arg(long, value_name = "NAME", env = "CELLRUN_EXECUTOR")]
+    pub(crate) executor: Option<String>,
 }
 
 /// `cellrun watch`: the options of `run`, plus the watch's own.

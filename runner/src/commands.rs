@@ -9,7 +9,7 @@ use std::thread;
 use anyhow::{bail, Context};
 use executor_core::{
     Cell, CellId, DefaultExecutor, ExecutorRegistry, Globals, Limits, NameFilter, Notebook,
-    RunContext, CELL_THREAD_STACK,
+    RunContext, CELL_THREAD_STACK, RHAI,
 };
 use lifecycles::{cache_clear, cache_info};
 use scheduler::{
@@ -83,7 +83,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let selected = select_cells(&loaded.notebook, &args.cells, &loaded.path)?;
     let plan = Plan::new(&loaded.notebook, &loaded.graph, selected.as_deref());
 
-    let session = Session::new(&args, limits);
+    let session = Session::new(&args, limits, loaded.notebook.language())?;
     session.check_language(&loaded)?;
     let (evaluator, cache_warnings) =
         session.evaluator(&loaded.notebook, |lifecycle| lifecycle, |executor| executor);
@@ -106,7 +106,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Nobody reads the rest of a run whose output cannot be written.
     let stop = control.clone();
     sink.on_failure(move || stop.interrupt());
-    let context = run_context(&loaded);
+    let context = run_context(&loaded, session.timeout());
     let pipeline = Pipeline {
         notebook: &loaded.notebook,
         graph: &loaded.graph,
@@ -162,9 +162,10 @@ pub(crate) fn exit_code(summary: &RunSummary) -> ExitCode {
 
 /// What the executor and lifecycles learn of a run of `loaded`: a new run
 /// id, the notebook's path and hash, its cells and graph.
-pub(crate) fn run_context(loaded: &Loaded) -> RunContext {
+pub(crate) fn run_context(loaded: &Loaded, timeout: Option<std::time::Duration>) -> RunContext {
     RunContext {
         run_id: new_run_id(),
+        timeout,
         notebook_path: loaded.path.clone(),
         notebook_hash: blake3::hash(loaded.text.as_bytes()).to_hex().to_string(),
         ..scheduler::run_context(&loaded.notebook, &loaded.graph)
@@ -201,7 +202,7 @@ fn list_plugins(args: &PluginArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     plugins::check_layouts(&mut inventory);
     let mut registry = ExecutorRegistry::new();
     let default = Arc::new(DefaultExecutor::new(&Limits::default()));
-    plugins::register_executors(&mut registry, &inventory, &config, &default);
+    plugins::register_executors(&mut registry, &inventory, &config, &default, RHAI);
     let selected = registry
         .candidate(&executor_filter())
         .unwrap_or(DefaultExecutor::NAME)

@@ -219,6 +219,15 @@ pub(crate) struct RunHeader {
     pub(crate) names: Arc<Vec<String>>,
     /// The notebook's text, for error excerpts.
     pub(crate) text: Arc<str>,
+    /// The executor that could not be constructed, and why, when the
+    /// built-in one runs instead.
+    pub(crate) fallback: Option<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct Fallback<'a> {
+    from: &'a str,
+    reason: &'a str,
 }
 
 #[derive(Serialize)]
@@ -228,6 +237,7 @@ struct RunStarted<'a> {
     executor: &'a str,
     lifecycles: &'a [String],
     cells: &'a [String],
+    fallback: Option<Fallback<'a>>,
 }
 
 #[derive(Serialize)]
@@ -281,6 +291,10 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
         executor: &header.executor,
         lifecycles: &header.lifecycles,
         cells: &header.cells,
+        fallback: header
+            .fallback
+            .as_ref()
+            .map(|(from, reason)| Fallback { from, reason }),
     });
     let out = stdout.clone();
     let names = header.names.clone();

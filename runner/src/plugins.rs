@@ -39,12 +39,13 @@ use std::sync::Arc;
 
 use executor_abi::abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
 use executor_abi::abi_stable::std_types::{RString, RVec};
-use executor_abi::generations::v1_0;
-use executor_abi::host::{logger, PluginExecutor, PluginLifecycle};
+use executor_abi::generations::{v1_0, v1_1};
 use executor_abi::{
-    FfiOption, FfiPluginKind, NewExecutorFn, NewLifecycleFn, PluginMod_Ref, ABI_VERSION,
+    FfiOption, FfiPluginKind, NewExecutor2Fn, NewExecutorFn, NewLifecycle2Fn, NewLifecycleFn,
+    PluginMod_Ref, ABI_VERSION,
 };
 use executor_core::{DefaultExecutor, Executor, ExecutorRegistry, Lifecycle, NameFilter};
+use executor_host::{logger, PluginExecutor, PluginExecutor2, PluginLifecycle, PluginLifecycle2};
 
 /// The environment variable listing extra plugin directories.
 pub(crate) const PLUGIN_PATH_VAR: &str = "CELLRUN_PLUGIN_PATH";
@@ -84,7 +85,9 @@ impl PluginConfig {
 enum Generation {
     /// Built against executor-abi 1.0: the frozen 1.0 root module.
     V1_0,
-    /// Built against 1.1 or a later 1.x: the current root module.
+    /// Built against executor-abi 1.1: the frozen 1.1 root module.
+    V1_1,
+    /// Built against 1.2 or a later 1.x: the current root module.
     Current,
 }
 
@@ -92,6 +95,7 @@ enum Generation {
 #[derive(Clone, Copy)]
 enum Module {
     V1_0(v1_0::PluginMod_Ref),
+    V1_1(v1_1::PluginMod_Ref),
     Current(PluginMod_Ref),
 }
 
@@ -110,6 +114,9 @@ impl Module {
                 Generation::V1_0 => Module::V1_0(
                     header.init_root_module_with_unchecked_layout::<v1_0::PluginMod_Ref>()?,
                 ),
+                Generation::V1_1 => Module::V1_1(
+                    header.init_root_module_with_unchecked_layout::<v1_1::PluginMod_Ref>()?,
+                ),
                 Generation::Current => Module::Current(
                     header.init_root_module_with_unchecked_layout::<PluginMod_Ref>()?,
                 ),
@@ -120,6 +127,7 @@ impl Module {
     fn ensure_layout(&self, header: &LibHeader) -> Result<(), LibraryError> {
         match self {
             Module::V1_0(_) => header.ensure_layout::<v1_0::PluginMod_Ref>(),
+            Module::V1_1(_) => header.ensure_layout::<v1_1::PluginMod_Ref>(),
             Module::Current(_) => header.ensure_layout::<PluginMod_Ref>(),
         }
     }
@@ -127,6 +135,7 @@ impl Module {
     fn name(&self) -> &'static str {
         match self {
             Module::V1_0(module) => module.name().as_str(),
+            Module::V1_1(module) => module.name().as_str(),
             Module::Current(module) => module.name().as_str(),
         }
     }
@@ -134,24 +143,66 @@ impl Module {
     fn kind(&self) -> FfiPluginKind {
         match self {
             Module::V1_0(module) => module.kind(),
+            Module::V1_1(module) => module.kind(),
             Module::Current(module) => module.kind(),
         }
     }
 
     /// The description (ABI 1.1); `None` for 1.0 or an empty one.
     fn description(&self) -> Option<&'static str> {
-        match self {
+        let text = match self {
             Module::V1_0(_) => None,
-            Module::Current(module) => module
-                .description()
-                .map(|text| text.as_str())
-                .filter(|text| !text.trim().is_empty()),
+            Module::V1_1(module) => module.description(),
+            Module::Current(module) => module.description(),
+        };
+        text.map(|text| text.as_str())
+            .filter(|text| !text.trim().is_empty())
+    }
+
+    /// A 1.2 field of the current root module, `None` for older ones.
+    fn current(&self) -> Option<&PluginMod_Ref> {
+        match self {
+            Module::Current(module) => Some(module),
+            _ => None,
+        }
+    }
+
+    /// The plugin's own version (ABI 1.2).
+    fn version(&self) -> Option<&'static str> {
+        self.current()?
+            .version()
+            .map(|text| text.as_str())
+            .filter(|text| !text.trim().is_empty())
+    }
+
+    /// The oldest cellrun the plugin needs (ABI 1.2).
+    fn min_cellrun(&self) -> Option<&'static str> {
+        self.current()?
+            .min_cellrun()
+            .map(|text| text.as_str())
+            .filter(|text| !text.trim().is_empty())
+    }
+
+    /// Whether the library unwinds on panic; `None` when it does not say (before 1.2).
+    fn unwinds(&self) -> Option<bool> {
+        self.current()?.unwinds()
+    }
+
+    /// The languages an executor runs; Rhai for plugins older than 1.2.
+    fn languages(&self) -> Vec<String> {
+        match self.current().and_then(|module| module.languages()) {
+            Some(languages) => languages
+                .iter()
+                .map(|text| text.as_str().to_owned())
+                .collect(),
+            None => vec![executor_core::RHAI.to_owned()],
         }
     }
 
     fn new_executor(&self) -> NewExecutorFn {
         match self {
             Module::V1_0(module) => module.new_executor(),
+            Module::V1_1(module) => module.new_executor(),
             Module::Current(module) => module.new_executor(),
         }
     }
@@ -159,8 +210,17 @@ impl Module {
     fn new_lifecycle(&self) -> NewLifecycleFn {
         match self {
             Module::V1_0(module) => module.new_lifecycle(),
+            Module::V1_1(module) => module.new_lifecycle(),
             Module::Current(module) => module.new_lifecycle(),
         }
+    }
+
+    fn new_executor2(&self) -> Option<NewExecutor2Fn> {
+        self.current()?.new_executor2()
+    }
+
+    fn new_lifecycle2(&self) -> Option<NewLifecycle2Fn> {
+        self.current()?.new_lifecycle2()
     }
 }
 
@@ -195,6 +255,11 @@ impl Plugin {
     pub(crate) fn description(&self) -> Option<&'static str> {
         self.module.description()
     }
+
+    /// The cell languages an executor plugin runs.
+    pub(crate) fn languages(&self) -> Vec<String> {
+        self.module.languages()
+    }
 }
 
 /// What was found in one file: the plugin, or why it is not used.
@@ -205,6 +270,12 @@ pub(crate) struct Report {
     pub(crate) abi_version: Option<String>,
     /// What the plugin says it does; `None` for a 1.0 plugin or when it says nothing.
     pub(crate) description: Option<String>,
+    /// The plugin's own version (ABI 1.2).
+    pub(crate) version: Option<String>,
+    /// The oldest cellrun it needs (ABI 1.2).
+    pub(crate) min_cellrun: Option<String>,
+    /// The languages an executor runs.
+    pub(crate) languages: Vec<String>,
     /// `None` when the plugin is compatible and used.
     pub(crate) problem: Option<String>,
 }
@@ -294,6 +365,7 @@ fn select_generation(file: &str, version: &str) -> Result<Generation, String> {
     }
     Ok(match plugin.minor {
         0 => Generation::V1_0,
+        1 => Generation::V1_1,
         _ => Generation::Current,
     })
 }
@@ -334,13 +406,76 @@ fn inspect(path: &Path, load_from: &Path, report: &mut Report) -> Result<Plugin,
     report.name = Some(plugin.name().to_owned());
     report.kind = Some(plugin.kind().as_str());
     report.description = plugin.description().map(str::to_owned);
+    report.version = plugin.module.version().map(str::to_owned);
+    report.min_cellrun = plugin.module.min_cellrun().map(str::to_owned);
+    if plugin.kind() == FfiPluginKind::EXECUTOR {
+        report.languages = plugin.languages();
+    }
     if plugin.kind() != FfiPluginKind::EXECUTOR && plugin.kind() != FfiPluginKind::LIFECYCLE {
         return Err(format!(
             "plugin `{}` has a kind this cellrun does not know",
             plugin.name()
         ));
     }
+    validate_name(plugin.name())?;
+    if plugin.module.unwinds() == Some(false) {
+        return Err(format!(
+            "plugin `{}` was built with panic = \"abort\": a panic in it would end the run and lose its results; rebuild it with panic = \"unwind\" (the default)",
+            plugin.name()
+        ));
+    }
+    if let Some(needed) = plugin.module.min_cellrun() {
+        check_min_cellrun(plugin.name(), needed)?;
+    }
     Ok(plugin)
+}
+
+/// The names no plugin may take: the built-in executor and lifecycles.
+pub(crate) const RESERVED_NAMES: &[&str] = &["default", "strict", "cache"];
+
+/// Checks a plugin name: lowercase letters, digits, `-` and `_`, not reserved.
+///
+/// A dot would make `--plugin-opt NAME.KEY=VALUE` ambiguous, so such a
+/// plugin could never receive options.
+pub(crate) fn validate_name(name: &str) -> Result<(), String> {
+    let shown = crate::output::terminal_safe(name);
+    if name.is_empty() {
+        return Err("the plugin has an empty name".to_owned());
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "the name `{shown}` is reserved for cellrun's built-in {}",
+            if name == "default" {
+                "executor"
+            } else {
+                "lifecycle"
+            }
+        ));
+    }
+    if let Some(bad) = name.chars().find(|char| {
+        !(char.is_ascii_lowercase() || char.is_ascii_digit() || *char == '-' || *char == '_')
+    }) {
+        return Err(format!(
+            "the plugin name `{shown}` has `{}`; names use lowercase letters, digits, `-` and `_`",
+            bad.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Fails when the plugin needs a newer cellrun than this one.
+fn check_min_cellrun(name: &str, needed: &str) -> Result<(), String> {
+    let this =
+        semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("cellrun has a semver version");
+    let needed_version = semver::Version::parse(needed).map_err(|error| {
+        format!("plugin `{name}` needs cellrun `{needed}`, which is not a version ({error})")
+    })?;
+    if needed_version > this {
+        return Err(format!(
+            "plugin `{name}` needs cellrun {needed} or later; this is cellrun {this}"
+        ));
+    }
+    Ok(())
 }
 
 /// Finds and inspects every library in `config.dirs`.
@@ -376,6 +511,9 @@ pub(crate) fn discover(config: &PluginConfig) -> Inventory {
                 kind: None,
                 abi_version: None,
                 description: None,
+                version: None,
+                min_cellrun: None,
+                languages: Vec::new(),
                 problem: None,
             };
             let outcome = match crate::libfile::open(&path, config.allow_untrusted) {
@@ -473,16 +611,19 @@ pub(crate) fn unknown_option_warnings(config: &PluginConfig, inventory: &Invento
         .collect()
 }
 
-/// Registers a lazy factory for every executor plugin: only the one the
-/// registry selects is constructed.
+/// Registers a lazy factory for every executor plugin that runs
+/// `language`: only the one the registry selects is constructed.
 pub(crate) fn register_executors(
     registry: &mut ExecutorRegistry,
     inventory: &Inventory,
     config: &PluginConfig,
     default: &Arc<DefaultExecutor>,
+    language: &str,
 ) {
     for (name, plugin) in &inventory.plugins {
-        if plugin.kind() != FfiPluginKind::EXECUTOR {
+        if plugin.kind() != FfiPluginKind::EXECUTOR
+            || !plugin.languages().iter().any(|runs| runs == language)
+        {
             continue;
         }
         let name = name.clone();
@@ -494,6 +635,15 @@ pub(crate) fn register_executors(
             Box::new(move || {
                 let _span = tracing::info_span!("construct_plugin", plugin = %name).entered();
                 plugin.check_layout()?;
+                if let Some(new_executor2) = plugin.module.new_executor2() {
+                    let languages = plugin.languages();
+                    return match new_executor2(options, logger(&name)).into_result() {
+                        Ok(inner) => Ok(Arc::new(PluginExecutor2::new(
+                            name, inner, default, languages,
+                        )) as Arc<dyn Executor>),
+                        Err(error) => Err(error.message.into_string()),
+                    };
+                }
                 let built = (plugin.module.new_executor())(options, logger(&name));
                 match built.into_result() {
                     Ok(inner) => {
@@ -527,9 +677,23 @@ pub(crate) fn lifecycles(
             ));
             continue;
         }
-        let res = (plugin.module.new_lifecycle())(options_for(config, name), logger(name));
-        match res.into_result() {
-            Ok(inner) => built.push(Arc::new(PluginLifecycle::new(name.clone(), inner))),
+        let options = options_for(config, name);
+        let res = match plugin.module.new_lifecycle2() {
+            Some(new_lifecycle2) => {
+                new_lifecycle2(options, logger(name))
+                    .into_result()
+                    .map(|inner| {
+                        Arc::new(PluginLifecycle2::new(name.clone(), inner)) as Arc<dyn Lifecycle>
+                    })
+            }
+            None => (plugin.module.new_lifecycle())(options, logger(name))
+                .into_result()
+                .map(|inner| {
+                    Arc::new(PluginLifecycle::new(name.clone(), inner)) as Arc<dyn Lifecycle>
+                }),
+        };
+        match res {
+            Ok(lifecycle) => built.push(lifecycle),
             Err(error) => warnings.push(format!(
                 "lifecycle `{name}` could not be constructed ({}); running without it",
                 error.message
@@ -563,6 +727,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plugin_names_are_lowercase_words_and_not_built_in() {
+        assert_eq!(validate_name("py-exec_2"), Ok(()));
+        for (name, expect) in [
+            ("default", "reserved for cellrun's built-in executor"),
+            ("strict", "reserved for cellrun's built-in lifecycle"),
+            ("cache", "reserved"),
+            ("my.plugin", "has `.`"),
+            ("Big", "has `B`"),
+            ("", "empty name"),
+            ("a b", "has ` `"),
+        ] {
+            let error = validate_name(name).unwrap_err();
+            assert!(error.contains(expect), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_plugin_needing_a_newer_cellrun_is_refused() {
+        assert_eq!(check_min_cellrun("p", "0.0.1"), Ok(()));
+        let error = check_min_cellrun("p", "99.0.0").unwrap_err();
+        assert!(error.contains("needs cellrun 99.0.0 or later"), "{error}");
+        assert!(check_min_cellrun("p", "soon").is_err());
+    }
+
+    #[test]
     fn plugin_options_split_at_the_first_dot_and_equals() {
         assert_eq!(
             parse_option("trace.path=a.b=c"),
@@ -574,11 +763,12 @@ mod tests {
     }
 
     #[test]
-    fn every_1_x_loads_and_1_0_is_read_as_its_own_generation() {
+    fn every_1_x_loads_and_older_minors_are_read_as_their_own_generation() {
         assert_eq!(select_generation("libx.so", "1.0.0"), Ok(Generation::V1_0));
         assert_eq!(select_generation("libx.so", "1.0.3"), Ok(Generation::V1_0));
+        assert_eq!(select_generation("libx.so", "1.1.0"), Ok(Generation::V1_1));
         assert_eq!(
-            select_generation("libx.so", "1.1.0"),
+            select_generation("libx.so", "1.2.0"),
             Ok(Generation::Current)
         );
         // A newer minor than the host's: abi_stable's supported direction.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use executor_core::{
-    DefaultExecutor, Evaluator, Executor, ExecutorRegistry, Lifecycle, Limits, Notebook,
+    DefaultExecutor, Evaluator, Executor, ExecutorRegistry, Lifecycle, Limits, Notebook, Selection,
+    RHAI,
 };
 use lifecycles::{CachedLifecycle, StrictLifecycle};
 use scheduler::{MemoryLimit, Plan, RunControl};
@@ -18,6 +19,49 @@ use crate::cli::RunArgs;
 use crate::commands::Loaded;
 use crate::output::{self, RunHeader, Sink, Warning};
 use crate::plugins::{self, PluginConfig};
+
+/// The executor of a run of a notebook in `language`: the one `named`
+/// (`--executor`), with no fallback; or the first alphabetically among the
+/// plugins running the language, falling back (loudly) to the built-in
+/// executor when it cannot be constructed.
+///
+/// # Errors
+/// When the named executor cannot be loaded or constructed, or no executor
+/// runs the language; the run then stops before any cell.
+fn select_executor(
+    registry: ExecutorRegistry,
+    named: Option<&str>,
+    language: &str,
+    default: &Arc<DefaultExecutor>,
+) -> anyhow::Result<Selection> {
+    let filter = crate::commands::executor_filter();
+    match named {
+        Some(DefaultExecutor::NAME) if language == RHAI => Ok(Selection {
+            executor: default.clone(),
+            selected: None,
+            warnings: Vec::new(),
+            fallback: None,
+        }),
+        Some(name) => registry
+            .select_named(name, &filter)
+            .map_err(|reason| anyhow::anyhow!("{reason}; no cell was run")),
+        None if language != RHAI && registry.candidate(&filter).is_none() => bail!(
+            "no executor runs {language} notebooks; {}",
+            crate::python::missing_executor_hint(language)
+        ),
+        None => {
+            let selection = registry.select(&filter, || default.clone());
+            if language != RHAI {
+                if let Some((name, reason)) = &selection.fallback {
+                    bail!(
+                        "executor `{name}` could not be constructed ({reason}), and the built-in executor does not run {language} cells; no cell was run"
+                    );
+                }
+            }
+            Ok(selection)
+        }
+    }
+}
 
 /// The parts of a run that do not depend on the notebook's text: the
 /// plugins loaded, the executor selected, the plugin lifecycles
@@ -34,12 +78,20 @@ pub(crate) struct Session {
     executor: Arc<dyn Executor>,
     plugin_lifecycles: Vec<Arc<dyn Lifecycle>>,
     warnings: Vec<String>,
+    /// The executor that could not be constructed, and why, when the
+    /// built-in one runs instead.
+    fallback: Option<(String, String)>,
 }
 
 impl Session {
-    /// Discovers and loads plugins and selects the executor for `args`.
-    /// Problems become warnings, printed by [`Session::print_warnings`].
-    pub(crate) fn new(args: &RunArgs, limits: Limits) -> Session {
+    /// Discovers and loads plugins and selects the executor for `args` and
+    /// a notebook in `language`. Problems become warnings, printed by
+    /// [`Session::print_warnings`].
+    ///
+    /// # Errors
+    /// When the executor `--executor` names cannot be loaded or
+    /// constructed, or no executor runs `language`: no cell may run then.
+    pub(crate) fn new(args: &RunArgs, limits: Limits, language: &str) -> anyhow::Result<Session> {
         let sink = Sink::new();
         if args.json {
             crate::logging::forward_warnings_to(&sink);
@@ -54,9 +106,16 @@ impl Session {
         warnings.extend(plugins::unknown_option_warnings(&plugin_config, &inventory));
         let default = Arc::new(DefaultExecutor::new(&limits));
         let mut registry = ExecutorRegistry::new();
-        plugins::register_executors(&mut registry, &inventory, &plugin_config, &default);
-        let selection = registry.select(&crate::commands::executor_filter(), || default.clone());
+        plugins::register_executors(
+            &mut registry,
+            &inventory,
+            &plugin_config,
+            &default,
+            language,
+        );
+        let selection = select_executor(registry, args.executor.as_deref(), language, &default)?;
         warnings.extend(selection.warnings.iter().cloned());
+        let fallback = selection.fallback.clone();
         let plugin_lifecycles = plugins::lifecycles(
             &inventory,
             &plugin_config,
@@ -70,7 +129,7 @@ impl Session {
         } else {
             selection.executor
         };
-        Session {
+        Ok(Session {
             sink,
             limits,
             json: args.json,
@@ -84,7 +143,8 @@ impl Session {
             executor,
             plugin_lifecycles,
             warnings,
-        }
+            fallback,
+        })
     }
 
     /// Fails when the selected executor does not run the language of
@@ -192,7 +252,13 @@ impl Session {
                     .collect(),
             ),
             text: Arc::from(loaded.text.as_str()),
+            fallback: self.fallback.clone(),
         }
+    }
+
+    /// The per-cell time limit.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// A fresh control for one run, with the time and memory limits.

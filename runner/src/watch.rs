@@ -109,7 +109,7 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let limits = crate::session::limits(&args.run);
     let path = args.run.notebook.clone();
     let loaded = commands::load(&path, &limits)?;
-    let session = Session::new(&args.run, limits);
+    let session = Session::new(&args.run, limits, loaded.notebook.language())?;
     session.check_language(&loaded)?;
     let (sender, events) = mpsc::channel();
     let _watcher = watch_file(&path, Duration::from_millis(args.debounce), sender.clone())?;
@@ -629,7 +629,7 @@ impl Watch<'_> {
             Ui::Screen(screen) => screen.attach(&mut hooks, &header, plan.order(), &self.stale),
         }
         let control = Arc::new(self.session.control());
-        let context = commands::run_context(&version.loaded);
+        let context = commands::run_context(&version.loaded, self.session.timeout());
         let globals = self.globals.take().unwrap_or_default();
         let sender = self.sender.clone();
         let run_control = control.clone();

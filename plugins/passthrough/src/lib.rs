@@ -4,8 +4,8 @@
 //! It measures what the plugin boundary costs per cell: compare a run with
 //! it against a run with the built-in `default` executor.
 
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiRunResult};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::FfiCellContext;
 
 /// Runs bodies through [`Host::run_default`]. Takes no options.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ impl ExecutorPlugin for Passthrough {
         Ok(Passthrough)
     }
 
-    fn execute(&self, _cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+    fn execute(&self, _cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         host.run_default()
     }
 }

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiErrorKind, FfiLogLevel, FfiRunResult};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::{FfiCellContext, FfiErrorKind, FfiLogLevel};
 
 /// Retries failed cells; see the crate docs for the options.
 #[derive(Debug)]
@@ -32,10 +32,10 @@ impl ExecutorPlugin for Retry {
         })
     }
 
-    fn execute(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+    fn execute(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         let mut result = host.run_default()?;
         for attempt in 1..=self.attempts {
-            let retryable = result.error.as_ref().into_option().is_some_and(|error| {
+            let retryable = result.error.as_ref().is_some_and(|error| {
                 !matches!(
                     error.kind,
                     FfiErrorKind::INTERRUPTED | FfiErrorKind::TIMEOUT
@@ -86,7 +86,7 @@ mod tests {
                 ("attempts".into(), "5".into()),
                 ("backoff_ms".into(), "20".into()),
             ]),
-            executor_abi::sdk::Logger::new(executor_abi::host::logger("retry")),
+            executor_abi::sdk::Logger::new(executor_abi::sdk::testing::logger("retry")),
         )
         .unwrap();
         assert_eq!(retry.attempts, 5);

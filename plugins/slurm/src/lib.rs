@@ -26,8 +26,8 @@ pub mod worker;
 use std::path::PathBuf;
 
 use executor_abi::abi_stable::std_types::{RNone, ROption, RSome, RString};
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiCellError, FfiErrorKind, FfiRunResult, FfiValue};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::{FfiCellContext, FfiCellError, FfiErrorKind, FfiValue};
 
 use crate::job::{JobFailure, StopCause};
 use crate::resources::{find_directive, Resources};
@@ -118,7 +118,7 @@ pub enum Placement {
 /// # Errors
 /// When the cell's `slurm:` directive is invalid: a cell error at the
 /// directive's notebook line.
-pub fn place(config: &Config, cell: &FfiCell) -> Result<Placement, FfiCellError> {
+pub fn place(config: &Config, cell: &FfiCellContext) -> Result<Placement, FfiCellError> {
     let directive = find_directive(&cell.code).map_err(|err| FfiCellError {
         kind: FfiErrorKind::RUNTIME,
         message: RString::from(err.to_string()),
@@ -254,7 +254,7 @@ impl ExecutorPlugin for Slurm {
         })
     }
 
-    fn execute(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+    fn execute(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         match place(&self.config, cell) {
             Err(error) => Ok(failed(error)),
             Ok(Placement::Local) => host.run_default(),
@@ -263,12 +263,10 @@ impl ExecutorPlugin for Slurm {
     }
 }
 
-fn failed(error: FfiCellError) -> FfiRunResult {
-    FfiRunResult {
-        output: FfiValue::Unit,
-        stdout: RString::new(),
-        error: RSome(error),
-        cached: false,
+fn failed(error: FfiCellError) -> Outcome {
+    Outcome {
+        error: Some(error),
+        ..Outcome::ok(FfiValue::Unit)
     }
 }
 
@@ -287,15 +285,15 @@ mod tests {
         )
     }
 
-    fn cell(code: &str) -> FfiCell {
-        FfiCell {
+    fn cell(code: &str) -> FfiCellContext {
+        executor_abi::sdk::cell_from_legacy(&executor_abi::FfiCell {
             id: 0,
             name: "c".into(),
             code: code.into(),
             defs: RVec::new(),
             refs: RVec::new(),
             first_line: 10,
-        }
+        })
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use executor_abi::sdk::{Host, LifecyclePlugin, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiErrorKind, FfiRunResult, FfiSetup};
+use executor_abi::{FfiCellContext, FfiErrorKind, FfiRunResult, FfiSetup};
 use serde_json::{json, Value};
 
 /// Records spans per cell and writes them as trace events on drop.
@@ -84,7 +84,7 @@ impl LifecyclePlugin for Trace {
         })
     }
 
-    fn setup(&self, cell: &FfiCell, _host: &mut Host<'_>) -> Result<FfiSetup, PluginError> {
+    fn setup(&self, cell: &FfiCellContext, _host: &mut Host<'_>) -> Result<FfiSetup, PluginError> {
         let start = self.now_us();
         let mut state = self
             .state
@@ -96,7 +96,7 @@ impl LifecyclePlugin for Trace {
 
     fn teardown(
         &self,
-        cell: &FfiCell,
+        cell: &FfiCellContext,
         result: &FfiRunResult,
         _host: &mut Host<'_>,
     ) -> Result<(), PluginError> {

@@ -10,8 +10,8 @@
 //! It runs every body with the host's evaluation and adds one line to the
 //! cell's printed output, so a test can tell that it ran.
 
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiRunResult};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::FfiCellContext;
 
 /// Runs bodies through [`Host::run_default`] and says so in the stdout.
 #[derive(Debug)]
@@ -25,11 +25,9 @@ impl ExecutorPlugin for AbiOneZero {
         Ok(AbiOneZero)
     }
 
-    fn execute(&self, _cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+    fn execute(&self, _cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         let mut result = host.run_default()?;
-        let mut stdout = result.stdout.into_string();
-        stdout.push_str("ran by abi-1-0\n");
-        result.stdout = stdout.into();
+        result.stdout.push_str("ran by abi-1-0\n");
         Ok(result)
     }
 }

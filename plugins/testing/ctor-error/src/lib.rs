@@ -1,7 +1,7 @@
 //! Test fixture: an executor plugin (`ctor-error`) whose constructor fails.
 
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiRunResult};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::FfiCellContext;
 
 /// Never built: its constructor always fails.
 #[derive(Debug)]
@@ -14,7 +14,7 @@ impl ExecutorPlugin for CtorError {
         Err("this fixture never starts".into())
     }
 
-    fn execute(&self, _cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+    fn execute(&self, _cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         host.run_default()
     }
 }

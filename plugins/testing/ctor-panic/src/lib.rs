@@ -1,7 +1,7 @@
 //! Test fixture: an executor plugin (`ctor-panic`) whose constructor panics.
 
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiRunResult};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::FfiCellContext;
 
 /// Never built: its constructor panics.
 #[derive(Debug)]
@@ -14,7 +14,7 @@ impl ExecutorPlugin for CtorPanic {
         panic!("constructor exploded")
     }
 
-    fn execute(&self, _cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+    fn execute(&self, _cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         host.run_default()
     }
 }

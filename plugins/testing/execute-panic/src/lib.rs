@@ -1,8 +1,8 @@
 //! Test fixture: an executor plugin (`execute-panic`) that panics running
 //! the cell named `boom` and runs every other cell normally.
 
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiRunResult};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::FfiCellContext;
 
 /// Panics on the cell named `boom`.
 #[derive(Debug)]
@@ -15,7 +15,7 @@ impl ExecutorPlugin for ExecutePanic {
         Ok(ExecutePanic)
     }
 
-    fn execute(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiRunResult, PluginError> {
+    fn execute(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         if cell.name.as_str() == "boom" {
             panic!("refusing to run the cell named boom");
         }

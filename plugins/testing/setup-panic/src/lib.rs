@@ -2,7 +2,7 @@
 //! setup of the cell named `boom`.
 
 use executor_abi::sdk::{Host, LifecyclePlugin, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiSetup};
+use executor_abi::{FfiCellContext, FfiSetup};
 
 /// Panics setting up the cell named `boom`.
 #[derive(Debug)]
@@ -15,7 +15,7 @@ impl LifecyclePlugin for SetupPanic {
         Ok(SetupPanic)
     }
 
-    fn setup(&self, cell: &FfiCell, _host: &mut Host<'_>) -> Result<FfiSetup, PluginError> {
+    fn setup(&self, cell: &FfiCellContext, _host: &mut Host<'_>) -> Result<FfiSetup, PluginError> {
         if cell.name.as_str() == "boom" {
             panic!("setup refuses the cell named boom");
         }

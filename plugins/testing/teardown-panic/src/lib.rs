@@ -2,7 +2,7 @@
 //! teardown of the cell named `boom`.
 
 use executor_abi::sdk::{Host, LifecyclePlugin, Logger, Options, PluginError};
-use executor_abi::{FfiCell, FfiRunResult};
+use executor_abi::{FfiCellContext, FfiRunResult};
 
 /// Panics tearing down the cell named `boom`.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ impl LifecyclePlugin for TeardownPanic {
 
     fn teardown(
         &self,
-        cell: &FfiCell,
+        cell: &FfiCellContext,
         _result: &FfiRunResult,
         _host: &mut Host<'_>,
     ) -> Result<(), PluginError> {

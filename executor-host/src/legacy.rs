@@ -1,8 +1,6 @@
-//! The host side of the ABI: loaded plugin objects as core executors and
-//! lifecycles, and the [`FfiHost`] and [`FfiLog`] objects given to plugins.
-//!
-//! The runner finds and loads libraries; this module only adapts what it
-//! loaded, so it can be tested against plugins linked as plain Rust crates.
+//! Plugins of the 1.0 and 1.1 interface (and 1.2 plugins in their 1.0
+//! form): their objects as core executors and lifecycles, and the
+//! [`FfiHost`] and [`FfiLog`] objects given to them.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -16,10 +14,12 @@ use executor_core::{
     RunResult, Setup,
 };
 
-use crate::{
-    FfiCell, FfiError, FfiExecutorBox, FfiHost, FfiHost_TO, FfiLifecycleBox, FfiLog, FfiLogLevel,
-    FfiLog_TO, FfiLogger, FfiRunResult, FfiValue, HandleTable,
+use executor_abi::{
+    FfiError, FfiExecutorBox, FfiHost, FfiHost_TO, FfiLifecycleBox, FfiLog, FfiLogLevel, FfiLog_TO,
+    FfiLogger, FfiRunResult, FfiValue,
 };
+
+use crate::convert::{ffi_cell, HandleTable};
 
 /// Re-emits a plugin's log line through `tracing`, with the plugin's name
 /// as the `plugin` field and `plugin` as the target.
@@ -171,7 +171,7 @@ impl Executor for PluginExecutor {
     }
 
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
-        let ffi_cell = FfiCell::from(cell);
+        let ffi_cell = ffi_cell(cell);
         let mut host = CallHost {
             plugin: &self.name,
             cell,
@@ -208,7 +208,7 @@ impl Lifecycle for PluginLifecycle {
     }
 
     fn setup(&self, cell: &Cell, globals: &mut Globals) -> Result<Setup, CellError> {
-        let ffi_cell = FfiCell::from(cell);
+        let ffi_cell = ffi_cell(cell);
         let mut host = CallHost {
             plugin: &self.name,
             cell,
@@ -231,7 +231,7 @@ impl Lifecycle for PluginLifecycle {
         globals: &mut Globals,
         result: &RunResult,
     ) -> Result<(), CellError> {
-        let ffi_cell = FfiCell::from(cell);
+        let ffi_cell = ffi_cell(cell);
         let mut handles = HandleTable::new();
         let ffi_result = handles.result_to_ffi(result);
         let mut host = CallHost {
@@ -250,147 +250,5 @@ impl Lifecycle for PluginLifecycle {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(error) => Err(plugin_error(&self.name, &error)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use executor_core::{CellSource, Evaluator, Limits, Notebook, Status};
-
-    use super::*;
-    use crate::sdk::{
-        executor_for_tests, lifecycle_for_tests, ExecutorPlugin, Host, LifecyclePlugin, Logger,
-        Options, PluginError,
-    };
-    use crate::{FfiSetup, FfiValue};
-
-    /// Runs bodies with the host's evaluation, then doubles an integer
-    /// output and records the names it saw in the global `seen`.
-    struct Doubler;
-
-    impl ExecutorPlugin for Doubler {
-        const NAME: &'static str = "doubler";
-
-        fn new(_options: &Options, _logger: Logger) -> Result<Doubler, PluginError> {
-            Ok(Doubler)
-        }
-
-        fn execute(
-            &self,
-            cell: &FfiCell,
-            host: &mut Host<'_>,
-        ) -> Result<FfiRunResult, PluginError> {
-            if cell.name.as_str() == "panics" {
-                panic!("asked to");
-            }
-            let mut result = host.run_default()?;
-            if let FfiValue::Int(value) = result.output {
-                result.output = FfiValue::Int(value * 2);
-            }
-            let mut names = host.names();
-            names.sort();
-            host.set("seen", FfiValue::Str(names.join(",").into()));
-            Ok(result)
-        }
-    }
-
-    /// Skips the cell named `skipped` with output 7; fails tearing down `bad`.
-    struct Skipper;
-
-    impl LifecyclePlugin for Skipper {
-        const NAME: &'static str = "skipper";
-
-        fn new(_options: &Options, _logger: Logger) -> Result<Skipper, PluginError> {
-            Ok(Skipper)
-        }
-
-        fn setup(&self, cell: &FfiCell, host: &mut Host<'_>) -> Result<FfiSetup, PluginError> {
-            if cell.name.as_str() != "skipped" {
-                return Ok(FfiSetup::Continue);
-            }
-            let mut result = host.run_default().expect_err("not for lifecycles");
-            result = PluginError::new(format!("{result} (as expected)"));
-            assert!(result.message().contains("outside an executor"));
-            Ok(FfiSetup::Skip(FfiRunResult {
-                output: FfiValue::Int(7),
-                stdout: "".into(),
-                error: abi_stable::std_types::ROption::RNone,
-                cached: true,
-            }))
-        }
-
-        fn teardown(
-            &self,
-            cell: &FfiCell,
-            _result: &FfiRunResult,
-            _host: &mut Host<'_>,
-        ) -> Result<(), PluginError> {
-            if cell.name.as_str() == "bad" {
-                return Err("teardown refused".into());
-            }
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn plugin_executors_and_lifecycles_run_through_the_host() {
-        let limits = Limits::default();
-        let default = Arc::new(DefaultExecutor::new(&limits));
-        let executor = PluginExecutor::new(
-            "doubler".into(),
-            executor_for_tests::<Doubler>(&[]).unwrap(),
-            default,
-        );
-        let lifecycle = PluginLifecycle::new(
-            "skipper".into(),
-            lifecycle_for_tests::<Skipper>(&[]).unwrap(),
-        );
-        let sources = [
-            ("a", "let x = 20; x"),
-            ("skipped", "x + 1"),
-            ("panics", "1"),
-            ("bad", "2"),
-        ];
-        let notebook = Notebook::compile(
-            sources
-                .iter()
-                .enumerate()
-                .map(|(index, (name, code))| CellSource {
-                    name: (*name).into(),
-                    code: (*code).into(),
-                    first_line: index as u32 + 1,
-                    options: Vec::new(),
-                })
-                .collect(),
-            &limits,
-        );
-        let evaluator = Evaluator::new(Arc::new(executor), vec![Arc::new(lifecycle)]);
-        let mut globals = Globals::new();
-        let token = CancelToken::new();
-        let results: Vec<RunResult> = notebook
-            .cells()
-            .iter()
-            .map(|cell| evaluator.evaluate(cell, &mut globals, &token))
-            .collect();
-        assert_eq!(results[0].output.as_int(), Ok(40));
-        assert_eq!(globals.get("x").unwrap().as_int(), Ok(20));
-        assert_eq!(
-            globals.get("seen").unwrap().clone().into_string().unwrap(),
-            "seen,x",
-            "the last cell run by the plugin saw both globals"
-        );
-        assert_eq!(results[1].output.as_int(), Ok(7));
-        assert!(results[1].cached);
-        let panicked = results[2].error.as_ref().unwrap();
-        assert_eq!(panicked.kind, ErrorKind::Plugin);
-        assert_eq!(
-            panicked.message,
-            "plugin `doubler` panicked in execute: asked to"
-        );
-        assert_eq!(Status::of(&results[3]), Status::Error);
-        assert_eq!(
-            results[3].error.as_ref().unwrap().message,
-            "plugin `skipper` failed in teardown: teardown refused"
-        );
     }
 }

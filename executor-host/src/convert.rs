@@ -5,7 +5,9 @@ use abi_stable::std_types::{ROption, RString, RVec};
 use executor_core::{Cell, CellError, CellId, ErrorKind, RunResult, Setup};
 use rhai::Dynamic;
 
-use crate::{FfiCell, FfiCellError, FfiEntry, FfiErrorKind, FfiRunResult, FfiSetup, FfiValue};
+use executor_abi::{
+    FfiCell, FfiCellError, FfiEntry, FfiErrorKind, FfiRunResult, FfiSetup, FfiValue,
+};
 
 /// Host-side values with no FFI form, handed to a plugin as
 /// [`FfiValue::Handle`] ids.
@@ -101,7 +103,7 @@ impl HandleTable {
         FfiRunResult {
             output: self.to_ffi(&result.output),
             stdout: RString::from(result.stdout.as_str()),
-            error: result.error.as_ref().map(FfiCellError::from).into(),
+            error: result.error.as_ref().map(ffi_error).into(),
             cached: result.cached,
         }
     }
@@ -111,7 +113,7 @@ impl HandleTable {
         RunResult {
             output: self.to_dynamic(&result.output),
             stdout: result.stdout.as_str().to_owned(),
-            error: result.error.as_ref().map(CellError::from).into_option(),
+            error: result.error.as_ref().map(core_error).into_option(),
             cached: result.cached,
             display: None,
         }
@@ -126,8 +128,9 @@ impl HandleTable {
     }
 }
 
-impl From<&Cell> for FfiCell {
-    fn from(cell: &Cell) -> FfiCell {
+/// The 1.0 FFI form of `cell`.
+pub fn ffi_cell(cell: &Cell) -> FfiCell {
+    {
         let strings = |names: &[String]| {
             names
                 .iter()
@@ -145,8 +148,9 @@ impl From<&Cell> for FfiCell {
     }
 }
 
-impl From<ErrorKind> for FfiErrorKind {
-    fn from(kind: ErrorKind) -> FfiErrorKind {
+/// The FFI form of `kind`.
+pub(crate) fn ffi_kind(kind: ErrorKind) -> FfiErrorKind {
+    {
         match kind {
             ErrorKind::Syntax => FfiErrorKind::SYNTAX,
             ErrorKind::Runtime => FfiErrorKind::RUNTIME,
@@ -162,8 +166,9 @@ impl From<ErrorKind> for FfiErrorKind {
     }
 }
 
-impl From<FfiErrorKind> for ErrorKind {
-    fn from(kind: FfiErrorKind) -> ErrorKind {
+/// The core form of `kind`; an unknown kind is `plugin`.
+pub(crate) fn core_kind(kind: FfiErrorKind) -> ErrorKind {
+    {
         match kind {
             FfiErrorKind::SYNTAX => ErrorKind::Syntax,
             FfiErrorKind::RUNTIME => ErrorKind::Runtime,
@@ -179,10 +184,11 @@ impl From<FfiErrorKind> for ErrorKind {
     }
 }
 
-impl From<&CellError> for FfiCellError {
-    fn from(error: &CellError) -> FfiCellError {
+/// The FFI form of `error`.
+pub fn ffi_error(error: &CellError) -> FfiCellError {
+    {
         FfiCellError {
-            kind: error.kind.into(),
+            kind: ffi_kind(error.kind),
             message: RString::from(error.message.as_str()),
             line: error.line.into(),
             column: error.column.into(),
@@ -192,9 +198,10 @@ impl From<&CellError> for FfiCellError {
     }
 }
 
-impl From<&FfiCellError> for CellError {
-    fn from(error: &FfiCellError) -> CellError {
-        let mut core = CellError::new(error.kind.into(), error.message.as_str())
+/// The core form of `error`.
+pub fn core_error(error: &FfiCellError) -> CellError {
+    {
+        let mut core = CellError::new(core_kind(error.kind), error.message.as_str())
             .at(error.line.into_option(), error.column.into_option());
         if let ROption::RSome(index) = error.blamed {
             core = core.blaming(CellId::new(index as usize));
@@ -260,11 +267,11 @@ mod tests {
             .at(Some(3), Some(4))
             .blaming(CellId::new(2));
         error.missing_name = Some("x".to_owned());
-        assert_eq!(CellError::from(&FfiCellError::from(&error)), error);
+        assert_eq!(core_error(&ffi_error(&error)), error);
         let unknown = FfiCellError {
             kind: FfiErrorKind(200),
-            ..FfiCellError::from(&error)
+            ..ffi_error(&error)
         };
-        assert_eq!(CellError::from(&unknown).kind, ErrorKind::Plugin);
+        assert_eq!(core_error(&unknown).kind, ErrorKind::Plugin);
     }
 }
