@@ -11,6 +11,9 @@
 //!   stream, keeping the notebook under `target/fuzz/failures/`.
 //! - `build-plugins [--release] [--out DIR]`: builds every plugin crate and
 //!   copies each library into DIR (default `target/plugins`).
+//! - `new-plugin NAME --kind executor|lifecycle --out DIR`: a plugin crate
+//!   outside this workspace; `template-check` builds one as a third party
+//!   would and loads it.
 //! - `slurm up|down|status|env|bench`: a one-node Slurm cluster on loopback
 //!   under `target/slurm/`, for the slurm executor's tests, and the latency
 //!   of submitting work to it.
@@ -19,6 +22,7 @@
 mod abi_check;
 mod bench;
 mod fuzz;
+mod new_plugin;
 mod plugins;
 mod slurm;
 mod slurm_bench;
@@ -35,6 +39,8 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&rest),
         Some("build-plugins") => plugins::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
+        Some("new-plugin") => new_plugin::run(&rest),
+        Some("template-check") => new_plugin::check(&rest),
         Some("slurm") => slurm::run(&rest),
         Some("tidy") => tidy::run(),
         _ => {
@@ -63,6 +69,11 @@ fn print_help() {
                     a hang, a panic or a broken JSON stream, keeping the notebook in target/fuzz/failures
   build-plugins [--release] [--out DIR]
                     build every plugin and copy the libraries into DIR (default target/plugins)
+  new-plugin NAME [--kind executor|lifecycle] [--out DIR] [--sdk PATH|GIT-URL]
+                    write a plugin crate of its own (outside this workspace) that builds with
+                    `cargo build --release` and loads in cellrun
+  template-check    build a new-plugin crate out of tree, check it has no rhai, load and run it,
+                    and check that a panic = \"abort\" build of it is refused (CI runs it)
   slurm up|down|status|env
                     start, stop or query a one-node Slurm cluster on loopback (files under
                     target/slurm/; installs slurm-wlm and munge with apt-get when missing);
