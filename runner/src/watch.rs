@@ -649,7 +649,12 @@ impl Watch<'_> {
                 let mut scheduler =
                     SequentialScheduler::new(&version.loaded.graph, plan.order().to_vec());
                 let summary = pipeline.run(&mut scheduler, &mut hooks, &mut globals);
+                // Everything of the run goes before its end is told: once
+                // the loop hears of it, the process may exit, and a plugin
+                // lifecycle writes its output when its last handle drops.
+                drop(scheduler);
                 drop(hooks);
+                drop(evaluator);
                 let statuses =
                     std::mem::take(&mut *statuses.lock().unwrap_or_else(PoisonError::into_inner));
                 let _ = sender.send(Event::Finished(Box::new(Finished {
