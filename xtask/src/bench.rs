@@ -31,6 +31,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("building cellrun failed");
     }
     let cellrun = root.join("target/release/cellrun");
+    if args.iter().any(|arg| arg == "watch") {
+        let mut report = String::new();
+        watch_latency(&cellrun, &out_dir, if quick { 5 } else { 15 }, &mut report)?;
+        print!("{report}");
+        return Ok(());
+    }
     if args.iter().any(|arg| arg == "medium-cache") {
         // One case alone, for a quick figure.
         let mut report = String::new();
@@ -86,6 +92,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if let Err(err) = crate::slurm_bench::executor(&root, &cellrun, &out_dir, &mut report) {
         writeln!(report, "\nThe slurm executor: not measured: {err:#}")?;
     }
+    watch_latency(&cellrun, &out_dir, repeats, &mut report)?;
     print!("{report}");
 
     println!("\nIn-process benchmarks (divan):");
@@ -335,6 +342,78 @@ fn plugins(
         ms(best_plugin),
         (best_plugin.as_secs_f64() / best_default.as_secs_f64() - 1.0) * 100.0
     )?;
+    Ok(())
+}
+
+/// How long `cellrun watch` takes from a save to the end of its re-run, on
+/// a 1,000-cell chain: an edit of the last cell re-runs one cell, an edit of
+/// the first re-runs all of them. The debounce is part of the figure.
+fn watch_latency(
+    cellrun: &Path,
+    out_dir: &Path,
+    repeats: usize,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Write as _};
+
+    let n = 1_000;
+    let path = out_dir.join("watch_chain.rhai");
+    let base = Shape::Chain.generate(n);
+    writeln!(
+        report,
+        "\n`cellrun watch --json` on a {n}-cell chain: from writing the file to the \
+         re-run's `run_finished`, best and median of {repeats} saves.\n"
+    )?;
+    writeln!(report, "| edit | cells re-run | debounce | best | median |")?;
+    writeln!(report, "|---|---|---|---|---|")?;
+    for debounce in [20, 100] {
+        fs::write(&path, &base)?;
+        let mut child = Command::new(cellrun)
+            .arg("watch")
+            .arg(&path)
+            .args(["--json", "--debounce", &debounce.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", cellrun.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let mut until_finished = || -> anyhow::Result<()> {
+            for line in lines.by_ref() {
+                if line?.starts_with(r#"{"event":"run_finished""#) {
+                    return Ok(());
+                }
+            }
+            bail!("cellrun watch ended early")
+        };
+        until_finished()?;
+        let last = format!("let x_{} = x_{} + 1;", n - 1, n - 2);
+        for (edit, cells) in [("last cell", 1), ("first cell", n)] {
+            let mut times = Vec::with_capacity(repeats);
+            for k in 1..=repeats {
+                let text = if cells == 1 {
+                    base.replace(&last, &format!("let x_{} = x_{} + {k};", n - 1, n - 2))
+                } else {
+                    base.replacen("let x_0 = 0;", &format!("let x_0 = {k};"), 1)
+                };
+                let start = Instant::now();
+                fs::write(&path, text)?;
+                until_finished()?;
+                times.push(start.elapsed());
+            }
+            times.sort();
+            writeln!(
+                report,
+                "| {edit} | {cells} | {debounce} ms | {:.1} ms | {:.1} ms |",
+                ms(times[0]),
+                ms(times[times.len() / 2])
+            )?;
+        }
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = writeln!(stdin, "q");
+        }
+        child.wait()?;
+    }
     Ok(())
 }
 
