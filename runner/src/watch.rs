@@ -49,6 +49,8 @@ enum Event {
     Interrupt,
     /// The run in progress ended.
     Finished(Box<Finished>),
+    /// The thread of the run in progress panicked, with this message.
+    Crashed(String),
 }
 
 /// What a run hands back.
@@ -301,6 +303,15 @@ impl Watch<'_> {
                     }
                     _ => return self.quit(events, ExitCode::from(EXIT_INTERRUPTED)),
                 },
+                Event::Crashed(message) => {
+                    self.running = None;
+                    self.ui.close();
+                    eprintln!(
+                        "cellrun: internal error: {}",
+                        crate::output::terminal_safe(&message)
+                    );
+                    return ExitCode::from(2);
+                }
                 Event::Finished(finished) => {
                     self.finished(*finished);
                     if std::mem::take(&mut self.reload_after_run) {
@@ -637,31 +648,42 @@ impl Watch<'_> {
             .name("cellrun-cells".into())
             .stack_size(CELL_THREAD_STACK)
             .spawn(move || {
-                let mut globals = globals;
-                let pipeline = Pipeline {
-                    notebook: version.notebook(),
-                    graph: &version.loaded.graph,
-                    plan: &plan,
-                    evaluator: &evaluator,
-                    control: &run_control,
-                    context: &context,
-                };
-                let mut scheduler =
-                    SequentialScheduler::new(&version.loaded.graph, plan.order().to_vec());
-                let summary = pipeline.run(&mut scheduler, &mut hooks, &mut globals);
-                // Everything of the run goes before its end is told: once
-                // the loop hears of it, the process may exit, and a plugin
-                // lifecycle writes its output when its last handle drops.
-                drop(scheduler);
-                drop(hooks);
-                drop(evaluator);
-                let statuses =
-                    std::mem::take(&mut *statuses.lock().unwrap_or_else(PoisonError::into_inner));
-                let _ = sender.send(Event::Finished(Box::new(Finished {
-                    globals,
-                    summary,
-                    statuses,
-                })));
+                // The cells run inside the evaluator's guard; this one is
+                // for the rest of the pipeline, so the loop never waits for
+                // a run that died.
+                let crash = sender.clone();
+                let guarded = std::panic::AssertUnwindSafe(move || {
+                    let mut globals = globals;
+                    let pipeline = Pipeline {
+                        notebook: version.notebook(),
+                        graph: &version.loaded.graph,
+                        plan: &plan,
+                        evaluator: &evaluator,
+                        control: &run_control,
+                        context: &context,
+                    };
+                    let mut scheduler =
+                        SequentialScheduler::new(&version.loaded.graph, plan.order().to_vec());
+                    let summary = pipeline.run(&mut scheduler, &mut hooks, &mut globals);
+                    // Everything of the run goes before its end is told: once
+                    // the loop hears of it, the process may exit, and a plugin
+                    // lifecycle writes its output when its last handle drops.
+                    drop(scheduler);
+                    drop(hooks);
+                    drop(evaluator);
+                    let statuses = std::mem::take(
+                        &mut *statuses.lock().unwrap_or_else(PoisonError::into_inner),
+                    );
+                    let _ = sender.send(Event::Finished(Box::new(Finished {
+                        globals,
+                        summary,
+                        statuses,
+                    })));
+                });
+                if let Err(payload) = std::panic::catch_unwind(guarded) {
+                    let message = executor_core::panic_message(payload.as_ref());
+                    let _ = crash.send(Event::Crashed(message));
+                }
             });
         match spawned {
             Ok(_) => {
