@@ -339,3 +339,20 @@ fn ctrl_c_cancels_the_runs_job_and_reports_the_cells() {
     wait_until_no_job_runs(&busy);
     assert_eq!(job_states(&busy), ["CANCELLED"]);
 }
+
+#[test]
+fn the_cluster_example_gives_the_built_in_executors_results() {
+    let dir = Dir::new("slurm-example");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.rhai");
+    dir.write("nb.rhai", &std::fs::read_to_string(example).unwrap());
+    let local = run(&dir, false, &[]);
+    let remote = run(&dir, true, &[]);
+    assert_eq!(
+        run_started(&remote)["executor"],
+        "slurm",
+        "{}",
+        remote.stderr
+    );
+    assert_eq!((remote.code, local.code), (0, 0), "{}", remote.stderr);
+    assert_eq!(outcome(&remote), outcome(&local), "{}", remote.stderr);
+}
