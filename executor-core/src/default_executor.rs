@@ -198,8 +198,14 @@ impl DefaultExecutor {
                 output: Dynamic::UNIT,
                 stdout,
                 error: Some({
-                    let error =
-                        cell_error(*error, cell, program, token, self.engine.max_call_levels());
+                    let error = cell_error(
+                        *error,
+                        cell,
+                        program,
+                        token,
+                        self.engine.max_call_levels(),
+                        &|name| globals.contains(name),
+                    );
                     if deadline_hit {
                         CellError::new(
                             ErrorKind::Timeout,
@@ -275,6 +281,7 @@ fn cell_error(
     program: &Program,
     token: &CancelToken,
     max_call_depth: usize,
+    is_global: &dyn Fn(&str) -> bool,
 ) -> CellError {
     let mut innermost_fn = None;
     while let EvalAltResult::ErrorInFunctionCall(name, _, inner, _) = error {
@@ -301,6 +308,18 @@ fn cell_error(
             let mut missing = CellError::new(ErrorKind::Runtime, error.to_string());
             missing.missing_name = Some(name.clone());
             missing
+        }
+        // Inside a function, a notebook global is read-only: Rhai calls it
+        // a constant, which the notebook never declared.
+        EvalAltResult::ErrorAssignmentToConstant(name, _)
+            if innermost_fn.is_some() && is_global(name) =>
+        {
+            CellError::new(
+                ErrorKind::Runtime,
+                format!(
+                    "a function cannot assign to the notebook global `{name}`: functions read globals; return the new value instead"
+                ),
+            )
         }
         EvalAltResult::ErrorStackOverflow(..) => CellError::new(
             ErrorKind::Runtime,
@@ -658,6 +677,19 @@ mod tests {
         stopper.join().expect("the stopping thread does not panic");
         assert_eq!(error_of(&result).kind, ErrorKind::Interrupted);
         assert_eq!(globals.get("a").map(Dynamic::as_int), Some(Ok(1)));
+    }
+
+    // See: issue 12, point 15.
+    #[test]
+    fn issue_12_assigning_a_global_inside_a_function_says_so() {
+        let error = last_error(&["let level = 1;", "fn bump() { level += 1; }", "bump()"]);
+        assert!(
+            error
+                .message
+                .starts_with("a function cannot assign to the notebook global `level`"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
