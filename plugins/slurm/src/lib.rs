@@ -146,10 +146,10 @@ impl Slurm {
     /// Runs `cell` as one job and brings its definitions back.
     fn run_on_cluster(
         &self,
-        cell: &FfiCell,
+        cell: &FfiCellContext,
         host: &mut Host<'_>,
         resources: Resources,
-    ) -> Result<FfiRunResult, PluginError> {
+    ) -> Result<Outcome, PluginError> {
         let mut inputs = Vec::new();
         for name in cell.refs.iter() {
             if let Some(value) = host.get(name) {
@@ -215,11 +215,9 @@ impl Slurm {
             None => FfiValue::Unit,
         };
         let _ = std::fs::remove_dir_all(spec.files.dir());
-        Ok(FfiRunResult {
-            output,
-            stdout: RString::from(answer.stdout),
-            error: answer.error.into(),
-            cached: false,
+        Ok(Outcome {
+            error: answer.error,
+            ..Outcome::ok(output).with_stdout(answer.stdout)
         })
     }
 }
