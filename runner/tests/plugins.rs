@@ -586,3 +586,82 @@ fn plugins_load_once_for_a_whole_watch() {
         .collect();
     assert_eq!(names, ["a", "boom", "child", "other", "boom", "child"]);
 }
+
+// See: issue 8 (plugins built against 1.1 keep loading after 1.2).
+#[test]
+fn issue_8_plugins_built_against_1_1_load_in_1_2() {
+    let dir = Dir::new("abi-1-1");
+    let run = run_with(&dir, BOOM, &["abi_1_1"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run_started(&run)["executor"], "abi-1-1");
+    assert!(run_started(&run)["fallback"].is_null());
+    for cell in ["a", "boom", "child", "other"] {
+        let finished = run.finished(cell);
+        assert_eq!(finished["status"], "ok", "{finished:#?}");
+        assert!(finished["stdout"]
+            .as_str()
+            .unwrap()
+            .ends_with("ran by abi-1-1\n"));
+    }
+}
+
+// See: issue 8 (a fallback is loud; a named executor has no fallback).
+#[test]
+fn issue_8_a_fallback_is_in_run_started_and_a_named_executor_that_fails_stops_the_run() {
+    let dir = Dir::new("fallback");
+    let run = run_with(&dir, BOOM, &["ctor_error"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let started = run_started(&run);
+    assert_eq!(started["executor"], "default");
+    assert_eq!(started["fallback"]["from"], "ctor-error", "{started:#?}");
+    assert!(started["fallback"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("this fixture never starts"));
+
+    let named = run_with(&dir, BOOM, &["ctor_error"], &["--executor", "ctor-error"]);
+    assert_eq!(named.code, 2, "{}", named.stderr);
+    assert!(named.events("cell_finished").is_empty(), "no cell runs");
+    assert!(
+        named
+            .stderr
+            .contains("executor `ctor-error` could not be constructed")
+            && named.stderr.contains("no cell was run"),
+        "{}",
+        named.stderr
+    );
+    let unknown = run_with(&dir, BOOM, &["passthrough"], &["--executor", "nope"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no executor named `nope`")
+            && unknown.stderr.contains("passthrough"),
+        "{}",
+        unknown.stderr
+    );
+    let chosen = run_with(
+        &dir,
+        BOOM,
+        &["passthrough", "retry"],
+        &["--executor", "retry"],
+    );
+    assert_eq!(chosen.code, 0, "{}", chosen.stderr);
+    assert_eq!(run_started(&chosen)["executor"], "retry");
+    let builtin = run_with(&dir, BOOM, &["passthrough"], &["--executor", "default"]);
+    assert_eq!(run_started(&builtin)["executor"], "default");
+}
+
+// See: issue 8 (reserved names are refused at load).
+#[test]
+fn issue_8_a_plugin_taking_a_built_in_name_is_skipped_with_a_reason() {
+    let dir = Dir::new("reserved");
+    let run = run_with(&dir, BOOM, &["reserved_name"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run_started(&run)["lifecycles"].as_array().unwrap().len(), 0);
+    let warnings = warnings(&run);
+    assert!(
+        warnings.iter().any(
+            |warning| warning.contains("`strict` is reserved for cellrun's built-in lifecycle")
+        ),
+        "{warnings:?}"
+    );
+}

@@ -69,27 +69,35 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if layout {
         return check_layout(&root);
     }
-    let baseline = match baseline {
-        Some(reference) => reference.clone(),
-        None => read_baseline(&root)?,
+    let baselines = match baseline {
+        Some(reference) => vec![reference.clone()],
+        None => read_baselines(&root)?,
     };
-    check_compatibility(&root, &baseline)
+    for baseline in &baselines {
+        check_compatibility(&root, baseline)?;
+    }
+    Ok(())
 }
 
-/// The commit recorded in `executor-abi/ABI_BASELINE`: its first line that
-/// is neither empty nor a `#` comment.
-fn read_baseline(root: &Path) -> anyhow::Result<String> {
+/// The commits recorded in `executor-abi/ABI_BASELINE`, one per released
+/// minor: its lines that are neither empty nor `#` comments.
+fn read_baselines(root: &Path) -> anyhow::Result<Vec<String>> {
     let path = root.join("executor-abi/ABI_BASELINE");
     let text =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    baseline_from(&text).with_context(|| format!("{} names no commit", path.display()))
+    let baselines = baselines_from(&text);
+    if baselines.is_empty() {
+        bail!("{} names no commit", path.display());
+    }
+    Ok(baselines)
 }
 
-fn baseline_from(text: &str) -> Option<String> {
+fn baselines_from(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
-        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -247,9 +255,9 @@ type Libraries = BTreeMap<String, (PluginCrate, PathBuf)>;
 
 fn check_compatibility(root: &Path, reference: &str) -> anyhow::Result<()> {
     let target = plugins::workspace_target_dir(root);
-    let work = target.join("abi-baseline");
     let commit = resolve_commit(root, reference)?;
     let short = &commit[..commit.len().min(10)];
+    let work = target.join("abi-baseline").join(short);
     let worktree = prepare_worktree(root, &work.join("worktree"), &commit)?;
     let baseline_version = abi_version_at(&worktree)?;
     let current_version = abi_version_at(root)?;
@@ -656,11 +664,13 @@ mod tests {
     #[test]
     fn the_baseline_file_names_a_commit() {
         assert_eq!(
-            baseline_from("# comment\n\n abc123 \n").as_deref(),
+            baselines_from("# comment\n\n abc123 \n def456\n")
+                .first()
+                .map(String::as_str),
             Some("abc123")
         );
-        assert_eq!(baseline_from("# only a comment\n"), None);
-        let recorded = read_baseline(&project_root()).unwrap();
+        assert!(baselines_from("# only a comment\n").is_empty());
+        let recorded = read_baselines(&project_root()).unwrap().remove(0);
         assert_eq!(recorded.len(), 40, "a full commit id: {recorded}");
     }
 
