@@ -66,6 +66,15 @@ pub(crate) enum Command {
         #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
         max_memory: Option<u64>,
     },
+    /// Write an HTML report from the NDJSON events of an earlier
+    /// `cellrun run --json` (`-` reads standard input).
+    Report {
+        /// The saved events.
+        events: PathBuf,
+        /// The HTML file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
     /// Print a notebook's dependency graph.
     Graph {
         /// The notebook file (`.rhai`, percent format).
@@ -89,6 +98,9 @@ pub(crate) struct RunArgs {
     /// Print NDJSON events on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also write a self-contained HTML report of the run to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
     /// Stop a cell when the process holds more than MIB mebibytes of heap
     /// (default: a quarter of the machine's memory).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]

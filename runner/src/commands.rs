@@ -30,6 +30,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args),
         Command::Watch(args) => crate::watch::watch(args),
         Command::Check { notebook, json } => check(&notebook, json),
+        Command::Report { events, output } => crate::report::from_file(&events, &output),
         Command::Graph { notebook, format } => graph(&notebook, format),
         Command::Cache { action } => cache(action),
         Command::Plugins { plugins, json } => list_plugins(&plugins, json),
@@ -83,6 +84,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let selected = select_cells(&loaded.notebook, &args.cells, &loaded.path)?;
     let plan = Plan::new(&loaded.notebook, &loaded.graph, selected.as_deref());
 
+    // The report file is created first, so a bad path fails before the run.
+    let report = args
+        .report
+        .as_deref()
+        .map(crate::report::ReportFile::create)
+        .transpose()?;
     let session = Session::new(&args, limits, loaded.notebook.language())?;
     session.check_language(&loaded)?;
     let (evaluator, cache_warnings) =
@@ -90,9 +97,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let header = session.header(&loaded, &evaluator, &plan);
     let sink = &session.sink;
     let mut hooks = Hooks::new();
-    if args.json {
-        output::json_hooks(&mut hooks, sink, &header);
-    } else {
+    if let Some(events) = session.events() {
+        output::json_hooks(&mut hooks, events, &header);
+    }
+    if !args.json {
         output::human_hooks(&mut hooks, sink, &header);
     }
     crate::last_words::arm(&mut hooks, sink, args.json, header.names.clone());
@@ -135,6 +143,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         })
     })?;
+    // The report first: a closed standard output loses no more than it must.
+    if let (Some(report), Some(events)) = (report, session.events()) {
+        report.write(&events.take_recorded())?;
+    }
     if let Some(error) = sink.take_error() {
         return Err(error.into());
     }

@@ -15,6 +15,7 @@ mod memory;
 mod output;
 mod plugins;
 mod python;
+mod report;
 mod session;
 mod tui;
 mod watch;

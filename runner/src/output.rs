@@ -7,10 +7,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use executor_core::{
-    CancelToken, Cell, CellError, Concurrency, Executor, Globals, RunContext, RunOutcome,
+    CancelToken, Cell, CellError, Concurrency, Executor, Globals, Notebook, RunContext, RunOutcome,
     RunResult, Status,
 };
-use scheduler::{CellOutcome, Hooks, Priority, RunSummary};
+use scheduler::{CellOutcome, DataflowGraph, Hooks, Priority, RunSummary};
 use serde::Serialize;
 
 use crate::json::{compact, to_json_bounded};
@@ -21,6 +21,15 @@ use crate::json::{compact, to_json_bounded};
 #[derive(Clone)]
 pub(crate) struct Sink {
     inner: Arc<SinkInner>,
+    /// Events kept in memory for a report, when this sink records.
+    record: Option<Arc<Record>>,
+}
+
+/// The NDJSON lines a recording sink kept.
+struct Record {
+    lines: Mutex<String>,
+    /// Whether events also go to standard output.
+    echo: bool,
 }
 
 struct SinkInner {
@@ -96,7 +105,29 @@ impl Sink {
                     }
                 });
         }
-        Sink { inner }
+        Sink {
+            inner,
+            record: None,
+        }
+    }
+
+    /// A sink on the same standard output that keeps every event in
+    /// memory (see [`Sink::recorded`]) and also prints it when `echo`.
+    pub(crate) fn recording(&self, echo: bool) -> Sink {
+        Sink {
+            inner: self.inner.clone(),
+            record: Some(Arc::new(Record {
+                lines: Mutex::new(String::new()),
+                echo,
+            })),
+        }
+    }
+
+    /// The NDJSON events recorded so far, taken out of the sink.
+    pub(crate) fn take_recorded(&self) -> String {
+        self.record.as_ref().map_or_else(String::new, |record| {
+            std::mem::take(&mut *record.lines.lock().unwrap_or_else(PoisonError::into_inner))
+        })
     }
 
     pub(crate) fn is_terminal(&self) -> bool {
@@ -143,6 +174,16 @@ impl Sink {
             serde_json::json!({"event": "warning", "message": format!("cannot encode event: {error}")}).to_string()
         });
         line.push('\n');
+        if let Some(record) = &self.record {
+            record
+                .lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_str(&line);
+            if !record.echo {
+                return;
+            }
+        }
         self.write(&line);
     }
 
@@ -222,6 +263,23 @@ pub(crate) struct RunHeader {
     /// The executor that could not be constructed, and why, when the
     /// built-in one runs instead.
     pub(crate) fallback: Option<(String, String)>,
+    /// When the run started: `at_ms` fields count from here.
+    pub(crate) clock: RunClock,
+    /// The same moment as an ISO 8601 UTC date.
+    pub(crate) started_at: String,
+    /// The notebook's language (`rhai`, `python`).
+    pub(crate) language: &'static str,
+    /// Every cell in file order, for reports.
+    pub(crate) sources: Vec<CellSourceJson>,
+}
+
+/// A cell as `run_started` lists it in `notebook_cells`.
+#[derive(Serialize)]
+pub(crate) struct CellSourceJson {
+    pub(crate) name: String,
+    pub(crate) line: u32,
+    pub(crate) code: String,
+    pub(crate) parents: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -238,12 +296,16 @@ struct RunStarted<'a> {
     lifecycles: &'a [String],
     cells: &'a [String],
     fallback: Option<Fallback<'a>>,
+    started_at: &'a str,
+    language: &'a str,
+    notebook_cells: &'a [CellSourceJson],
 }
 
 #[derive(Serialize)]
 #[serde(tag = "event", rename = "cell_started")]
 struct CellStarted<'a> {
     cell: &'a str,
+    at_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -267,6 +329,7 @@ struct CellFinished<'a> {
     error: Option<ErrorJson<'a>>,
     duration_ms: f64,
     cached: bool,
+    at_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -282,6 +345,7 @@ struct RunFinished {
     error: usize,
     cancelled: usize,
     interrupted: usize,
+    duration_ms: f64,
 }
 
 /// Adds the hooks that print NDJSON events, and prints `run_started`.
@@ -295,9 +359,13 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
             .fallback
             .as_ref()
             .map(|(from, reason)| Fallback { from, reason }),
+        started_at: &header.started_at,
+        language: header.language,
+        notebook_cells: &header.sources,
     });
     let out = stdout.clone();
     let names = header.names.clone();
+    let started = header.clock.clone();
     hooks.on_post_execution(Priority::Normal, move |outcome| {
         let error = outcome.result.error.as_ref().map(|error| ErrorJson {
             kind: error.kind.as_str(),
@@ -316,17 +384,20 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
             output_truncated,
             stdout: &outcome.result.stdout,
             error,
-            duration_ms: outcome.duration.as_secs_f64() * 1e3,
+            duration_ms: millis(outcome.duration),
             cached: outcome.result.cached,
+            at_ms: started.ms(),
         });
     });
     let out = stdout.clone();
+    let started = header.clock.clone();
     hooks.on_finish(Priority::Final, move |summary| {
         out.event(&RunFinished {
             ok: summary.ok,
             error: summary.error,
             cancelled: summary.cancelled,
             interrupted: summary.interrupted,
+            duration_ms: started.ms(),
         });
         out.flush();
     });
@@ -668,10 +739,15 @@ impl Progress {
 ///
 /// The pending hooks run before the lifecycles, which may skip the body;
 /// the event is printed here, where the body really starts.
-pub(crate) fn announce_body_start(executor: Arc<dyn Executor>, sink: &Sink) -> Arc<dyn Executor> {
+pub(crate) fn announce_body_start(
+    executor: Arc<dyn Executor>,
+    sink: &Sink,
+    clock: &RunClock,
+) -> Arc<dyn Executor> {
     Arc::new(AnnounceStart {
         inner: executor,
         sink: sink.clone(),
+        clock: clock.clone(),
     })
 }
 
@@ -679,6 +755,7 @@ pub(crate) fn announce_body_start(executor: Arc<dyn Executor>, sink: &Sink) -> A
 struct AnnounceStart {
     inner: Arc<dyn Executor>,
     sink: Sink,
+    clock: RunClock,
 }
 
 impl Executor for AnnounceStart {
@@ -687,7 +764,10 @@ impl Executor for AnnounceStart {
     }
 
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
-        self.sink.event(&CellStarted { cell: cell.name() });
+        self.sink.event(&CellStarted {
+            cell: cell.name(),
+            at_ms: self.clock.ms(),
+        });
         self.inner.execute(cell, globals, token)
     }
 
@@ -706,6 +786,55 @@ impl Executor for AnnounceStart {
     fn run_finished(&self, outcome: &RunOutcome) {
         self.inner.run_finished(outcome);
     }
+}
+
+/// Every cell of `notebook` in file order, with its parents' names.
+pub(crate) fn cell_sources(notebook: &Notebook, graph: &DataflowGraph) -> Vec<CellSourceJson> {
+    notebook
+        .cells()
+        .iter()
+        .map(|cell| CellSourceJson {
+            name: cell.name().to_owned(),
+            line: cell.first_line(),
+            code: cell.code().to_owned(),
+            parents: graph
+                .parents(cell.id())
+                .iter()
+                .map(|parent| notebook.cell(*parent).name().to_owned())
+                .collect(),
+        })
+        .collect()
+}
+
+/// When the current run started, shared by everything that stamps its
+/// events with `at_ms`; a watch restarts it for each run.
+#[derive(Clone)]
+pub(crate) struct RunClock(Arc<Mutex<Instant>>);
+
+impl RunClock {
+    pub(crate) fn new() -> RunClock {
+        RunClock(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    /// Starts counting from now.
+    pub(crate) fn restart(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// Milliseconds since the start, to the microsecond.
+    pub(crate) fn ms(&self) -> f64 {
+        millis(
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .elapsed(),
+        )
+    }
+}
+
+/// A duration in milliseconds, to the microsecond.
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// "1 cell", "2 cells".

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 use executor_core::{
@@ -17,7 +17,7 @@ use scheduler::{MemoryLimit, Plan, RunControl};
 
 use crate::cli::RunArgs;
 use crate::commands::Loaded;
-use crate::output::{self, RunHeader, Sink, Warning};
+use crate::output::{self, RunClock, RunHeader, Sink, Warning};
 use crate::plugins::{self, PluginConfig};
 
 /// The executor of a run of a notebook in `language`: the one `named`
@@ -69,6 +69,11 @@ fn select_executor(
 /// writes it once), the output sink and the limits.
 pub(crate) struct Session {
     pub(crate) sink: Sink,
+    /// Where NDJSON events go: standard output under `--json`, kept in
+    /// memory too for `--report`; none for human output alone.
+    events: Option<Sink>,
+    /// When the current run started, for the events' `at_ms`.
+    clock: RunClock,
     pub(crate) limits: Limits,
     json: bool,
     strict: bool,
@@ -93,9 +98,15 @@ impl Session {
     /// constructed, or no executor runs `language`: no cell may run then.
     pub(crate) fn new(args: &RunArgs, limits: Limits, language: &str) -> anyhow::Result<Session> {
         let sink = Sink::new();
-        if args.json {
-            crate::logging::forward_warnings_to(&sink);
+        let events = match (&args.report, args.json) {
+            (Some(_), json) => Some(sink.recording(json)),
+            (None, true) => Some(sink.clone()),
+            (None, false) => None,
+        };
+        if let Some(events) = &events {
+            crate::logging::forward_warnings_to(events);
         }
+        let clock = RunClock::new();
         let plugin_config = PluginConfig::new(
             &args.plugins.plugin_dirs,
             args.plugins.allow_untrusted_plugins,
@@ -122,15 +133,16 @@ impl Session {
             &plugins::lifecycle_filter(),
             &mut warnings,
         );
-        let executor = if args.json {
+        let executor = match &events {
             // `cell_started` means the body starts: a cell a lifecycle skips
             // (a cache hit, a strict error) never gets one.
-            output::announce_body_start(selection.executor, &sink)
-        } else {
-            selection.executor
+            Some(events) => output::announce_body_start(selection.executor, events, &clock),
+            None => selection.executor,
         };
         Ok(Session {
             sink,
+            events,
+            clock,
             limits,
             json: args.json,
             strict: args.strict,
@@ -169,12 +181,19 @@ impl Session {
         self.json
     }
 
-    /// Prints a warning: a `warning` event under `--json`, else a line on stderr.
+    /// The sink of NDJSON events, when the run prints or records them.
+    pub(crate) fn events(&self) -> Option<&Sink> {
+        self.events.as_ref()
+    }
+
+    /// Prints a warning: a `warning` event under `--json` (or for the
+    /// report), and a line on stderr unless under `--json`.
     pub(crate) fn warn(&self, message: &str) {
         tracing::debug!(message, "warning");
-        if self.json {
-            self.sink.event(&Warning { message });
-        } else {
+        if let Some(events) = &self.events {
+            events.event(&Warning { message });
+        }
+        if !self.json {
             eprintln!("cellrun: warning: {}", output::terminal_safe(message));
         }
     }
@@ -228,8 +247,10 @@ impl Session {
         )
     }
 
-    /// The facts the printers need about a run of `plan` over `loaded`.
+    /// The facts the printers need about a run of `plan` over `loaded`;
+    /// the run's clock starts now.
     pub(crate) fn header(&self, loaded: &Loaded, evaluator: &Evaluator, plan: &Plan) -> RunHeader {
+        self.clock.restart();
         RunHeader {
             notebook: loaded.path.clone(),
             executor: evaluator.executor().name().to_owned(),
@@ -253,6 +274,10 @@ impl Session {
             ),
             text: Arc::from(loaded.text.as_str()),
             fallback: self.fallback.clone(),
+            clock: self.clock.clone(),
+            started_at: crate::report::iso_date(SystemTime::now()),
+            language: loaded.notebook.language(),
+            sources: output::cell_sources(&loaded.notebook, &loaded.graph),
         }
     }
 

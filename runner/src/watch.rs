@@ -108,6 +108,9 @@ pub(crate) fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     if !args.run.cells.is_empty() {
         bail!("`cellrun watch` runs the whole notebook; `--cell` is for `cellrun run`");
     }
+    if args.run.report.is_some() {
+        bail!("`--report` is for `cellrun run`; `cellrun report` makes one from a saved `--json` stream");
+    }
     let limits = crate::session::limits(&args.run);
     let path = args.run.notebook.clone();
     let loaded = commands::load(&path, &limits)?;

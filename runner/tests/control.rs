@@ -65,7 +65,7 @@ fn sigint_interrupts_the_busy_cell_and_reports_the_rest() {
     let (code, stdout, stderr) = interrupt_busy_cell(
         &dir,
         &["--json"],
-        r#"{"event":"cell_started","cell":"busy"}"#,
+        r#"{"event":"cell_started","cell":"busy","#,
     );
     assert_eq!(code, 130, "{stderr}");
     let events: Vec<serde_json::Value> = stdout

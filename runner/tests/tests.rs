@@ -41,3 +41,6 @@ mod worker;
 
 // `cellrun watch`: re-runs after scripted saves, the terminal screen.
 mod watch;
+
+// HTML reports: `run --report`, `cellrun report`, and the page in Chromium.
+mod report;
