@@ -36,7 +36,7 @@ fn start_until(dir: &Dir, notebook: &str, args: &[&str], cell: &str) -> (Child, 
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
-    let marker = format!(r#"{{"event":"cell_started","cell":"{cell}"}}"#);
+    let marker = format!(r#"{{"event":"cell_started","cell":"{cell}","#);
     loop {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap() == 0 {

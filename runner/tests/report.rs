@@ -1,6 +1,9 @@
 //! `cellrun run --report FILE` and `cellrun report EVENTS -o FILE`: the
 //! HTML page, its structure (snapshots), and the events it is built from.
 
+use std::path::Path;
+
+use crate::chromium::Chromium;
 use crate::util::{cellrun_command, Dir, Run};
 
 /// A stream written by hand: every part of a report, with the displays a
@@ -271,4 +274,115 @@ fn report_reads_standard_input() {
     assert_eq!(output.status.code(), Some(0));
     let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
     assert_eq!(html.matches("<article class=\"cell").count(), 9);
+}
+
+/// The `file://` URL of `path`.
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.canonicalize().unwrap().display())
+}
+
+#[test]
+fn chromium_shows_every_cell_and_no_request_leaves_the_page() {
+    let dir = Dir::new("report-chromium");
+    dir.write("nb.rhai", NOTEBOOK);
+    let output = dir.cellrun(&["run", "nb.rhai", "--report", "run.html"]);
+    assert_eq!(output.status.code(), Some(1));
+    report_of(&dir, RICH_STREAM);
+    // A page that does make a request, to show that the watch sees one.
+    dir.write(
+        "control.html",
+        "<img src=\"http://cellrun.invalid/pixel.png\">",
+    );
+
+    let mut chromium = Chromium::launch(&dir.path().join("profile"));
+    let page = chromium.new_page();
+    chromium.navigate(&page, &file_url(&dir.path().join("control.html")));
+    assert!(
+        chromium
+            .requests
+            .iter()
+            .any(|url| url == "http://cellrun.invalid/pixel.png"),
+        "the protocol shows the control page's request: {:?}",
+        chromium.requests
+    );
+    let proxied = chromium.proxied();
+    assert!(
+        proxied
+            .iter()
+            .any(|line| line.contains("cellrun.invalid/pixel.png")),
+        "the proxy sees the control page's request: {proxied:?}"
+    );
+
+    let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("report-e2e");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let pages: [(&str, &[&str]); 2] = [
+        (
+            "run.html",
+            &[
+                "data",
+                "rows",
+                "picture",
+                "risky",
+                "uses_ratio",
+                "independent",
+            ],
+        ),
+        (
+            "report.html",
+            &[
+                "setup", "html", "md", "png", "svg", "table", "broken", "after", "skipped",
+            ],
+        ),
+    ];
+    for (file, cells) in pages {
+        chromium.requests.clear();
+        let url = file_url(&dir.path().join(file));
+        chromium.navigate(&page, &url);
+        let names = chromium.eval(
+            &page,
+            "Array.from(document.querySelectorAll('article.cell'), cell => cell.dataset.name)",
+        );
+        assert_eq!(
+            names,
+            serde_json::json!(cells),
+            "{file}: every cell, in file order"
+        );
+        let links = chromium.eval(
+            &page,
+            "Array.from(document.querySelectorAll('#graph svg a')).length",
+        );
+        assert_eq!(links, cells.len(), "{file}: every cell in the graph");
+        let foreign: Vec<&String> = chromium
+            .requests
+            .iter()
+            .filter(|request| {
+                **request != url && !request.starts_with("data:") && !request.starts_with("about:")
+            })
+            .collect();
+        assert!(foreign.is_empty(), "{file} asked for {foreign:?}");
+        assert_eq!(
+            chromium.proxied(),
+            proxied,
+            "{file}: nothing reached the network"
+        );
+        let png = chromium.screenshot(&page);
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(artefacts.join(file.replace(".html", ".png")), png).unwrap();
+    }
+    // The HTML output's frame has an opaque origin: its script could not
+    // reach the page (and did not run: the sandbox is empty).
+    assert_eq!(
+        chromium.eval(
+            &page,
+            "document.querySelector('iframe.html').contentDocument === null"
+        ),
+        true
+    );
+    assert_eq!(
+        chromium.eval(&page, "document.title"),
+        "cellrun report: rich.py"
+    );
 }

@@ -5,6 +5,9 @@
 
 mod util;
 
+// Headless Chromium over the DevTools protocol, for the report tests.
+mod chromium;
+
 // `cellrun run`: statuses, outputs, cancellation, JSON events, exit codes.
 mod run;
 
