@@ -56,8 +56,9 @@ pub(crate) struct Chromium {
     messages: Receiver<Value>,
     /// Events that came while waiting for an answer.
     events: VecDeque<Value>,
-    /// Every `Network.requestWillBeSent` URL, from any session.
-    pub(crate) requests: Vec<String>,
+    /// Every `Network.requestWillBeSent`, from any session, as the URL of
+    /// the document that made it and the URL asked for.
+    pub(crate) requests: Vec<(String, String)>,
     next_id: u64,
     proxy: Arc<Mutex<Vec<String>>>,
     proxy_port: u16,
@@ -200,12 +201,15 @@ impl Chromium {
             .recv_timeout(ANSWER_TIMEOUT)
             .unwrap_or_else(|_| panic!("Chromium did not answer within {ANSWER_TIMEOUT:?}"));
         if message.get("method").and_then(Value::as_str) == Some("Network.requestWillBeSent") {
-            if let Some(url) = message
-                .pointer("/params/request/url")
-                .and_then(Value::as_str)
-            {
-                self.requests.push(url.to_owned());
-            }
+            let text = |pointer: &str| {
+                message
+                    .pointer(pointer)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            self.requests
+                .push((text("/params/documentURL"), text("/params/request/url")));
         }
         if message.get("method").and_then(Value::as_str) == Some("Target.attachedToTarget") {
             // A frame in another process: watch its requests too, then let it run.

@@ -52,6 +52,9 @@ pub(crate) struct Finished {
     pub(crate) status: String,
     #[serde(default)]
     pub(crate) output: Value,
+    /// Whether `output` was cut short when the event was written.
+    #[serde(default)]
+    pub(crate) output_truncated: bool,
     #[serde(default)]
     pub(crate) stdout: String,
     #[serde(default)]
@@ -94,6 +97,17 @@ pub(crate) struct Tally {
     pub(crate) interrupted: usize,
     #[serde(default)]
     pub(crate) duration_ms: Option<f64>,
+    /// Why the run stopped early (a failed allocation), when it did.
+    #[serde(default)]
+    pub(crate) aborted: Option<Aborted>,
+}
+
+/// The `aborted` object of a `run_finished` after a failed allocation.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Aborted {
+    pub(crate) reason: String,
+    #[serde(default)]
+    pub(crate) cell: Option<String>,
 }
 
 #[derive(Deserialize)]

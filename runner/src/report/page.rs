@@ -97,6 +97,21 @@ fn push_header(out: &mut String, run: &Run) {
         &total_time(run).map_or_else(|| "unknown".to_owned(), super::duration),
     );
     out.push_str("</dl>\n");
+    if let Some(aborted) = run
+        .finished
+        .as_ref()
+        .and_then(|tally| tally.aborted.as_ref())
+    {
+        let during = aborted
+            .cell
+            .as_deref()
+            .map(|cell| format!(" while {cell} ran"))
+            .unwrap_or_default();
+        push_note(
+            out,
+            &format!("The run was aborted ({}){during}.", aborted.reason),
+        );
+    }
     if run.finished.is_none() {
         push_note(
             out,
@@ -366,6 +381,12 @@ fn push_cell(out: &mut String, run: &Run, index: usize, cell: &CellEntry, langua
     if result.display.is_none() && !result.output.is_null() {
         out.push_str("<section class=\"output\"><h4>Output</h4>");
         push_output(out, &result.output);
+        if result.output_truncated {
+            push_note(
+                out,
+                "Truncated: the value was larger than the events carry.",
+            );
+        }
         out.push_str("</section>\n");
     }
     out.push_str("</article>\n");
