@@ -56,12 +56,23 @@ pub(crate) struct Chromium {
     messages: Receiver<Value>,
     /// Events that came while waiting for an answer.
     events: VecDeque<Value>,
-    /// Every `Network.requestWillBeSent`, from any session, as the URL of
-    /// the document that made it and the URL asked for.
-    pub(crate) requests: Vec<(String, String)>,
+    /// Every `Network.requestWillBeSent`, from any session.
+    pub(crate) requests: Vec<Request>,
     next_id: u64,
     proxy: Arc<Mutex<Vec<String>>>,
     proxy_port: u16,
+}
+
+/// A request a page began.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// The URL of the document that made it.
+    pub(crate) document: String,
+    pub(crate) url: String,
+    /// Why the browser stopped it before it left (`csp`, ...), if it did.
+    pub(crate) blocked: Option<String>,
+    session: String,
+    id: String,
 }
 
 /// A pipe whose two ends close on exec, moved above the standard numbers
@@ -200,16 +211,32 @@ impl Chromium {
             .messages
             .recv_timeout(ANSWER_TIMEOUT)
             .unwrap_or_else(|_| panic!("Chromium did not answer within {ANSWER_TIMEOUT:?}"));
-        if message.get("method").and_then(Value::as_str) == Some("Network.requestWillBeSent") {
-            let text = |pointer: &str| {
-                message
-                    .pointer(pointer)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            self.requests
-                .push((text("/params/documentURL"), text("/params/request/url")));
+        let text = |pointer: &str| {
+            message
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match message.get("method").and_then(Value::as_str) {
+            Some("Network.requestWillBeSent") => self.requests.push(Request {
+                document: text("/params/documentURL"),
+                url: text("/params/request/url"),
+                blocked: None,
+                session: text("/sessionId"),
+                id: text("/params/requestId"),
+            }),
+            // A request the page's policy (or the browser) stopped never
+            // left; DevTools still reports that it began.
+            Some("Network.loadingFailed") if !text("/params/blockedReason").is_empty() => {
+                let (session, id) = (text("/sessionId"), text("/params/requestId"));
+                for request in &mut self.requests {
+                    if request.session == session && request.id == id {
+                        request.blocked = Some(text("/params/blockedReason"));
+                    }
+                }
+            }
+            _ => {}
         }
         if message.get("method").and_then(Value::as_str) == Some("Target.attachedToTarget") {
             // A frame in another process: watch its requests too, then let it run.
