@@ -23,6 +23,8 @@ const PLUGINS: &[&str] = &[
     "teardown_panic",
     "abi_two",
     "abi_1_0",
+    "abi_1_1",
+    "reserved_name",
     "bad_layout",
     "not_a_plugin",
 ];
