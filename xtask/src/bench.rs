@@ -31,6 +31,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("building cellrun failed");
     }
     let cellrun = root.join("target/release/cellrun");
+    if args.iter().any(|arg| arg == "report") {
+        let mut report = String::new();
+        html_report(&cellrun, &out_dir, if quick { 3 } else { 5 }, &mut report)?;
+        print!("{report}");
+        return Ok(());
+    }
     if args.iter().any(|arg| arg == "watch") {
         let mut report = String::new();
         watch_latency(&cellrun, &out_dir, if quick { 5 } else { 15 }, &mut report)?;
@@ -93,6 +99,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         writeln!(report, "\nThe slurm executor: not measured: {err:#}")?;
     }
     watch_latency(&cellrun, &out_dir, repeats, &mut report)?;
+    html_report(&cellrun, &out_dir, repeats.min(5), &mut report)?;
     print!("{report}");
 
     println!("\nIn-process benchmarks (divan):");
@@ -442,6 +449,107 @@ fn time_runs(
     }
     times.sort();
     Ok(times)
+}
+
+/// `--report` on notebooks of 1,000 and 10,000 cells with outputs and
+/// printed text: the cost in the run, the page's size, and how long
+/// headless Chromium takes to load and paint it (its start-up on an empty
+/// page measured apart).
+fn html_report(
+    cellrun: &Path,
+    out_dir: &Path,
+    repeats: usize,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    writeln!(report, "\nHTML report (`--report`), best of {repeats}:\n")?;
+    writeln!(
+        report,
+        "| cells | run | run with --report | page | Chromium: load and screenshot |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|")?;
+    let chromium = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|path| path.is_file())
+    });
+    let open = |page: &Path| -> anyhow::Result<Option<Duration>> {
+        let Some(chromium) = &chromium else {
+            return Ok(None);
+        };
+        let mut best = Duration::MAX;
+        for round in 0..repeats {
+            let profile = out_dir.join(format!("chromium-profile-{round}"));
+            let _ = fs::remove_dir_all(&profile);
+            let start = Instant::now();
+            let status = Command::new(chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1280,1600",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg(format!(
+                    "--screenshot={}",
+                    out_dir.join("report.png").display()
+                ))
+                .arg(format!("file://{}", page.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            best = best.min(start.elapsed());
+            let _ = fs::remove_dir_all(&profile);
+            if !status.success() {
+                bail!("chromium failed on {} with {status}", page.display());
+            }
+        }
+        Ok(Some(best))
+    };
+    let empty = out_dir.join("empty.html");
+    fs::write(&empty, "<!DOCTYPE html><title>empty</title>")?;
+    let baseline = open(&empty)?;
+    for n in [1_000, 10_000] {
+        let mut text = String::with_capacity(n * 64);
+        for i in 0..n {
+            if i == 0 {
+                writeln!(text, "// %% c0\nlet x_0 = 0;\nx_0")?;
+            } else {
+                writeln!(
+                    text,
+                    "// %% c{i}\nlet x_{i} = x_{} + 1;\nprint(`step {i}`);\nx_{i}",
+                    i - 1
+                )?;
+            }
+        }
+        let notebook = out_dir.join(format!("report_{n}.rhai"));
+        fs::write(&notebook, text)?;
+        let page = out_dir.canonicalize()?.join(format!("report_{n}.html"));
+        let plain = time_runs(cellrun, &notebook, &[], repeats)?[0];
+        let page_arg = page.display().to_string();
+        let with_report = time_runs(cellrun, &notebook, &["--report", &page_arg], repeats)?[0];
+        let size = fs::metadata(&page)?.len();
+        let opened = match (open(&page)?, baseline) {
+            (Some(opened), Some(baseline)) => format!(
+                "{:.0} ms ({:.0} ms more than an empty page)",
+                ms(opened),
+                ms(opened.saturating_sub(baseline))
+            ),
+            _ => "not measured: no `chromium` on PATH".to_owned(),
+        };
+        writeln!(
+            report,
+            "| {n} | {:.1} ms | {:.1} ms | {:.1} MiB | {opened} |",
+            ms(plain),
+            ms(with_report),
+            size as f64 / f64::from(1u32 << 20)
+        )?;
+    }
+    Ok(())
 }
 
 fn ms(duration: Duration) -> f64 {

@@ -61,10 +61,11 @@ fn print_help() {
                     in the current cellrun; fail when the ABI version policy is broken
   abi-check --layout
                     check and update the committed ABI layout snapshot (executor-abi/abi-layout.txt)
-  bench [--quick] [medium-cache|watch]
+  bench [--quick] [medium-cache|watch|report]
                     time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
                     (`medium-cache`: only the cache on a 1,000,000-integer array;
-                    `watch`: only the save-to-result latency of `cellrun watch`)
+                    `watch`: only the save-to-result latency of `cellrun watch`;
+                    `report`: only `--report` and opening its page in headless Chromium)
   fuzz [--seconds N] [--seed N]
                     run cellrun on random notebooks for N seconds (default 60); fail on a crash,
                     a hang, a panic or a broken JSON stream, keeping the notebook in target/fuzz/failures
