@@ -26,7 +26,7 @@ pub mod worker;
 use std::path::PathBuf;
 
 use executor_abi::abi_stable::std_types::{RNone, ROption, RSome, RString};
-use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError};
+use executor_abi::sdk::{ExecutorPlugin, Host, Logger, Options, Outcome, PluginError, StopReason};
 use executor_abi::{FfiCellContext, FfiCellError, FfiErrorKind, FfiValue};
 
 use crate::job::{JobFailure, StopCause};
@@ -151,19 +151,34 @@ impl Slurm {
         resources: Resources,
     ) -> Result<Outcome, PluginError> {
         let mut inputs = Vec::new();
-        for name in cell.refs.iter() {
-            if let Some(value) = host.get(name) {
-                let wire = worker::to_wire(&value)
-                    .map_err(|reason| PluginError::new(format!("input `{name}`: {reason}")))?;
+        for name in cell.refs.iter().chain(cell.fn_refs.iter()) {
+            if let Some(text) = host.get_wire(name)? {
+                let wire = serde_json::from_str(&text).map_err(|err| {
+                    PluginError::new(format!(
+                        "input `{name}`: the host's wire form is not JSON: {err}"
+                    ))
+                })?;
                 inputs.push((name.to_string(), wire));
             }
         }
+        let functions = cell
+            .functions
+            .iter()
+            .map(|function| {
+                serde_json::json!({
+                    "name": function.name.as_str(),
+                    "cell": function.cell.as_str(),
+                    "code": function.code.as_str(),
+                })
+            })
+            .collect();
         let request = worker::Request {
             name: cell.name.to_string(),
             code: cell.code.to_string(),
             first_line: cell.first_line,
             inputs,
-            deadline_unix_ms: None,
+            functions,
+            deadline_unix_ms: cell.deadline_unix_ms.into_option(),
         };
         let command = vec![
             self.config.cellrun.display().to_string(),
@@ -173,13 +188,21 @@ impl Slurm {
             .run
             .job(cell.id, &cell.name, resources, command)
             .map_err(|err| PluginError::new(format!("cannot create the job directory: {err}")))?;
-        let stop = || host.is_cancelled().then_some(StopCause::Interrupted);
+        let stop = || {
+            host.stop_reason().map(|reason| match reason {
+                StopReason::Timeout => StopCause::Timeout,
+                StopReason::Interrupted => StopCause::Interrupted,
+                StopReason::Memory => StopCause::Other,
+            })
+        };
         let response = match spec.run(request.to_line().as_bytes(), stop) {
             Ok(response) => response,
-            Err(JobFailure::Stopped(_)) => {
-                // The host knows whether it was a timeout or an interrupt;
-                // the built-in evaluation reports it as the host's own.
-                return host.run_default();
+            Err(JobFailure::Stopped(cause)) => {
+                let reason = host.stop_reason().unwrap_or(match cause {
+                    StopCause::Timeout => StopReason::Timeout,
+                    _ => StopReason::Interrupted,
+                });
+                return Ok(Outcome::stopped(reason));
             }
             Err(JobFailure::Failed { state, message }) => {
                 let kind = match state.as_deref() {
@@ -205,9 +228,7 @@ impl Slurm {
             ))
         })?;
         for (name, wire) in &answer.defs {
-            let value = worker::from_wire(wire)
-                .map_err(|reason| PluginError::new(format!("definition `{name}`: {reason}")))?;
-            host.set(name, value);
+            host.set_wire(name, &wire.to_string())?;
         }
         let output = match &answer.output {
             Some(wire) => worker::from_wire(wire)

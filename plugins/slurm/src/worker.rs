@@ -24,6 +24,8 @@ pub struct Request {
     pub first_line: u32,
     /// The inputs, each in the wire form.
     pub inputs: Vec<(String, Value)>,
+    /// The notebook functions the cell reaches, as protocol 1 objects.
+    pub functions: Vec<Value>,
     /// When the cell must have finished (wall clock), if it must.
     pub deadline_unix_ms: Option<u64>,
 }
@@ -41,7 +43,7 @@ impl Request {
                 "code": self.code,
                 "first_line": self.first_line,
             },
-            "functions": [],
+            "functions": self.functions,
             "inputs": inputs,
         });
         if let Some(deadline) = self.deadline_unix_ms {
@@ -297,6 +299,7 @@ mod tests {
             code: "x + 1\n".into(),
             first_line: 4,
             inputs: vec![("x".into(), json!({"int": 20}))],
+            functions: Vec::new(),
             deadline_unix_ms: Some(5),
         };
         let line = request.to_line();
