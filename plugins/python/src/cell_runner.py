@@ -1,0 +1,273 @@
+"""Runs one notebook cell inside cellrun's embedded interpreter.
+
+The Rust side calls `run_cell` with the cell's code, the notebook's path and
+the code's first notebook line, and the globals dictionary shared by every
+cell.  Compiling against the notebook's path with shifted line numbers makes
+tracebacks and `linecache` point at the notebook file itself.
+"""
+
+import ast
+import asyncio
+import base64
+import copy
+import inspect
+import io
+import json
+import math
+import pickle
+import sys
+import tokenize
+import traceback
+import types
+
+_loop = None
+
+
+def _event_loop():
+    """One event loop for the whole run, so async cells share it as in marimo."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
+def _ends_with_semicolon(code):
+    """Whether the last token of the code, comments aside, is `;`."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return code.rstrip().endswith(";")
+    ignored = {
+        tokenize.ENDMARKER,
+        tokenize.NEWLINE,
+        tokenize.NL,
+        tokenize.COMMENT,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+    }
+    for token in reversed(tokens):
+        if token.type not in ignored:
+            return token.string == ";"
+    return False
+
+
+class _Capture(io.TextIOBase):
+    """A text stream that collects what a cell writes."""
+
+    def __init__(self, name):
+        self.name = name
+        self.parts = []
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.parts.append(text)
+        return len(text)
+
+    def text(self):
+        return "".join(self.parts)
+
+
+def _compile(code, filename, first_line):
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    tree = compile(code, filename, "exec", flags=flags, dont_inherit=True)
+    ast.increment_lineno(tree, first_line - 1)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr) and not _ends_with_semicolon(code):
+        last = tree.body.pop()
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+    expr = None
+    if last is not None:
+        expression = ast.Expression(last.value)
+        ast.copy_location(expression, last)
+        expr = compile(expression, filename, "eval", flags=flags, dont_inherit=True)
+    return body, expr
+
+
+def _evaluate(code_object, globals_):
+    result = eval(code_object, globals_)
+    if code_object.co_flags & inspect.CO_COROUTINE:
+        result = _event_loop().run_until_complete(result)
+    return result
+
+
+def _notebook_frames(error, filename):
+    """The traceback of `error` limited to frames in the notebook file."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename == filename
+    ]
+    return frames
+
+
+def _failure(error, filename):
+    frames = _notebook_frames(error, filename)
+    line = frames[-1].lineno if frames else None
+    if isinstance(error, SyntaxError) and error.filename == filename:
+        line = error.lineno
+    summary = "".join(traceback.format_exception_only(type(error), error)).strip()
+    lines = ["Traceback (most recent call last):\n"]
+    lines.extend(traceback.format_list(frames))
+    lines.append(summary + "\n")
+    kind = "interrupted" if isinstance(error, KeyboardInterrupt) else "runtime"
+    return {
+        "kind": kind,
+        "message": summary.splitlines()[-1] if summary else type(error).__name__,
+        "type": type(error).__name__,
+        "line": line,
+        "traceback": "".join(lines) if frames else "",
+    }
+
+
+def run_cell(code, filename, first_line, globals_):
+    """Runs `code` in `globals_`: returns (output, stdout, failure or None).
+
+    stdout and stderr are captured for the cell's duration and returned
+    together, in the order written.
+    """
+    capture = _Capture("<stdout>")
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = capture
+    output = None
+    failure = None
+    try:
+        body, expr = _compile(code, filename, first_line)
+        _evaluate(body, globals_)
+        if expr is not None:
+            output = _evaluate(expr, globals_)
+    except BaseException as error:  # noqa: BLE001 - every failure is the cell's
+        failure = _failure(error, filename)
+        output = None
+    finally:
+        sys.stdout, sys.stderr = saved
+    return output, capture.text(), failure
+
+
+def _json_form(value, depth=0):
+    """The value as JSON-ready data, or raises TypeError when it has no JSON form."""
+    if depth > 100:
+        raise TypeError("too deep")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise TypeError("not finite")
+    if isinstance(value, (list, tuple)):
+        return [_json_form(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError("non-string keys")
+        return {key: _json_form(item, depth + 1) for key, item in value.items()}
+    raise TypeError(type(value).__name__)
+
+
+def to_json(value):
+    """The value as JSON text, or None when it has no natural JSON form."""
+    try:
+        return json.dumps(_json_form(value))
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+_REPR_METHODS = (
+    ("_repr_html_", "text/html"),
+    ("_repr_markdown_", "text/markdown"),
+    ("_repr_svg_", "image/svg+xml"),
+    ("_repr_png_", "image/png"),
+    ("_repr_jpeg_", "image/jpeg"),
+    ("_repr_latex_", "text/latex"),
+    ("_repr_json_", "application/json"),
+)
+
+
+def _text(data):
+    if isinstance(data, bytes):
+        return base64.b64encode(data).decode("ascii")
+    if isinstance(data, str):
+        return data
+    return json.dumps(data)
+
+
+def rich_display(value):
+    """(mime, data) from marimo's `_mime_` or an IPython `_repr_*_`, else None."""
+    if value is None or isinstance(value, type):
+        return None
+    try:
+        mime = getattr(value, "_mime_", None)
+        if callable(mime):
+            kind, data = mime()
+            return str(kind), _text(data)
+        for method, kind in _REPR_METHODS:
+            render = getattr(value, method, None)
+            if callable(render):
+                data = render()
+                if data is not None:
+                    return kind, _text(data)
+    except Exception:  # noqa: BLE001 - a broken renderer falls back to repr
+        return None
+    return None
+
+
+def display(value):
+    """A one-line human form: the text of a rich display when short, else repr."""
+    try:
+        return repr(value)
+    except Exception as error:  # noqa: BLE001
+        return f"<{type(value).__name__} object (repr failed: {error})>"
+
+
+def type_name(value):
+    """The value's type as `module.Qualname` (builtins unqualified)."""
+    kind = type(value)
+    module = getattr(kind, "__module__", "")
+    name = getattr(kind, "__qualname__", kind.__name__)
+    return name if module in ("builtins", "", None) else f"{module}.{name}"
+
+
+def _shared(value):
+    """Values handed to cells as they are, never copied: modules, functions, classes."""
+    return isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+
+
+def deep_copy(value):
+    """An independent copy for `--strict`, or None when the value cannot be copied."""
+    if _shared(value):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001 - an uncopyable value is refused, not fatal
+        return None
+
+
+def fingerprint(value):
+    """Bytes equal exactly when the values are equal, or None."""
+    if isinstance(value, types.ModuleType):
+        return ("module:" + value.__name__).encode()
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - unpicklable values make the cell run live
+        return None
+
+
+def encode(value):
+    """A pickle of the value for the cache, or None when it cannot be stored."""
+    if isinstance(value, types.ModuleType):
+        return None
+    try:
+        data = pickle.dumps(value, protocol=5)
+        pickle.loads(data)
+        return data
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def decode(data):
+    return pickle.loads(data)

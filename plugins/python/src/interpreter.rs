@@ -1,0 +1,486 @@
+//! The embedded CPython: chosen, started once per process, never finalised.
+//!
+//! The interpreter is the one the user would get by typing `python`: the
+//! active virtual environment's (`VIRTUAL_ENV`), else the first `python3` on
+//! `PATH`, unless a path is given. It is started with that program's path as
+//! its program name, so CPython finds the environment's `pyvenv.cfg` and
+//! `site-packages` by itself. Python's own signal handlers stay off: Ctrl-C
+//! belongs to the runner, which stops a cell through [`Interrupter`].
+
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule, PyTuple};
+use pyo3::{ffi, intern};
+
+/// The `major.minor` version of the libpython this plugin was built against.
+pub const LINKED_VERSION: &str = env!("CELLRUN_PYTHON_VERSION");
+
+/// The Python helper that compiles and runs a cell.
+const CELL_RUNNER: &CStr =
+    match CStr::from_bytes_with_nul(concat!(include_str!("cell_runner.py"), "\0").as_bytes()) {
+        Ok(code) => code,
+        Err(_) => panic!("cell_runner.py contains a NUL byte"),
+    };
+
+/// The started interpreter: the helper module and the notebook's globals.
+pub struct Interpreter {
+    python: PathBuf,
+    helper: Py<PyModule>,
+    globals: Py<PyDict>,
+    /// The Python thread ids of the threads running a cell; locked while a
+    /// cell starts or ends, so an interrupt never hits the gap.
+    running: Mutex<Vec<u64>>,
+}
+
+static INTERPRETER: OnceLock<Result<Interpreter, String>> = OnceLock::new();
+
+/// The interpreter a user would get: `explicit`, else the active virtual
+/// environment's, else the first `python3` on `PATH`.
+///
+/// # Errors
+/// A sentence saying what was looked for, when nothing is found.
+pub fn choose_python(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!("--python {}: no such file", path.display()))
+        };
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|venv| !venv.is_empty()) {
+        let python = Path::new(&venv).join("bin").join("python");
+        if python.is_file() {
+            return Ok(python);
+        }
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("python3"))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            "no Python found: activate a virtual environment, put python3 on PATH or pass --python PATH"
+                .to_owned()
+        })
+}
+
+/// Asks `python` for its `major.minor` version and its real executable
+/// (a launcher such as pyenv's shim resolves to the interpreter it runs; a
+/// virtual environment's `python` stays itself).
+fn probe(python: &Path) -> Result<(String, PathBuf), String> {
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)",
+        ])
+        .output()
+        .map_err(|error| format!("cannot run {}: {error}", python.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            python.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let version = lines.next().unwrap_or_default().trim().to_owned();
+    let executable = lines
+        .next()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map_or_else(|| python.to_path_buf(), PathBuf::from);
+    Ok((version, executable))
+}
+
+/// Makes libpython's symbols global, so C extension modules (`math`,
+/// `_json`, numpy) that expect them resolve; the plugin itself was opened
+/// with `RTLD_LOCAL`.
+fn promote_libpython() {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let symbol = ffi::Py_IsInitialized as *const libc::c_void;
+    // SAFETY: `dladdr` only reads the address and fills `info`.
+    if unsafe { libc::dladdr(symbol, &mut info) } == 0 || info.dli_fname.is_null() {
+        return;
+    }
+    // SAFETY: the name comes from the loader; RTLD_NOLOAD only re-opens a
+    // library already loaded, here to change its visibility.
+    unsafe {
+        libc::dlopen(
+            info.dli_fname,
+            libc::RTLD_NOW | libc::RTLD_GLOBAL | libc::RTLD_NOLOAD,
+        );
+    }
+}
+
+impl Interpreter {
+    /// The process's interpreter, started on first use from `python`.
+    ///
+    /// Later calls return the same interpreter whatever `python` says: an
+    /// interpreter cannot be restarted.
+    ///
+    /// # Errors
+    /// When `python` is a different version from the libpython this plugin
+    /// was built against, or CPython does not start.
+    pub fn get(python: &Path) -> Result<&'static Interpreter, String> {
+        INTERPRETER
+            .get_or_init(|| Interpreter::start(python))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn start(python: &Path) -> Result<Interpreter, String> {
+        let (version, executable) = probe(python)?;
+        if version != LINKED_VERSION {
+            return Err(format!(
+                "{} is Python {version}, but the python plugin was built for Python {LINKED_VERSION}; \
+                 rebuild it with that interpreter (PYO3_PYTHON={} cargo xtask build-plugins) or pass --python",
+                python.display(),
+                python.display()
+            ));
+        }
+        promote_libpython();
+        // SAFETY: a zeroed PyConfig is what PyConfig_InitPythonConfig expects
+        // to fill; every call below follows CPython's initialisation protocol
+        // and runs once per process (guarded by the OnceLock).
+        unsafe {
+            if ffi::Py_IsInitialized() == 0 {
+                let mut config: ffi::PyConfig = std::mem::zeroed();
+                ffi::PyConfig_InitPythonConfig(&mut config);
+                config.install_signal_handlers = 0;
+                config.parse_argv = 0;
+                let program = CString::new(executable.as_os_str().as_encoded_bytes())
+                    .map_err(|_| "the Python path contains a NUL byte".to_owned())?;
+                let status = ffi::PyConfig_SetBytesString(
+                    &mut config,
+                    &mut config.program_name,
+                    program.as_ptr(),
+                );
+                if ffi::PyStatus_Exception(status) != 0 {
+                    ffi::PyConfig_Clear(&mut config);
+                    return Err(status_message(status));
+                }
+                let status = ffi::Py_InitializeFromConfig(&config);
+                ffi::PyConfig_Clear(&mut config);
+                if ffi::PyStatus_Exception(status) != 0 {
+                    return Err(status_message(status));
+                }
+                // Release the GIL this thread holds after initialising, so
+                // any thread can attach (and interrupt) from now on.
+                ffi::PyEval_SaveThread();
+            }
+        }
+        Python::attach(|py| {
+            let helper = PyModule::from_code(py, CELL_RUNNER, c"<cellrun>", c"_cellrun")
+                .map_err(|error| format!("cannot load the cell runner: {error}"))?;
+            // The cells run in `__main__`'s own dictionary, as a script
+            // does, so classes defined in cells pickle by reference.
+            let globals = PyModule::import(py, "__main__")
+                .map(|main| main.dict())
+                .map_err(|error| format!("cannot prepare the globals: {error}"))?;
+            Ok(Interpreter {
+                python: python.to_path_buf(),
+                helper: helper.unbind(),
+                globals: globals.unbind(),
+                running: Mutex::new(Vec::new()),
+            })
+        })
+    }
+
+    /// The interpreter's program path.
+    pub fn python(&self) -> &Path {
+        &self.python
+    }
+
+    /// The dictionary every cell runs in.
+    pub fn globals<'py>(&self, py: Python<'py>) -> &Bound<'py, PyDict> {
+        self.globals.bind(py)
+    }
+
+    /// The helper module (`to_json`, `display`, `rich_display`).
+    pub fn helper<'py>(&self, py: Python<'py>) -> &Bound<'py, PyModule> {
+        self.helper.bind(py)
+    }
+
+    /// Runs one cell's code in the shared globals.
+    ///
+    /// `filename` and `first_line` place the code in the notebook, for
+    /// tracebacks. The thread is interruptible through [`Interrupter`]
+    /// while the code runs.
+    pub fn run(&self, code: &str, filename: &str, first_line: u32) -> CellRun {
+        Python::attach(|py| {
+            // SAFETY: reads the current thread's id; the GIL is held.
+            let ident = unsafe { ffi::PyThread_get_thread_ident() } as u64;
+            self.running_cells().push(ident);
+            let result = self
+                .helper(py)
+                .getattr(intern!(py, "run_cell"))
+                .and_then(|run| run.call1((code, filename, first_line, self.globals(py))));
+            {
+                let mut running = self.running_cells();
+                running.retain(|running| *running != ident);
+                // SAFETY: clears an interrupt that arrived after the code
+                // finished, so it cannot fire in whatever runs next.
+                unsafe {
+                    ffi::PyThreadState_SetAsyncExc(ident as libc::c_long, std::ptr::null_mut());
+                }
+            }
+            match result {
+                Ok(tuple) => CellRun::from_tuple(py, &tuple),
+                Err(error) => CellRun {
+                    output: None,
+                    stdout: String::new(),
+                    failure: Some(Failure {
+                        kind: FailureKind::Runtime,
+                        message: format!("the cell runner failed: {error}"),
+                        line: None,
+                        traceback: String::new(),
+                    }),
+                },
+            }
+        })
+    }
+
+    /// Calls the helper's function `name` with `args`.
+    fn helper_call<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        args: impl pyo3::call::PyCallArgs<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.helper(py).getattr(name)?.call1(args)
+    }
+
+    /// Binds `name` to `value` in the globals.
+    pub fn set_global(&self, name: &str, value: &Py<PyAny>) {
+        Python::attach(|py| {
+            let _ = self.globals(py).set_item(name, value.bind(py));
+        });
+    }
+
+    /// The value bound to `name` in the globals.
+    pub fn global(&self, name: &str) -> Option<Py<PyAny>> {
+        Python::attach(|py| {
+            self.globals(py)
+                .get_item(name)
+                .ok()
+                .flatten()
+                .map(Bound::unbind)
+        })
+    }
+
+    /// Unbinds `name` from the globals, when bound.
+    pub fn remove_global(&self, name: &str) {
+        Python::attach(|py| {
+            let globals = self.globals(py);
+            if globals.contains(name).unwrap_or(false) {
+                let _ = globals.del_item(name);
+            }
+        });
+    }
+
+    /// What printing a value needs: its type, display form, JSON and rich forms.
+    pub fn describe(&self, value: &Py<PyAny>) -> Description {
+        Python::attach(|py| {
+            let value = value.bind(py);
+            let text = |name: &str| {
+                self.helper_call(py, name, (value,))
+                    .ok()
+                    .and_then(|text| text.extract::<Option<String>>().ok())
+                    .flatten()
+            };
+            let rich = self
+                .helper_call(py, "rich_display", (value,))
+                .ok()
+                .and_then(|rich| rich.extract::<Option<(String, String)>>().ok())
+                .flatten();
+            Description {
+                type_name: text("type_name").unwrap_or_else(|| "object".to_owned()),
+                display: text("display").unwrap_or_default(),
+                json: text("to_json"),
+                rich,
+            }
+        })
+    }
+
+    /// An independent copy of `value` (modules, functions and classes are
+    /// shared), or `None` when it cannot be copied.
+    pub fn deep_copy(&self, value: &Py<PyAny>) -> Option<Py<PyAny>> {
+        Python::attach(|py| {
+            self.helper_call(py, "deep_copy", (value.bind(py),))
+                .ok()
+                .filter(|copy| !copy.is_none())
+                .map(Bound::unbind)
+        })
+    }
+
+    /// Bytes equal exactly when values are equal (a pickle), or `None`.
+    pub fn fingerprint(&self, value: &Py<PyAny>) -> Option<Vec<u8>> {
+        self.bytes_of("fingerprint", value)
+    }
+
+    /// A pickle that [`Interpreter::decode`] turns back into the value, or
+    /// `None` when the value cannot be stored.
+    pub fn encode(&self, value: &Py<PyAny>) -> Option<Vec<u8>> {
+        self.bytes_of("encode", value)
+    }
+
+    fn bytes_of(&self, function: &str, value: &Py<PyAny>) -> Option<Vec<u8>> {
+        Python::attach(|py| {
+            self.helper_call(py, function, (value.bind(py),))
+                .ok()
+                .and_then(|bytes| bytes.extract::<Option<Vec<u8>>>().ok())
+                .flatten()
+        })
+    }
+
+    /// The value an [`Interpreter::encode`] encoding stands for.
+    ///
+    /// # Errors
+    /// The unpickling error, as text.
+    pub fn decode(&self, data: &[u8]) -> Result<Py<PyAny>, String> {
+        Python::attach(|py| {
+            self.helper_call(py, "decode", (pyo3::types::PyBytes::new(py, data),))
+                .map(Bound::unbind)
+                .map_err(|error| error.to_string())
+        })
+    }
+
+    fn running_cells(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A handle that stops the running cell from another thread.
+    pub fn interrupter(&'static self) -> Interrupter {
+        Interrupter { interpreter: self }
+    }
+}
+
+fn status_message(status: ffi::PyStatus) -> String {
+    if status.err_msg.is_null() {
+        return "Python failed to start".to_owned();
+    }
+    // SAFETY: CPython sets err_msg to a static NUL-terminated string.
+    let message = unsafe { CStr::from_ptr(status.err_msg) };
+    format!("Python failed to start: {}", message.to_string_lossy())
+}
+
+/// How a value shows: what the host prints and stores as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Description {
+    /// `module.Qualname` of the value's type (`int`, `pandas.DataFrame`).
+    pub type_name: String,
+    /// `repr` of the value.
+    pub display: String,
+    /// JSON text, for None, bool, int, float, str, lists, tuples and dicts
+    /// with str keys of those.
+    pub json: Option<String>,
+    /// MIME type and data from marimo's `_mime_` or a `_repr_*_` method.
+    pub rich: Option<(String, String)>,
+}
+
+/// What running a cell's code gave.
+pub struct CellRun {
+    /// The value of the last expression, when the code ends with one not
+    /// followed by `;` and it is not `None`.
+    pub output: Option<Py<PyAny>>,
+    /// What the code printed to stdout and stderr, in order.
+    pub stdout: String,
+    /// The exception the code raised, if it did.
+    pub failure: Option<Failure>,
+}
+
+impl CellRun {
+    fn from_tuple(py: Python<'_>, tuple: &Bound<'_, PyAny>) -> CellRun {
+        let parts = tuple.cast::<PyTuple>().ok();
+        let item = |index: usize| parts.and_then(|parts| parts.get_item(index).ok());
+        let output = item(0).filter(|value| !value.is_none()).map(Bound::unbind);
+        let stdout = item(1)
+            .and_then(|value| value.extract::<String>().ok())
+            .unwrap_or_default();
+        let failure = item(2)
+            .filter(|value| !value.is_none())
+            .map(|value| Failure::from_dict(py, &value));
+        CellRun {
+            output,
+            stdout,
+            failure,
+        }
+    }
+}
+
+/// Whether a cell failed by its own exception or was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The code raised an exception.
+    Runtime,
+    /// `KeyboardInterrupt`: an interrupt or a timeout stopped the code.
+    Interrupted,
+}
+
+/// An exception raised by a cell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Runtime error or interruption.
+    pub kind: FailureKind,
+    /// The exception's last line: `ZeroDivisionError: division by zero`.
+    pub message: String,
+    /// The notebook line of the innermost notebook frame.
+    pub line: Option<u32>,
+    /// The traceback limited to notebook frames.
+    pub traceback: String,
+}
+
+impl Failure {
+    fn from_dict(_py: Python<'_>, value: &Bound<'_, PyAny>) -> Failure {
+        let field = |key: &str| value.get_item(key).ok();
+        let text = |key: &str| {
+            field(key)
+                .and_then(|value| value.extract::<String>().ok())
+                .unwrap_or_default()
+        };
+        Failure {
+            kind: if text("kind") == "interrupted" {
+                FailureKind::Interrupted
+            } else {
+                FailureKind::Runtime
+            },
+            message: text("message"),
+            line: field("line").and_then(|value| value.extract::<u32>().ok()),
+            traceback: text("traceback"),
+        }
+    }
+}
+
+/// Stops the cell running in the interpreter, from any thread.
+#[derive(Clone, Copy)]
+pub struct Interrupter {
+    interpreter: &'static Interpreter,
+}
+
+impl Interrupter {
+    /// Raises `KeyboardInterrupt` in every running cell at its next bytecode;
+    /// does nothing when no cell runs.
+    ///
+    /// A blocking call in C (`time.sleep`, a socket read) returns first.
+    pub fn interrupt(&self) {
+        Python::attach(|_py| {
+            for ident in self.interpreter.running_cells().iter() {
+                // SAFETY: the GIL is held and `ident` names a live thread
+                // that is inside `Interpreter::run`.
+                unsafe {
+                    ffi::PyThreadState_SetAsyncExc(
+                        *ident as libc::c_long,
+                        ffi::PyExc_KeyboardInterrupt,
+                    );
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,177 @@
+//! Tests against the real embedded interpreter (one per test process).
+
+use std::path::Path;
+
+use pyo3::prelude::*;
+
+use crate::{choose_python, FailureKind, Interpreter};
+
+fn interpreter() -> &'static Interpreter {
+    let python = choose_python(None).expect("a python3 on PATH");
+    Interpreter::get(&python).expect("the interpreter starts")
+}
+
+const NB: &str = "/notebooks/nb.py";
+
+#[test]
+fn cells_share_one_globals_dictionary_and_return_the_last_expression() {
+    let interpreter = interpreter();
+    let first = interpreter.run("shared_list = [1, 2]\n", NB, 10);
+    assert!(first.failure.is_none() && first.output.is_none());
+    let second = interpreter.run("shared_list.append(3)\nlen(shared_list)\n", NB, 20);
+    let value: usize = Python::attach(|py| second.output.unwrap().extract(py).unwrap());
+    assert_eq!(value, 3);
+    let quiet = interpreter.run("len(shared_list);\n", NB, 30);
+    assert!(quiet.output.is_none(), "a trailing ; suppresses the output");
+}
+
+#[test]
+fn prints_are_captured_per_cell() {
+    let run = interpreter().run(
+        "import sys\nprint('out')\nsys.stderr.write('err\\n')\n",
+        NB,
+        1,
+    );
+    assert_eq!(run.stdout, "out\nerr\n");
+    assert!(interpreter().run("x_quiet = 1\n", NB, 1).stdout.is_empty());
+}
+
+#[test]
+fn exceptions_name_the_error_and_the_notebook_line() {
+    let run = interpreter().run("a_val = 1\n\nb_val = a_val / 0\n", NB, 40);
+    let failure = run.failure.expect("a failure");
+    assert_eq!(failure.kind, FailureKind::Runtime);
+    assert_eq!(failure.message, "ZeroDivisionError: division by zero");
+    assert_eq!(failure.line, Some(42));
+    assert!(
+        failure.traceback.contains("line 42"),
+        "{}",
+        failure.traceback
+    );
+    assert!(
+        !failure.traceback.contains("cellrun"),
+        "{}",
+        failure.traceback
+    );
+}
+
+#[test]
+fn top_level_await_runs() {
+    let run = interpreter().run("import asyncio\nawait asyncio.sleep(0)\n41 + 1\n", NB, 1);
+    assert!(run.failure.is_none(), "{:?}", run.failure);
+    let value: i64 = Python::attach(|py| run.output.unwrap().extract(py).unwrap());
+    assert_eq!(value, 42);
+}
+
+#[test]
+fn c_extensions_import() {
+    let run = interpreter().run("import math, json, _contextvars\nmath.sqrt(16.0)\n", NB, 1);
+    assert!(run.failure.is_none(), "{:?}", run.failure);
+}
+
+#[test]
+fn an_interrupt_stops_a_running_loop() {
+    let interpreter = interpreter();
+    let interrupter = interpreter.interrupter();
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    let stopper = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // The cell sets the flag from inside its loop; interrupting until
+        // the run returns covers the moment before the loop is entered.
+        interrupter.interrupt();
+    });
+    let _ = Path::new(NB);
+    let code = "import builtins\nwhile True:\n    builtins._cellrun_started()\n";
+    Python::attach(|py| {
+        let started = started.clone();
+        let callback =
+            pyo3::types::PyCFunction::new_closure(py, None, None, move |_args, _kwargs| {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+            .unwrap();
+        py.import("builtins")
+            .unwrap()
+            .setattr("_cellrun_started", callback)
+            .unwrap();
+    });
+    let run = interpreter.run(code, NB, 1);
+    stopper.join().unwrap();
+    let failure = run.failure.expect("interrupted");
+    assert_eq!(failure.kind, FailureKind::Interrupted);
+    assert!(
+        failure.message.contains("KeyboardInterrupt"),
+        "{}",
+        failure.message
+    );
+    let after = interpreter.run("1 + 1\n", NB, 1);
+    assert!(
+        after.failure.is_none(),
+        "an interrupt never leaks into the next cell"
+    );
+}
+
+#[test]
+fn values_describe_themselves_copy_and_pickle() {
+    let interpreter = interpreter();
+    let run = interpreter.run(
+        "class Html:\n    def _repr_html_(self):\n        return '<b>hi</b>'\n\ndescribed = [{'a': (1, 2.5, None, True)}, 'x']\nrich = Html()\n",
+        NB,
+        1,
+    );
+    assert!(run.failure.is_none(), "{:?}", run.failure);
+    let described = interpreter.global("described").expect("bound");
+    let description = interpreter.describe(&described);
+    assert_eq!(description.type_name, "list");
+    assert_eq!(
+        description.json.as_deref(),
+        Some(r#"[{"a": [1, 2.5, null, true]}, "x"]"#)
+    );
+    assert_eq!(description.display, "[{'a': (1, 2.5, None, True)}, 'x']");
+    let rich = interpreter.describe(&interpreter.global("rich").unwrap());
+    assert_eq!(
+        rich.rich,
+        Some(("text/html".to_owned(), "<b>hi</b>".to_owned()))
+    );
+    assert_eq!(
+        (rich.type_name.as_str(), rich.json),
+        ("__main__.Html", None)
+    );
+
+    let copy = interpreter.deep_copy(&described).expect("copyable");
+    Python::attach(|py| assert!(!copy.bind(py).is(described.bind(py))));
+    let encoded = interpreter.encode(&described).expect("picklable");
+    let decoded = interpreter.decode(&encoded).unwrap();
+    assert_eq!(interpreter.describe(&decoded).json, description.json);
+    assert_eq!(
+        interpreter.fingerprint(&decoded),
+        interpreter.fingerprint(&described)
+    );
+
+    interpreter.run(
+        "unpicklable = lambda: 1\nimport json as json_module\n",
+        NB,
+        1,
+    );
+    assert_eq!(
+        interpreter.encode(&interpreter.global("unpicklable").unwrap()),
+        None
+    );
+    let module = interpreter.global("json_module").unwrap();
+    assert_eq!(interpreter.encode(&module), None);
+    assert_eq!(
+        interpreter.fingerprint(&module).as_deref(),
+        Some(&b"module:json"[..])
+    );
+    Python::attach(|py| {
+        let copy = interpreter.deep_copy(&module).unwrap();
+        assert!(
+            copy.bind(py).is(module.bind(py)),
+            "modules are shared, not copied"
+        );
+    });
+    interpreter.remove_global("unpicklable");
+    assert!(interpreter.global("unpicklable").is_none());
+}
