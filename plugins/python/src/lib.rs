@@ -8,8 +8,10 @@
 //! The `cellrun` binary never links libpython: only this plugin does, so a
 //! Rhai notebook runs on a machine without Python.
 
+mod cells;
 mod interpreter;
 
+pub use crate::cells::{run_cell, CellCode, HostGlobals};
 pub use crate::interpreter::{
     choose_python, CellRun, Description, Failure, FailureKind, Interpreter, Interrupter,
     LINKED_VERSION,

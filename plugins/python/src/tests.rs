@@ -6,16 +6,26 @@ use pyo3::prelude::*;
 
 use crate::{choose_python, FailureKind, Interpreter};
 
-fn interpreter() -> &'static Interpreter {
+/// The interpreter, held by one test at a time: an interrupt stops every
+/// running cell and captures are process-wide, as with one cell at a time
+/// in a run.
+fn interpreter() -> (std::sync::MutexGuard<'static, ()>, &'static Interpreter) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let python = choose_python(None).expect("a python3 on PATH");
-    Interpreter::get(&python).expect("the interpreter starts")
+    (
+        guard,
+        Interpreter::get(&python).expect("the interpreter starts"),
+    )
 }
 
 const NB: &str = "/notebooks/nb.py";
 
 #[test]
 fn cells_share_one_globals_dictionary_and_return_the_last_expression() {
-    let interpreter = interpreter();
+    let (_one, interpreter) = interpreter();
     let first = interpreter.run("shared_list = [1, 2]\n", NB, 10);
     assert!(first.failure.is_none() && first.output.is_none());
     let second = interpreter.run("shared_list.append(3)\nlen(shared_list)\n", NB, 20);
@@ -27,18 +37,24 @@ fn cells_share_one_globals_dictionary_and_return_the_last_expression() {
 
 #[test]
 fn prints_are_captured_per_cell() {
-    let run = interpreter().run(
+    let run = interpreter().1.run(
         "import sys\nprint('out')\nsys.stderr.write('err\\n')\n",
         NB,
         1,
     );
     assert_eq!(run.stdout, "out\nerr\n");
-    assert!(interpreter().run("x_quiet = 1\n", NB, 1).stdout.is_empty());
+    assert!(interpreter()
+        .1
+        .run("x_quiet = 1\n", NB, 1)
+        .stdout
+        .is_empty());
 }
 
 #[test]
 fn exceptions_name_the_error_and_the_notebook_line() {
-    let run = interpreter().run("a_val = 1\n\nb_val = a_val / 0\n", NB, 40);
+    let run = interpreter()
+        .1
+        .run("a_val = 1\n\nb_val = a_val / 0\n", NB, 40);
     let failure = run.failure.expect("a failure");
     assert_eq!(failure.kind, FailureKind::Runtime);
     assert_eq!(failure.message, "ZeroDivisionError: division by zero");
@@ -57,7 +73,9 @@ fn exceptions_name_the_error_and_the_notebook_line() {
 
 #[test]
 fn top_level_await_runs() {
-    let run = interpreter().run("import asyncio\nawait asyncio.sleep(0)\n41 + 1\n", NB, 1);
+    let run = interpreter()
+        .1
+        .run("import asyncio\nawait asyncio.sleep(0)\n41 + 1\n", NB, 1);
     assert!(run.failure.is_none(), "{:?}", run.failure);
     let value: i64 = Python::attach(|py| run.output.unwrap().extract(py).unwrap());
     assert_eq!(value, 42);
@@ -65,13 +83,15 @@ fn top_level_await_runs() {
 
 #[test]
 fn c_extensions_import() {
-    let run = interpreter().run("import math, json, _contextvars\nmath.sqrt(16.0)\n", NB, 1);
+    let run = interpreter()
+        .1
+        .run("import math, json, _contextvars\nmath.sqrt(16.0)\n", NB, 1);
     assert!(run.failure.is_none(), "{:?}", run.failure);
 }
 
 #[test]
 fn an_interrupt_stops_a_running_loop() {
-    let interpreter = interpreter();
+    let (_one, interpreter) = interpreter();
     let interrupter = interpreter.interrupter();
     let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = started.clone();
@@ -115,7 +135,7 @@ fn an_interrupt_stops_a_running_loop() {
 
 #[test]
 fn values_describe_themselves_copy_and_pickle() {
-    let interpreter = interpreter();
+    let (_one, interpreter) = interpreter();
     let run = interpreter.run(
         "class Html:\n    def _repr_html_(self):\n        return '<b>hi</b>'\n\ndescribed = [{'a': (1, 2.5, None, True)}, 'x']\nrich = Html()\n",
         NB,
@@ -174,4 +194,74 @@ fn values_describe_themselves_copy_and_pickle() {
     });
     interpreter.remove_global("unpicklable");
     assert!(interpreter.global("unpicklable").is_none());
+}
+
+/// Host globals kept in a map, as the runner's would be.
+#[derive(Default)]
+struct MapHost(std::collections::HashMap<String, Py<PyAny>>);
+
+impl crate::HostGlobals for MapHost {
+    fn get(&self, name: &str) -> Option<Py<PyAny>> {
+        Python::attach(|py| self.0.get(name).map(|value| value.clone_ref(py)))
+    }
+    fn set(&mut self, name: &str, value: Py<PyAny>) {
+        self.0.insert(name.to_owned(), value);
+    }
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
+}
+
+#[test]
+fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
+    let (_one, interpreter) = interpreter();
+    let mut host = MapHost::default();
+    let never = || false;
+    let producer = crate::CellCode {
+        code: "host_in = 20\n_temp = 1\n",
+        first_line: 1,
+        refs: &[],
+        defs: &names(&["host_in"]),
+        private_defs: &names(&["_temp"]),
+    };
+    let run = crate::run_cell(interpreter, NB, &producer, &mut host, &never);
+    assert!(run.failure.is_none());
+    assert!(host.0.contains_key("host_in"));
+    assert!(
+        interpreter.global("_temp").is_none(),
+        "private names are unbound after the cell"
+    );
+    // The host's value wins over the dictionary's: a strict copy or a cache
+    // restore reaches the code.
+    let replaced = Python::attach(|py| 21_i64.into_pyobject(py).unwrap().into_any().unbind());
+    host.0.insert("host_in".to_owned(), replaced);
+    let consumer = crate::CellCode {
+        code: "host_out = host_in * 2\nhost_out\n",
+        first_line: 5,
+        refs: &names(&["host_in"]),
+        defs: &names(&["host_out"]),
+        private_defs: &[],
+    };
+    let run = crate::run_cell(interpreter, NB, &consumer, &mut host, &never);
+    let value: i64 = Python::attach(|py| run.output.unwrap().extract(py).unwrap());
+    assert_eq!(value, 42);
+    assert!(host.0.contains_key("host_out"));
+}
+
+#[test]
+fn a_stop_request_interrupts_a_sleeping_cell() {
+    let (_one, interpreter) = interpreter();
+    let mut host = MapHost::default();
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
+    let cell = crate::CellCode {
+        code: "import time\nfor _ in range(1000):\n    time.sleep(0.05)\n",
+        first_line: 1,
+        refs: &[],
+        defs: &[],
+        private_defs: &[],
+    };
+    let run = crate::run_cell(interpreter, NB, &cell, &mut host, &stopped);
+    assert_eq!(run.failure.expect("stopped").kind, FailureKind::Interrupted);
 }
