@@ -115,7 +115,9 @@ def _failure(error, filename):
     lines.extend(traceback.format_list(frames))
     lines.append(summary + "\n")
     kind = "interrupted" if isinstance(error, KeyboardInterrupt) else "runtime"
+    missing = getattr(error, "name", None) if isinstance(error, NameError) else None
     return {
+        "missing_name": missing if isinstance(missing, str) else None,
         "kind": kind,
         "message": summary.splitlines()[-1] if summary else type(error).__name__,
         "type": type(error).__name__,

@@ -6,13 +6,13 @@
 //! its definitions go back to the host as Python objects, and its private
 //! names are unbound, as marimo deletes them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::{CellRun, Interpreter};
+use crate::{CellRun, Failure, FailureKind, Interpreter};
 
 /// How often a running cell checks for a stop request: well under the
 /// 100 ms an interrupt may take.
@@ -38,40 +38,61 @@ pub trait HostGlobals {
     fn get(&self, name: &str) -> Option<Py<PyAny>>;
     /// Binds `name` to a Python object.
     fn set(&mut self, name: &str, value: Py<PyAny>);
+    /// Whether the running cell must stop (Ctrl-C, a timeout).
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `cell` from `notebook` (its path, for tracebacks) against `host`.
 ///
-/// `stop` is polled while the code runs; when it turns true the code gets
-/// `KeyboardInterrupt`, repeated until it returns (a blocking C call first
-/// returns, then the next bytecode raises).
+/// The code runs on the plugin's one Python thread, the same for every
+/// cell, while the calling thread polls [`HostGlobals::should_stop`]; when
+/// it turns true the code
+/// gets `KeyboardInterrupt`, repeated until it returns (a blocking C call
+/// first returns, then the next bytecode raises).
 pub fn run_cell(
     interpreter: &'static Interpreter,
     notebook: &str,
     cell: &CellCode<'_>,
     host: &mut dyn HostGlobals,
-    stop: &(dyn Fn() -> bool + Sync),
 ) -> CellRun {
     for name in cell.refs {
         if let Some(value) = host.get(name) {
             interpreter.set_global(name, &value);
         }
     }
-    let done = Arc::new(AtomicBool::new(false));
-    let run = std::thread::scope(|scope| {
-        let watcher_done = done.clone();
-        let interrupter = interpreter.interrupter();
-        scope.spawn(move || {
-            while !watcher_done.load(Ordering::SeqCst) {
-                if stop() {
-                    interrupter.interrupt();
+    let (reply, replies) = mpsc::channel();
+    let job = Job {
+        code: cell.code.to_owned(),
+        filename: notebook.to_owned(),
+        first_line: cell.first_line,
+        reply,
+    };
+    let run = match python_thread(interpreter).send(job) {
+        Err(_) => None,
+        Ok(()) => loop {
+            match replies.recv_timeout(STOP_POLL) {
+                Ok(run) => break Some(run),
+                Err(RecvTimeoutError::Timeout) => {
+                    if host.should_stop() {
+                        interpreter.interrupter().interrupt();
+                    }
                 }
-                std::thread::sleep(STOP_POLL);
+                Err(RecvTimeoutError::Disconnected) => break None,
             }
-        });
-        let run = interpreter.run(cell.code, notebook, cell.first_line);
-        done.store(true, Ordering::SeqCst);
-        run
+        },
+    };
+    let run = run.unwrap_or_else(|| CellRun {
+        output: None,
+        stdout: String::new(),
+        failure: Some(Failure {
+            kind: FailureKind::Runtime,
+            message: "the Python thread stopped".to_owned(),
+            line: None,
+            traceback: String::new(),
+            missing_name: None,
+        }),
     });
     for name in cell.defs {
         if let Some(value) = interpreter.global(name) {
@@ -82,4 +103,45 @@ pub fn run_cell(
         interpreter.remove_global(name);
     }
     run
+}
+
+/// A cell's code for the Python thread.
+struct Job {
+    code: String,
+    filename: String,
+    first_line: u32,
+    reply: mpsc::Sender<CellRun>,
+}
+
+/// The thread every cell's code runs on, started with the first cell.
+fn python_thread(interpreter: &'static Interpreter) -> mpsc::Sender<Job> {
+    static THREAD: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    THREAD
+        .get_or_init(|| {
+            let (jobs, queue) = mpsc::channel::<Job>();
+            let started = std::thread::Builder::new()
+                .name("cellrun-python".into())
+                .stack_size(PYTHON_STACK)
+                .spawn(move || {
+                    for job in queue {
+                        let run = interpreter.run(&job.code, &job.filename, job.first_line);
+                        let _ = job.reply.send(run);
+                    }
+                });
+            if let Err(error) = started {
+                tracing_free_warning(&error);
+            }
+            Mutex::new(jobs)
+        })
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// The Python thread's stack: deep recursion hits Python's recursion
+/// limit long before it.
+const PYTHON_STACK: usize = 64 << 20;
+
+fn tracing_free_warning(error: &std::io::Error) {
+    eprintln!("cellrun python plugin: cannot start the Python thread: {error}");
 }

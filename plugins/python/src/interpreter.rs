@@ -239,6 +239,7 @@ impl Interpreter {
                         message: format!("the cell runner failed: {error}"),
                         line: None,
                         traceback: String::new(),
+                        missing_name: None,
                     }),
                 },
             }
@@ -253,6 +254,13 @@ impl Interpreter {
         args: impl pyo3::call::PyCallArgs<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.helper(py).getattr(name)?.call1(args)
+    }
+
+    /// Sets `__file__` for the cells, as a script run of the notebook has it.
+    pub fn set_file(&self, path: &str) {
+        Python::attach(|py| {
+            let _ = self.globals(py).set_item("__file__", path);
+        });
     }
 
     /// Binds `name` to `value` in the globals.
@@ -335,6 +343,20 @@ impl Interpreter {
                 .ok()
                 .and_then(|bytes| bytes.extract::<Option<Vec<u8>>>().ok())
                 .flatten()
+        })
+    }
+
+    /// The Python value of JSON text (`json.loads`).
+    ///
+    /// # Errors
+    /// The parse error, as text.
+    pub fn from_json(&self, json: &str) -> Result<Py<PyAny>, String> {
+        Python::attach(|py| {
+            py.import("json")
+                .and_then(|module| module.getattr("loads"))
+                .and_then(|loads| loads.call1((json,)))
+                .map(Bound::unbind)
+                .map_err(|error| error.to_string())
         })
     }
 
@@ -435,6 +457,8 @@ pub struct Failure {
     pub line: Option<u32>,
     /// The traceback limited to notebook frames.
     pub traceback: String,
+    /// The undefined name, for a `NameError`.
+    pub missing_name: Option<String>,
 }
 
 impl Failure {
@@ -454,6 +478,7 @@ impl Failure {
             message: text("message"),
             line: field("line").and_then(|value| value.extract::<u32>().ok()),
             traceback: text("traceback"),
+            missing_name: field("missing_name").and_then(|value| value.extract::<String>().ok()),
         }
     }
 }

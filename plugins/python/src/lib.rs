@@ -9,8 +9,12 @@
 //! Rhai notebook runs on a machine without Python.
 
 mod cells;
+mod executor;
 mod interpreter;
 
+pub use crate::executor::{PythonPlugin, PythonValues};
+
+executor_abi::export_executor!(PythonPlugin);
 pub use crate::cells::{run_cell, CellCode, HostGlobals};
 pub use crate::interpreter::{
     choose_python, CellRun, Description, Failure, FailureKind, Interpreter, Interrupter,

@@ -198,7 +198,7 @@ fn values_describe_themselves_copy_and_pickle() {
 
 /// Host globals kept in a map, as the runner's would be.
 #[derive(Default)]
-struct MapHost(std::collections::HashMap<String, Py<PyAny>>);
+struct MapHost(std::collections::HashMap<String, Py<PyAny>>, bool);
 
 impl crate::HostGlobals for MapHost {
     fn get(&self, name: &str) -> Option<Py<PyAny>> {
@@ -206,6 +206,9 @@ impl crate::HostGlobals for MapHost {
     }
     fn set(&mut self, name: &str, value: Py<PyAny>) {
         self.0.insert(name.to_owned(), value);
+    }
+    fn should_stop(&self) -> bool {
+        self.1
     }
 }
 
@@ -217,7 +220,6 @@ fn names(names: &[&str]) -> Vec<String> {
 fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
     let (_one, interpreter) = interpreter();
     let mut host = MapHost::default();
-    let never = || false;
     let producer = crate::CellCode {
         code: "host_in = 20\n_temp = 1\n",
         first_line: 1,
@@ -225,7 +227,7 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
         defs: &names(&["host_in"]),
         private_defs: &names(&["_temp"]),
     };
-    let run = crate::run_cell(interpreter, NB, &producer, &mut host, &never);
+    let run = crate::run_cell(interpreter, NB, &producer, &mut host);
     assert!(run.failure.is_none());
     assert!(host.0.contains_key("host_in"));
     assert!(
@@ -243,7 +245,7 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
         defs: &names(&["host_out"]),
         private_defs: &[],
     };
-    let run = crate::run_cell(interpreter, NB, &consumer, &mut host, &never);
+    let run = crate::run_cell(interpreter, NB, &consumer, &mut host);
     let value: i64 = Python::attach(|py| run.output.unwrap().extract(py).unwrap());
     assert_eq!(value, 42);
     assert!(host.0.contains_key("host_out"));
@@ -252,9 +254,7 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
 #[test]
 fn a_stop_request_interrupts_a_sleeping_cell() {
     let (_one, interpreter) = interpreter();
-    let mut host = MapHost::default();
-    let stop = std::sync::atomic::AtomicBool::new(true);
-    let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
+    let mut host = MapHost(Default::default(), true);
     let cell = crate::CellCode {
         code: "import time\nfor _ in range(1000):\n    time.sleep(0.05)\n",
         first_line: 1,
@@ -262,6 +262,6 @@ fn a_stop_request_interrupts_a_sleeping_cell() {
         defs: &[],
         private_defs: &[],
     };
-    let run = crate::run_cell(interpreter, NB, &cell, &mut host, &stopped);
+    let run = crate::run_cell(interpreter, NB, &cell, &mut host);
     assert_eq!(run.failure.expect("stopped").kind, FailureKind::Interrupted);
 }

@@ -1,0 +1,268 @@
+//! [`PythonPlugin`]: the `python` executor plugin, for cells of language
+//! `python`, with their values owned by the plugin as Python objects.
+//!
+//! The host keeps each value as an id of [`PythonValues`]; it prints them
+//! through their display and JSON forms and asks them for copies
+//! (`--strict`) and pickles (`--cache`), so Python objects never have to
+//! take a host form.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use executor_abi::sdk::{
+    ffi_to_json, ExecutorPlugin, Host, Logger, Options, Outcome, OwnedValues, PluginError,
+};
+use executor_abi::{FfiCellContext, FfiErrorKind, FfiRunInfo, FfiValue};
+use pyo3::prelude::*;
+
+use crate::{choose_python, run_cell, CellCode, Description, FailureKind, HostGlobals, Interpreter};
+
+/// Runs marimo notebook cells in the process's embedded CPython.
+pub struct PythonPlugin {
+    /// `--python PATH` (the plugin option `python.python`), when given.
+    python: Option<PathBuf>,
+    interpreter: OnceLock<Result<&'static Interpreter, String>>,
+    /// The notebook's absolute path, for tracebacks and `__file__`.
+    notebook: Mutex<String>,
+    values: PythonValues,
+}
+
+impl PythonPlugin {
+    fn interpreter(&self) -> Result<&'static Interpreter, String> {
+        self.interpreter
+            .get_or_init(|| {
+                let python = choose_python(self.python.as_deref())?;
+                let interpreter = Interpreter::get(&python)?;
+                let _ = self.values.interpreter.set(interpreter);
+                Ok(interpreter)
+            })
+            .clone()
+    }
+
+    fn notebook_path(&self) -> String {
+        self.notebook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ExecutorPlugin for PythonPlugin {
+    const NAME: &'static str = "python";
+    const DESCRIPTION: &'static str = "runs marimo notebooks' Python cells in an embedded CPython";
+    const LANGUAGES: &'static [&'static str] = &["python"];
+
+    fn new(options: &Options, _logger: Logger) -> Result<PythonPlugin, PluginError> {
+        options.reject_unknown(&["python"])?;
+        Ok(PythonPlugin {
+            python: options.get("python").map(PathBuf::from),
+            interpreter: OnceLock::new(),
+            notebook: Mutex::new("<notebook>".to_owned()),
+            values: PythonValues::default(),
+        })
+    }
+
+    fn run_started(&self, run: &FfiRunInfo) -> Result<(), PluginError> {
+        let path = Path::new(run.notebook_path.as_str());
+        let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        *self.notebook.lock().unwrap_or_else(PoisonError::into_inner) =
+            absolute.display().to_string();
+        Ok(())
+    }
+
+    fn execute(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
+        if cell.language.as_str() != "python" {
+            return Err(PluginError::new(format!(
+                "the python executor runs python cells, not {} cells",
+                cell.language
+            )));
+        }
+        let interpreter = self.interpreter().map_err(PluginError::new)?;
+        let notebook = self.notebook_path();
+        interpreter.set_file(&notebook);
+        let private_defs = python_notebook::analyze(cell.code.as_str())
+            .map(|analysis| analysis.private_defs)
+            .unwrap_or_default();
+        let refs: Vec<String> = cell.refs.iter().map(|name| name.to_string()).collect();
+        let defs: Vec<String> = cell.defs.iter().map(|name| name.to_string()).collect();
+        let code = CellCode {
+            code: cell.code.as_str(),
+            first_line: cell.first_line,
+            refs: &refs,
+            defs: &defs,
+            private_defs: &private_defs,
+        };
+        let mut globals = Globals {
+            host,
+            values: &self.values,
+            interpreter,
+        };
+        let run = run_cell(interpreter, &notebook, &code, &mut globals);
+        let mut outcome = Outcome::ok(FfiValue::Unit).with_stdout(run.stdout);
+        if let Some(output) = run.output {
+            let held = Held::new(interpreter, output);
+            if let Some((mime, data)) = &held.description.rich {
+                outcome = outcome.with_display(mime.clone(), data.clone());
+            }
+            let type_name = held.description.type_name.clone();
+            let id = self.values.insert(held);
+            outcome.owned_output = Some((id, type_name));
+        }
+        if let Some(failure) = run.failure {
+            let reason = globals.host.stop_reason();
+            let mut failed = match (failure.kind, reason) {
+                (FailureKind::Interrupted, Some(reason)) => Outcome::stopped(reason),
+                _ => {
+                    let message = if failure.traceback.is_empty() {
+                        failure.message
+                    } else {
+                        format!("{}\n{}", failure.message, failure.traceback.trim_end())
+                    };
+                    let mut failed = Outcome::failed(FfiErrorKind::RUNTIME, message, failure.line);
+                    if let Some(error) = failed.error.as_mut() {
+                        error.missing_name = failure.missing_name.map(Into::into).into();
+                    }
+                    failed
+                }
+            };
+            if let Some(error) = failed.error.as_mut() {
+                if error.line.is_none() {
+                    error.line = failure.line.into();
+                }
+            }
+            failed.stdout = outcome.stdout;
+            outcome = failed;
+        }
+        Ok(outcome)
+    }
+
+    fn owned(&self) -> Option<&dyn OwnedValues> {
+        Some(&self.values)
+    }
+}
+
+/// The host's globals as a cell run sees them.
+struct Globals<'h, 'a> {
+    host: &'h mut Host<'a>,
+    values: &'h PythonValues,
+    interpreter: &'static Interpreter,
+}
+
+impl HostGlobals for Globals<'_, '_> {
+    fn get(&self, name: &str) -> Option<Py<PyAny>> {
+        if let Some(id) = self.host.get_owned(name) {
+            return self.values.object(id);
+        }
+        // A value the host holds in its own form (restored from the cache,
+        // or made by another executor) comes in through its JSON form.
+        let value = self.host.get(name)?;
+        let json = ffi_to_json(&value).to_string();
+        self.interpreter.from_json(&json).ok()
+    }
+
+    fn should_stop(&self) -> bool {
+        self.host.is_cancelled()
+    }
+
+    fn set(&mut self, name: &str, value: Py<PyAny>) {
+        let held = Held::new(self.interpreter, value);
+        let type_name = held.description.type_name.clone();
+        let id = self.values.insert(held);
+        let _ = self.host.set_owned(name, id, &type_name);
+    }
+}
+
+/// One Python object the host holds, with how it shows.
+struct Held {
+    object: Py<PyAny>,
+    description: Description,
+}
+
+impl Held {
+    fn new(interpreter: &'static Interpreter, object: Py<PyAny>) -> Held {
+        let description = interpreter.describe(&object);
+        Held {
+            object,
+            description,
+        }
+    }
+}
+
+/// The Python objects the host holds, by id.
+#[derive(Default)]
+pub struct PythonValues {
+    next: AtomicU64,
+    values: Mutex<HashMap<u64, Arc<Held>>>,
+    interpreter: OnceLock<&'static Interpreter>,
+}
+
+impl PythonValues {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Held>>> {
+        self.values.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, held: Held) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(id, Arc::new(held));
+        id
+    }
+
+    fn held(&self, id: u64) -> Option<Arc<Held>> {
+        self.lock().get(&id).cloned()
+    }
+
+    fn object(&self, id: u64) -> Option<Py<PyAny>> {
+        let held = self.held(id)?;
+        Some(Python::attach(|py| held.object.clone_ref(py)))
+    }
+}
+
+impl OwnedValues for PythonValues {
+    /// The text of a rich display in a text type (`_mime_`,
+    /// `_repr_html_`, ...) when the value has one, else `repr`.
+    fn display(&self, id: u64) -> String {
+        let Some(held) = self.held(id) else {
+            return "<dropped python object>".to_owned();
+        };
+        match &held.description.rich {
+            Some((mime, data)) if mime.starts_with("text/") || mime == "image/svg+xml" => {
+                data.clone()
+            }
+            _ => held.description.display.clone(),
+        }
+    }
+
+    fn json(&self, id: u64) -> Option<String> {
+        self.held(id)?.description.json.clone()
+    }
+
+    fn copy(&self, id: u64) -> Option<u64> {
+        let interpreter = *self.interpreter.get()?;
+        let copy = interpreter.deep_copy(&self.held(id)?.object)?;
+        Some(self.insert(Held::new(interpreter, copy)))
+    }
+
+    fn fingerprint(&self, id: u64) -> Option<Vec<u8>> {
+        self.interpreter.get()?.fingerprint(&self.held(id)?.object)
+    }
+
+    fn encode(&self, id: u64) -> Option<Vec<u8>> {
+        self.interpreter.get()?.encode(&self.held(id)?.object)
+    }
+
+    fn decode(&self, _type_name: &str, bytes: &[u8]) -> Option<u64> {
+        let interpreter = *self.interpreter.get()?;
+        let object = interpreter.decode(bytes).ok()?;
+        Some(self.insert(Held::new(interpreter, object)))
+    }
+
+    fn drop_value(&self, id: u64) {
+        let held = self.lock().remove(&id);
+        if let Some(held) = held {
+            // Dropping a Python reference needs the interpreter.
+            Python::attach(|_py| drop(held));
+        }
+    }
+}
