@@ -17,7 +17,9 @@ use executor_abi::sdk::{
 use executor_abi::{FfiCellContext, FfiErrorKind, FfiRunInfo, FfiValue};
 use pyo3::prelude::*;
 
-use crate::{choose_python, run_cell, CellCode, Description, FailureKind, HostGlobals, Interpreter};
+use crate::{
+    choose_python, run_cell, CellCode, Description, FailureKind, HostGlobals, Interpreter,
+};
 
 /// Runs marimo notebook cells in the process's embedded CPython.
 pub struct PythonPlugin {
@@ -103,10 +105,11 @@ impl ExecutorPlugin for PythonPlugin {
         let mut outcome = Outcome::ok(FfiValue::Unit).with_stdout(run.stdout);
         if let Some(output) = run.output {
             let held = Held::new(interpreter, output);
-            if let Some((mime, data)) = &held.description.rich {
-                outcome = outcome.with_display(mime.clone(), data.clone());
+            let description = held.describe();
+            if let Some((mime, data)) = description.rich {
+                outcome = outcome.with_display(mime, data);
             }
-            let type_name = held.description.type_name.clone();
+            let type_name = description.type_name;
             let id = self.values.insert(held);
             outcome.owned_output = Some((id, type_name));
         }
@@ -168,25 +171,31 @@ impl HostGlobals for Globals<'_, '_> {
 
     fn set(&mut self, name: &str, value: Py<PyAny>) {
         let held = Held::new(self.interpreter, value);
-        let type_name = held.description.type_name.clone();
+        let type_name = held.describe().type_name;
         let id = self.values.insert(held);
         let _ = self.host.set_owned(name, id, &type_name);
     }
 }
 
-/// One Python object the host holds, with how it shows.
+/// One Python object the host holds.
+///
+/// Its forms are computed when asked, since a later cell may mutate it in
+/// place, as in marimo.
 struct Held {
     object: Py<PyAny>,
-    description: Description,
+    interpreter: &'static Interpreter,
 }
 
 impl Held {
     fn new(interpreter: &'static Interpreter, object: Py<PyAny>) -> Held {
-        let description = interpreter.describe(&object);
         Held {
             object,
-            description,
+            interpreter,
         }
+    }
+
+    fn describe(&self) -> Description {
+        self.interpreter.describe(&self.object)
     }
 }
 
@@ -226,16 +235,15 @@ impl OwnedValues for PythonValues {
         let Some(held) = self.held(id) else {
             return "<dropped python object>".to_owned();
         };
-        match &held.description.rich {
-            Some((mime, data)) if mime.starts_with("text/") || mime == "image/svg+xml" => {
-                data.clone()
-            }
-            _ => held.description.display.clone(),
+        let description = held.describe();
+        match description.rich {
+            Some((mime, data)) if mime.starts_with("text/") || mime == "image/svg+xml" => data,
+            _ => description.display,
         }
     }
 
     fn json(&self, id: u64) -> Option<String> {
-        self.held(id)?.description.json.clone()
+        self.held(id)?.describe().json
     }
 
     fn copy(&self, id: u64) -> Option<u64> {
