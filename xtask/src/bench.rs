@@ -100,6 +100,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     watch_latency(&cellrun, &out_dir, repeats, &mut report)?;
     html_report(&cellrun, &out_dir, repeats.min(5), &mut report)?;
+    crate::python_bench::run(&root, &cellrun, &out_dir, quick, &mut report)?;
     print!("{report}");
 
     println!("\nIn-process benchmarks (divan):");

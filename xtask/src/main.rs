@@ -24,6 +24,7 @@ mod bench;
 mod fuzz;
 mod new_plugin;
 mod plugins;
+mod python_bench;
 mod slurm;
 mod slurm_bench;
 mod tidy;
