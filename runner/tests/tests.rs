@@ -47,3 +47,6 @@ mod watch;
 
 // HTML reports: `run --report`, `cellrun report`, and the page in Chromium.
 mod report;
+
+// Running marimo notebooks with the python executor plugin.
+mod python_run;

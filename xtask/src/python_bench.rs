@@ -18,7 +18,8 @@ use crate::cargo;
 /// A marimo notebook of `n` trivial cells: a chain (`x_i = x_{i-1} + 1`)
 /// or a fan-out (`c_i = root + i`).
 pub(crate) fn generate(chain: bool, n: usize) -> String {
-    let mut text = String::from("import marimo\n\n__generated_with = \"0.25.2\"\napp = marimo.App()\n");
+    let mut text =
+        String::from("import marimo\n\n__generated_with = \"0.25.2\"\napp = marimo.App()\n");
     for i in 0..n {
         let body = match (chain, i) {
             (true, 0) => "x_0 = 0".to_owned(),
@@ -26,7 +27,10 @@ pub(crate) fn generate(chain: bool, n: usize) -> String {
             (false, 0) => "root = 0".to_owned(),
             (false, i) => format!("c_{i} = root + {i}"),
         };
-        let _ = write!(text, "\n\n@app.cell\ndef cell_{i}():\n    {body}\n    return\n");
+        let _ = write!(
+            text,
+            "\n\n@app.cell\ndef cell_{i}():\n    {body}\n    return\n"
+        );
     }
     text.push_str("\n\nif __name__ == \"__main__\":\n    app.run()\n");
     text
@@ -57,7 +61,11 @@ pub(crate) fn run(
     writeln!(report, "\n## Python notebooks\n")?;
     let python = root.join("target/py-venv/bin/python");
     if !python.is_file() {
-        writeln!(report, "Skipped: {} is missing (`bash .ci/run` creates it).", python.display())?;
+        writeln!(
+            report,
+            "Skipped: {} is missing (`bash .ci/run` creates it).",
+            python.display()
+        )?;
         return Ok(());
     }
     let status = Command::new(cargo())
@@ -73,13 +81,20 @@ pub(crate) fn run(
         root.join("target/release/libplugin_python.so"),
         plugin_dir.join("libplugin_python.so"),
     )?;
-    let cellrun_sizes: &[usize] = if quick { &[1_000, 2_000] } else { &[1_000, 2_000, 10_000] };
+    let cellrun_sizes: &[usize] = if quick {
+        &[1_000, 2_000]
+    } else {
+        &[1_000, 2_000, 10_000]
+    };
     let marimo_sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 2_000] };
     writeln!(
         report,
         "`cellrun run nb.py` (embedded CPython, best of 3) against marimo's script mode `python nb.py` (one run: it takes minutes) on the same notebooks.\n"
     )?;
-    writeln!(report, "| shape | cells | cellrun | per cell | marimo | per cell | marimo / cellrun |")?;
+    writeln!(
+        report,
+        "| shape | cells | cellrun | per cell | marimo | per cell | marimo / cellrun |"
+    )?;
     writeln!(report, "|---|---|---|---|---|---|---|")?;
     for chain in [true, false] {
         let shape = if chain { "chain" } else { "fan" };

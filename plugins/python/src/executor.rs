@@ -118,12 +118,11 @@ impl ExecutorPlugin for PythonPlugin {
             let mut failed = match (failure.kind, reason) {
                 (FailureKind::Interrupted, Some(reason)) => Outcome::stopped(reason),
                 _ => {
-                    let message = if failure.traceback.is_empty() {
-                        failure.message
-                    } else {
-                        format!("{}\n{}", failure.message, failure.traceback.trim_end())
-                    };
-                    let mut failed = Outcome::failed(FfiErrorKind::RUNTIME, message, failure.line);
+                    // The traceback goes where Python prints it, after what
+                    // the cell wrote; the error itself is one line.
+                    outcome.stdout.push_str(&failure.traceback);
+                    let mut failed =
+                        Outcome::failed(FfiErrorKind::RUNTIME, failure.message, failure.line);
                     if let Some(error) = failed.error.as_mut() {
                         error.missing_name = failure.missing_name.map(Into::into).into();
                     }

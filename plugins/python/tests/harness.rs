@@ -168,3 +168,47 @@ fn marimo_markdown_renders_as_html() {
         .as_str()
         .contains("Title"));
 }
+
+#[test]
+fn owned_values_copy_and_pickle_for_strict_and_cache() {
+    let (_one, mut harness) = harness();
+    let outcomes = harness.run(&[
+        cell("make", "shared = {'k': [1, 2]}\n", &["shared"], &[]),
+        cell("fn", "f = lambda: 1\n", &["f"], &[]),
+    ]);
+    assert!(
+        outcomes.iter().all(|outcome| outcome.is_ok()),
+        "{outcomes:?}"
+    );
+    let (id, _) = harness.host().owned("shared").unwrap();
+    let executor = harness.executor();
+    let copy = executor.owned_copy(id).into_option().expect("a copy");
+    assert_ne!(copy, id);
+    assert_eq!(
+        executor.owned_json(copy).into_option().unwrap().as_str(),
+        r#"{"k": [1, 2]}"#
+    );
+    let encoded = executor.owned_encode(id).into_option().expect("a pickle");
+    let decoded = executor
+        .owned_decode("dict".into(), encoded.as_slice().into())
+        .into_option()
+        .expect("decoded");
+    assert_eq!(
+        executor.owned_json(decoded).into_option().unwrap().as_str(),
+        r#"{"k": [1, 2]}"#
+    );
+    assert_eq!(
+        executor.owned_fingerprint(decoded).into_option(),
+        executor.owned_fingerprint(id).into_option(),
+        "equal values, equal fingerprints"
+    );
+    let (lambda, _) = harness.host().owned("f").unwrap();
+    assert!(
+        harness
+            .executor()
+            .owned_encode(lambda)
+            .into_option()
+            .is_none(),
+        "a lambda cannot be stored"
+    );
+}
