@@ -72,6 +72,9 @@ pub fn choose_python(explicit: Option<&Path>) -> Result<PathBuf, String> {
 /// (a launcher such as pyenv's shim resolves to the interpreter it runs; a
 /// virtual environment's `python` stays itself).
 fn probe(python: &Path) -> Result<(String, PathBuf), String> {
+    if let Some(version) = venv_version(python) {
+        return Ok((version, python.to_path_buf()));
+    }
     let output = Command::new(python)
         .args([
             "-c",
@@ -95,6 +98,21 @@ fn probe(python: &Path) -> Result<(String, PathBuf), String> {
         .filter(|line| !line.is_empty())
         .map_or_else(|| python.to_path_buf(), PathBuf::from);
     Ok((version, executable))
+}
+
+/// The `major.minor` version a virtual environment's `pyvenv.cfg` states,
+/// when `python` is `<venv>/bin/python`: no process to start.
+pub(crate) fn venv_version(python: &Path) -> Option<String> {
+    let venv = python.parent()?.parent()?;
+    let config = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
+    config.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if key.trim() != "version" && key.trim() != "version_info" {
+            return None;
+        }
+        let mut parts = value.trim().split('.');
+        Some(format!("{}.{}", parts.next()?, parts.next()?))
+    })
 }
 
 /// Makes libpython's symbols global, so C extension modules (`math`,
