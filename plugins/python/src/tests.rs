@@ -270,11 +270,18 @@ fn a_stop_request_interrupts_a_sleeping_cell() {
 fn a_virtual_environment_states_its_version_without_starting_python() {
     let dir = std::env::temp_dir().join(format!("cellrun-venv-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::write(dir.join("pyvenv.cfg"), "home = /usr/bin\nversion = 3.12.4\n").unwrap();
+    std::fs::write(
+        dir.join("pyvenv.cfg"),
+        "home = /usr/bin\nversion = 3.12.4\n",
+    )
+    .unwrap();
     assert_eq!(
         crate::interpreter::venv_version(&dir.join("bin/python")).as_deref(),
         Some("3.12")
     );
-    assert_eq!(crate::interpreter::venv_version(Path::new("/usr/bin/python3")), None);
+    assert_eq!(
+        crate::interpreter::venv_version(Path::new("/usr/bin/python3")),
+        None
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
