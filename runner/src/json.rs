@@ -78,14 +78,6 @@ fn prefix(text: &str, bytes: usize) -> &str {
 }
 
 fn to_json_within(value: &Dynamic, budget: &mut Budget) -> Value {
-    if let Some(foreign) = executor_core::ForeignValue::from_dynamic(value) {
-        // A plugin-owned value: its owner's JSON form, else its display.
-        let object = foreign.object();
-        return object
-            .to_json()
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_else(|| Value::String(budget.text(&object.display()).to_owned()));
-    }
     if let Some(array) = value.read_lock::<rhai::Array>() {
         let mut items = Vec::with_capacity(array.len().min(budget.values));
         for item in array.iter() {
