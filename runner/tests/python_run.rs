@@ -234,48 +234,6 @@ fn cell_selects_a_cell_and_its_ancestors() {
 }
 
 #[test]
-fn strict_isolates_mutation_and_cache_reuses_results() {
-    let dir = Dir::new("py-strict");
-    let text = notebook(&[
-        ("make", "items = [1]"),
-        ("mutates", "items.append(2)\nlen(items)"),
-        ("reads", "len(items)"),
-    ]);
-    let Some(plain) = run_py(&dir, &text, &[]) else {
-        return;
-    };
-    assert_eq!(
-        plain.finished("reads")["output"],
-        2,
-        "mutation is shared, as in marimo"
-    );
-    let strict = run_py(&dir, &text, &["--strict"]).unwrap();
-    assert_eq!(strict.finished("mutates")["output"], 2);
-    assert_eq!(
-        strict.finished("reads")["output"],
-        1,
-        "{:#?}",
-        strict.events
-    );
-
-    let cache = dir.path().join("cache");
-    let cache_arg = format!("--cache={}", cache.display());
-    let first = run_py(&dir, &text, &[&cache_arg]).unwrap();
-    assert_eq!(first.code, 0, "{:#?}", first.events);
-    let second = run_py(&dir, &text, &[&cache_arg]).unwrap();
-    assert_eq!(
-        second.finished("make")["cached"],
-        true,
-        "{:#?}",
-        second.events
-    );
-    assert_eq!(
-        second.finished("reads")["output"],
-        first.finished("reads")["output"]
-    );
-}
-
-#[test]
 fn sigint_interrupts_a_running_python_cell() {
     let dir = Dir::new("py-sigint");
     dir.write(
