@@ -266,7 +266,14 @@ fn a_timeout_fails_the_cell_and_cancels_its_job() {
     );
     assert_eq!(run.status("other"), "ok");
     wait_until_no_job_runs(&slow);
-    assert_eq!(job_states(&slow), ["CANCELLED"]);
+    // The worker stops the cell at the deadline it was given (the job then
+    // completes with a timeout answer) unless cellrun's own timeout cancels
+    // the job first; either way no job is left behind.
+    let states = job_states(&slow);
+    assert!(
+        states == ["CANCELLED"] || states == ["COMPLETED"],
+        "{states:?}"
+    );
 }
 
 /// Waits (bounded) until no job of cells named `cell` is pending, running
