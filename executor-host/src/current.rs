@@ -277,7 +277,7 @@ impl FfiHost2 for CallHost2<'_> {
         let Some(value) = self.globals.get(name.as_str()) else {
             return RResult::ROk(ROption::RNone);
         };
-        match crate::wire::encode(value) {
+        match crate::wire::encode(value, self.cell) {
             Ok(text) => RResult::ROk(ROption::RSome(text.into())),
             Err(message) => RResult::RErr(FfiError {
                 message: format!("global `{name}`: {message}").into(),
