@@ -330,6 +330,15 @@ struct CellFinished<'a> {
     duration_ms: f64,
     cached: bool,
     at_ms: f64,
+    /// A rich form of the output, when the executor gave one.
+    display: Option<DisplayJson<'a>>,
+}
+
+/// The `display` of a `cell_finished` event: a MIME type and its data.
+#[derive(Serialize)]
+struct DisplayJson<'a> {
+    mime: &'a str,
+    data: &'a str,
 }
 
 #[derive(Serialize)]
@@ -387,6 +396,10 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
             duration_ms: millis(outcome.duration),
             cached: outcome.result.cached,
             at_ms: started.ms(),
+            display: outcome.result.display.as_ref().map(|display| DisplayJson {
+                mime: &display.mime,
+                data: &display.data,
+            }),
         });
     });
     let out = stdout.clone();

@@ -314,4 +314,11 @@ fn marimo_markdown_is_displayed() {
         output.contains("<h1") && output.contains("Hello"),
         "{finished}"
     );
+    // The rich form reaches the event as marimo's own `_mime_` gives it:
+    // `mo.md` reports `text/markdown` with the rendered HTML as its data.
+    assert_eq!(finished["display"]["mime"], "text/markdown", "{finished}");
+    assert!(finished["display"]["data"]
+        .as_str()
+        .unwrap()
+        .contains("Hello"));
 }
