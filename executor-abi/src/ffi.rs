@@ -414,6 +414,9 @@ pub struct FfiFunction {
     pub cell: RString,
     /// The whole code of that cell; compiling it yields the function.
     pub code: RString,
+    /// The 1-based notebook line of that code's first line, so errors
+    /// inside the function carry notebook lines.
+    pub first_line: u32,
 }
 
 /// Everything about the cell being run that an executor needs to rebuild

@@ -15,6 +15,7 @@ use executor_abi::{
     FfiLifecycle2Box, FfiLogLevel, FfiOption, FfiOutcome, FfiOwnedRef, FfiRunInfo, FfiRunOutcome,
     FfiStep, FfiStopReason, FfiValue, FfiValueKind,
 };
+use executor_core::wire::FnSources;
 use executor_core::{
     CancelToken, Cell, CellError, Concurrency, DefaultExecutor, Display, ErrorKind, Executor,
     ForeignObject, ForeignValue, Globals, Lifecycle, RunContext, RunOutcome, RunResult, Setup,
@@ -78,6 +79,9 @@ fn cell_context(cell: &Cell, run: Option<&RunContext>, token: &CancelToken) -> F
                 name: function.name.as_str().into(),
                 cell: name_of(function.cell.index()).into(),
                 code: (*function.code).into(),
+                first_line: cell
+                    .fn_source(&function.name)
+                    .map_or(1, |(_, first_line)| first_line),
             })
             .collect(),
         fn_refs: strings(cell.fn_refs()),

@@ -46,7 +46,7 @@
 //!
 //! ```json
 //! {"protocol":1,"id":7,"status":"ok",
-//!  "defs":{},"no_wire":{},
+//!  "defs":{},"no_wire":{},"changed":{},
 //!  "output":{"int":42},"output_json":42,"output_cut":false,
 //!  "stdout":"","display":null,"error":null}
 //! ```
@@ -55,6 +55,10 @@
 //! - `defs`: the cell's definitions in the wire form; `no_wire`: the
 //!   definitions without one, each with the reason (the cell then fails
 //!   with an error naming the first, keeping the rest).
+//! - `changed`: the inputs the cell changed in place (pushed to an array,
+//!   set a key of a map), in the wire form, so that the host can bring its
+//!   own value up to date as a run in one process would have shared the
+//!   change; empty after the memory limit stopped the cell.
 //! - `output`: the cell's value in the wire form, or null when it has none
 //!   (then `output_no_wire` says why); `output_json`: its JSON rendering
 //!   (bounded; `output_cut` says whether it was cut short).
@@ -287,14 +291,16 @@ impl Server<'_> {
             };
             for (name, wire) in wires {
                 match decoder.decode_json(wire) {
-                    Ok(value) => inputs.push((name.as_str(), value)),
+                    Ok(value) => inputs.push((name.as_str(), wire, value)),
                     Err(error) => return protocol_error(id, &format!("input `{name}`: {error}")),
                 }
             }
         }
         let mut globals = kept.take().unwrap_or_default();
-        for (name, value) in inputs {
+        let mut sent = Vec::with_capacity(inputs.len());
+        for (name, wire, value) in inputs {
             globals.set(name, value);
+            sent.push((name, wire));
         }
         let notebook = compile(&parsed, decoder.sources(), self.limits);
         let Some(cell) = notebook.cells().last() else {
@@ -324,7 +330,21 @@ impl Server<'_> {
             }
         }
         let interrupted = token.reason() == Some(StopReason::Interrupted);
-        let line = answer_line(id, &notebook, cell.defs(), &globals, result, interrupted);
+        // After the memory limit, what the cell grew stays here.
+        let changed = if token.reason() == Some(StopReason::MemoryLimit) {
+            serde_json::Map::new()
+        } else {
+            changed_inputs(&sent, cell.defs(), &globals, &notebook)
+        };
+        let line = answer_line(
+            id,
+            &notebook,
+            cell.defs(),
+            &globals,
+            &changed,
+            result,
+            interrupted,
+        );
         if parsed.keep {
             *kept = Some(globals);
         }
@@ -446,12 +466,42 @@ fn compile(request: &Request<'_>, from_inputs: &[WireSource], limits: &Limits) -
     Notebook::compile(sources, limits)
 }
 
+/// The inputs the cell changed in place (pushed to an array it read, set a
+/// key of a map), in the wire form: those whose wire form is no longer the
+/// one they came in.
+fn changed_inputs(
+    sent: &[(&str, &Value)],
+    defs: &[String],
+    globals: &Globals,
+    notebook: &Notebook,
+) -> serde_json::Map<String, Value> {
+    let mut changed = serde_json::Map::new();
+    for (name, wire) in sent {
+        if defs.iter().any(|def| def == name) {
+            continue;
+        }
+        let Some(value) = globals.get(name) else {
+            continue;
+        };
+        let Ok(now) = wire::encode(value, notebook) else {
+            continue;
+        };
+        if now != wire.to_string() {
+            if let Ok(now) = serde_json::from_str(&now) {
+                changed.insert((*name).to_owned(), now);
+            }
+        }
+    }
+    changed
+}
+
 /// The answer line of a cell that ran.
 fn answer_line(
     id: &Value,
     notebook: &Notebook,
     defs: &[String],
     globals: &Globals,
+    changed: &serde_json::Map<String, Value>,
     mut result: RunResult,
     interrupted: bool,
 ) -> String {
@@ -497,6 +547,8 @@ fn answer_line(
     }
     out.push_str(",\"no_wire\":");
     out.push_str(&Value::Object(no_wire).to_string());
+    out.push_str(",\"changed\":");
+    out.push_str(&serde_json::to_string(changed).unwrap_or_else(|_| "{}".to_owned()));
     out.push_str(",\"output\":");
     if let Err(error) = wire::encode_into(&result.output, notebook, &mut out) {
         out.push_str("null,\"output_no_wire\":");
@@ -541,6 +593,7 @@ fn protocol_error(id: &Value, message: &str) -> String {
         "status": "error",
         "defs": {},
         "no_wire": {},
+        "changed": {},
         "output": null,
         "output_json": null,
         "output_cut": false,

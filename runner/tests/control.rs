@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::util::{cellrun_command, wait_with_deadline, Dir, Run};
 
-const BUSY: &str = "\
+pub(crate) const BUSY: &str = "\
 // %% before
 let a = 1;
 // %% busy

@@ -3,13 +3,13 @@
 //!
 //! See: issue 12.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::plugins::{built_plugins, library_file, set_mode};
-use crate::util::{cellrun_command, wait_with_deadline, Dir, Run};
+use crate::util::{cellrun_command, wait_with_deadline, Dir, Run, Started};
 
 /// A cell that never ends on its own, between two that do.
 const BUSY: &str = "\
@@ -22,66 +22,13 @@ loop { n += 1; }
 let c = n;
 ";
 
-/// Starts `cellrun run nb.rhai --json ARGS` on `notebook`, waits for the
-/// `cell_started` of `cell`, and returns the child and what it printed.
-fn start_until(dir: &Dir, notebook: &str, args: &[&str], cell: &str) -> (Child, String) {
+/// Starts `cellrun run nb.rhai --json ARGS` on `notebook` and waits for
+/// the `cell_started` of `cell`.
+fn start_until(dir: &Dir, notebook: &str, args: &[&str], cell: &str) -> Started {
     dir.write("nb.rhai", notebook);
-    let mut child = cellrun_command(dir.path())
-        .args(["run", "nb.rhai", "--json"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    let marker = format!(r#"{{"event":"cell_started","cell":"{cell}","#);
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("cellrun ended before {cell} started: {seen}");
-        }
-        seen.push_str(&line);
-        if line.contains(&marker) {
-            break;
-        }
-    }
-    child.stdout = Some(stdout.into_inner());
-    (child, seen)
-}
-
-/// Waits for `child` and returns its exit code with its whole output.
-fn finish(mut child: Child, mut seen: String) -> Run {
-    let code = wait_with_deadline(&mut child, Duration::from_secs(30));
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut seen)
-        .unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let mut run = Run::from_output(std::process::Output {
-        status: std::os::unix::process::ExitStatusExt::from_raw(0),
-        stdout: seen.into_bytes(),
-        stderr: stderr.into_bytes(),
-    });
-    run.code = code;
-    run
-}
-
-fn kill(child: &Child, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let mut command = cellrun_command(dir.path());
+    command.args(["run", "nb.rhai", "--json"]).args(args);
+    Started::new(command, cell)
 }
 
 // Point 5: SIGTERM (a CI timeout) and SIGHUP (a closed terminal) stop the
@@ -91,9 +38,9 @@ fn kill(child: &Child, signal: &str) {
 fn issue_12_sigterm_and_sighup_end_the_run_with_its_summary() {
     for signal in ["TERM", "HUP"] {
         let dir = Dir::new("sigterm");
-        let (child, seen) = start_until(&dir, BUSY, &[], "busy");
-        kill(&child, signal);
-        let run = finish(child, seen);
+        let started = start_until(&dir, BUSY, &[], "busy");
+        started.signal(started.child.id(), signal);
+        let run = started.finish();
         assert_eq!(run.code, 130, "SIG{signal}: {}", run.stderr);
         assert_eq!(run.status("before"), "ok");
         assert_eq!(run.status("busy"), "interrupted");
@@ -459,9 +406,9 @@ fn issue_12_single_native_calls_stay_within_the_limits() {
     assert_eq!(run.finished("long")["error"]["kind"], "timeout");
     assert_eq!(run.status("after"), "ok");
 
-    let (child, seen) = start_until(&dir, "// %% nap\nsleep(1e9);\n", &[], "nap");
-    kill(&child, "INT");
-    let run = finish(child, seen);
+    let started = start_until(&dir, "// %% nap\nsleep(1e9);\n", &[], "nap");
+    started.signal(started.child.id(), "INT");
+    let run = started.finish();
     assert_eq!(run.code, 130);
     assert_eq!(run.status("nap"), "interrupted");
 }

@@ -15,6 +15,7 @@ const PLUGINS: &[&str] = &[
     "passthrough",
     "retry",
     "slurm",
+    "subprocess",
     "trace",
     "ctor_error",
     "ctor_panic",

@@ -2,16 +2,14 @@
 //! executor plugin, in the virtual environment with marimo that `.ci/run`
 //! creates; outputs compared with marimo's own `app.run()`.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::python::marimo_python;
-use crate::util::{cellrun_command, wait_with_deadline, Dir, Run};
+use crate::util::{cellrun_command, Dir, Run, Started};
 
 const HEADER: &str = "import marimo\n\n__generated_with = \"0.25.2\"\napp = marimo.App()\n";
 
@@ -249,36 +247,12 @@ fn sigint_interrupts_a_running_python_cell() {
     let Some(mut command) = python_cellrun(dir.path()) else {
         return;
     };
-    let mut child = command
-        .args(["nb.py", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(
-            stdout.read_line(&mut line).unwrap(),
-            0,
-            "ended early: {seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("cell_started") && line.contains("busy") {
-            break;
-        }
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = wait_with_deadline(&mut child, Duration::from_secs(30));
-    stdout.read_to_string(&mut seen).unwrap();
-    assert_eq!(code, 130, "{seen}");
-    assert!(seen.contains("\"interrupted\""), "{seen}");
+    command.args(["nb.py", "--json"]);
+    let started = Started::new(command, "busy");
+    started.signal(started.child.id(), "INT");
+    let run = started.finish();
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert_eq!(run.status("busy"), "interrupted");
 }
 
 #[test]

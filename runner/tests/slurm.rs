@@ -2,16 +2,15 @@
 //! that `cargo xtask slurm up` runs on loopback (CI's `.ci/run` starts it;
 //! outside CI the first test here starts it and leaves it running).
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::plugins::{plugin_dirs, run_started, warnings};
-use crate::util::{cellrun_command, Dir, Run};
+use crate::util::{cellrun_command, Dir, Run, Started};
 
 /// The local cluster's `slurm.conf`, once the cluster answers.
 fn cluster() -> &'static PathBuf {
@@ -304,20 +303,7 @@ fn ctrl_c_cancels_the_runs_job_and_reports_the_cells() {
         "nb.rhai",
         &format!("// %% {busy}\nlet n = 0;\nloop {{ n += 1; }}\n// %% after\nn + 1\n"),
     );
-    let mut child = run_command(&dir, true, &[])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains(r#""event":"cell_started""#) {
-        assert!(
-            stdout.read_line(&mut seen).unwrap() > 0,
-            "cellrun ended: {seen}"
-        );
-    }
+    let started = Started::new(run_command(&dir, true, &[]), &busy);
     // Interrupt once the job runs on the node.
     let start = Instant::now();
     while !job_states(&busy).iter().any(|state| state == "RUNNING") {
@@ -327,22 +313,10 @@ fn ctrl_c_cancels_the_runs_job_and_reports_the_cells() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
-    assert!(seen.contains(r#""status":"interrupted""#), "{seen}");
+    started.signal(started.child.id(), "INT");
+    let run = started.finish();
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert_eq!(run.status(&busy), "interrupted");
     wait_until_no_job_runs(&busy);
     assert_eq!(job_states(&busy), ["CANCELLED"]);
 }

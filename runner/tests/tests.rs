@@ -42,6 +42,10 @@ mod python;
 // `cellrun worker`: the host side of remote execution, through its protocol.
 mod worker;
 
+// The subprocess executor: every cell in a `cellrun worker` process, compared
+// with the built-in executor; stops, kills and the process table.
+mod subprocess;
+
 // `cellrun watch`: re-runs after scripted saves, the terminal screen.
 mod watch;
 

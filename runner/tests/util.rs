@@ -1,7 +1,8 @@
 //! Helpers for running the `cellrun` binary in a scratch directory.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -313,4 +314,66 @@ pub(crate) fn names(value: &Value) -> Vec<&str> {
         .iter()
         .map(|name| name.as_str().unwrap())
         .collect()
+}
+
+/// A started command printing `--json` events, read up to one cell's
+/// `cell_started`.
+pub(crate) struct Started {
+    pub(crate) child: Child,
+    stdout: BufReader<ChildStdout>,
+    /// Everything printed so far.
+    pub(crate) seen: String,
+}
+
+impl Started {
+    /// Starts `command` with piped output and reads its events until `cell`
+    /// starts.
+    pub(crate) fn new(mut command: Command, cell: &str) -> Started {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        let marker = format!(r#"{{"event":"cell_started","cell":"{cell}","#);
+        while !seen.lines().any(|line| line.starts_with(&marker)) {
+            assert!(
+                stdout.read_line(&mut seen).unwrap() > 0,
+                "ended before {cell} started: {seen}"
+            );
+        }
+        Started {
+            child,
+            stdout,
+            seen,
+        }
+    }
+
+    /// Sends `signal` (`INT`, `KILL`) to process `pid`.
+    pub(crate) fn signal(&self, pid: u32, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process and returns its run: exit code, every event, stderr.
+    pub(crate) fn finish(mut self) -> Run {
+        let code = wait_with_deadline(&mut self.child, DEADLINE);
+        self.stdout.read_to_string(&mut self.seen).unwrap();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
+        }
+        let mut run = Run::from_output(Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(0),
+            stdout: self.seen.into_bytes(),
+            stderr: stderr.into_bytes(),
+        });
+        run.code = code;
+        run
+    }
 }

@@ -21,7 +21,6 @@
 pub mod job;
 pub mod resources;
 pub mod run;
-pub mod worker;
 
 use std::path::PathBuf;
 
@@ -87,14 +86,7 @@ impl Config {
                 )))
             }
         };
-        let cellrun = match options.get("cellrun") {
-            Some(path) => PathBuf::from(path),
-            None => std::env::current_exe().map_err(|err| {
-                PluginError::new(format!(
-                    "cannot find the running cellrun ({err}); give option `cellrun`"
-                ))
-            })?,
-        };
+        let cellrun = worker_client::cellrun_binary(options)?;
         Ok(Config {
             defaults,
             workdir: options.get("workdir").map(PathBuf::from),
@@ -150,36 +142,7 @@ impl Slurm {
         host: &mut Host<'_>,
         resources: Resources,
     ) -> Result<Outcome, PluginError> {
-        let mut inputs = Vec::new();
-        for name in cell.refs.iter().chain(cell.fn_refs.iter()) {
-            if let Some(text) = host.get_wire(name)? {
-                let wire = serde_json::from_str(&text).map_err(|err| {
-                    PluginError::new(format!(
-                        "input `{name}`: the host's wire form is not JSON: {err}"
-                    ))
-                })?;
-                inputs.push((name.to_string(), wire));
-            }
-        }
-        let functions = cell
-            .functions
-            .iter()
-            .map(|function| {
-                serde_json::json!({
-                    "name": function.name.as_str(),
-                    "cell": function.cell.as_str(),
-                    "code": function.code.as_str(),
-                })
-            })
-            .collect();
-        let request = worker::Request {
-            name: cell.name.to_string(),
-            code: cell.code.to_string(),
-            first_line: cell.first_line,
-            inputs,
-            functions,
-            deadline_unix_ms: cell.deadline_unix_ms.into_option(),
-        };
+        let request = worker_client::Request::for_cell(cell, host, 0)?;
         let command = vec![
             self.config.cellrun.display().to_string(),
             "worker".to_owned(),
@@ -221,25 +184,15 @@ impl Slurm {
             Err(JobFailure::Job(err)) => return Err(PluginError::new(format!("{err}"))),
         };
         let text = String::from_utf8_lossy(&response);
-        let answer = worker::parse_response(&text).map_err(|reason| {
+        let answer = worker_client::Answer::after_ready(&text).map_err(|reason| {
             PluginError::new(format!(
                 "{reason} (job files in {})",
                 spec.files.dir().display()
             ))
         })?;
-        for (name, wire) in &answer.defs {
-            host.set_wire(name, &wire.to_string())?;
-        }
-        let output = match &answer.output {
-            Some(wire) => worker::from_wire(wire)
-                .map_err(|reason| PluginError::new(format!("the cell's value: {reason}")))?,
-            None => FfiValue::Unit,
-        };
+        let outcome = answer.apply(host)?;
         let _ = std::fs::remove_dir_all(spec.files.dir());
-        Ok(Outcome {
-            error: answer.error,
-            ..Outcome::ok(output).with_stdout(answer.stdout)
-        })
+        Ok(outcome)
     }
 }
 
