@@ -1,6 +1,8 @@
 //! The [`Executor`] trait: what runs a cell's body.
 
-use crate::{CancelToken, Cell, Concurrency, Globals, RunContext, RunOutcome, RunResult, RHAI};
+use crate::{
+    CancelToken, Cell, Concurrency, ForeignValue, Globals, RunContext, RunOutcome, RunResult, RHAI,
+};
 
 /// Runs the body of one [`Cell`] against the notebook's [`Globals`].
 ///
@@ -38,7 +40,9 @@ use crate::{CancelToken, Cell, Concurrency, Globals, RunContext, RunOutcome, Run
 /// # Overriding default impls
 /// An executor runs Rhai cells one at a time unless it says otherwise
 /// ([`Executor::languages`], [`Executor::concurrency`]); the run-level calls
-/// do nothing.
+/// do nothing; it decodes no plugin-owned value
+/// ([`Executor::decode_foreign`]). An executor wrapping another forwards
+/// `decode_foreign` to it.
 pub trait Executor: Send + Sync {
     /// The executor's name, as shown to users and in `run_started`.
     fn name(&self) -> &str;
@@ -64,5 +68,24 @@ pub trait Executor: Send + Sync {
     /// The run ended as `outcome` says.
     fn run_finished(&self, outcome: &RunOutcome) {
         let _ = outcome;
+    }
+
+    /// The value that `data`, an encoding of a value of type `type_name`
+    /// owned by plugin `owner` ([`ForeignObject::encode`]), stands for, made
+    /// by the executor that owns such values; `None` when this executor does
+    /// not own values of `owner`. The cache reads its entries through it.
+    ///
+    /// # Errors
+    /// The owner's reason when it cannot decode `data`.
+    ///
+    /// [`ForeignObject::encode`]: crate::ForeignObject::encode
+    fn decode_foreign(
+        &self,
+        owner: &str,
+        type_name: &str,
+        data: &[u8],
+    ) -> Option<Result<ForeignValue, String>> {
+        let _ = (owner, type_name, data);
+        None
     }
 }

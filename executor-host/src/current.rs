@@ -516,6 +516,28 @@ impl Executor for PluginExecutor2 {
     fn run_finished(&self, outcome: &RunOutcome) {
         self.inner.run_finished(&run_outcome(outcome));
     }
+
+    fn decode_foreign(
+        &self,
+        owner: &str,
+        type_name: &str,
+        data: &[u8],
+    ) -> Option<Result<ForeignValue, String>> {
+        if owner != self.name {
+            return None;
+        }
+        Some(
+            match self.inner.owned_decode(type_name.into(), data.into()) {
+                ROption::RSome(id) => Ok(ForeignValue::new(OwnedHandle {
+                    plugin: self.name.clone(),
+                    executor: self.inner.clone(),
+                    id,
+                    type_name: type_name.to_owned(),
+                })),
+                ROption::RNone => Err(format!("plugin `{}` cannot decode it", self.name)),
+            },
+        )
+    }
 }
 
 /// A 1.2 lifecycle plugin as a core [`Lifecycle`].

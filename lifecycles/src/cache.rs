@@ -11,11 +11,18 @@
 //! reaches (an `import`, `Fn(...)` of a computed name, there or in a cell
 //! defining a function it reaches) has no key: it always runs live.
 //!
+//! A value a plugin owns (a Python object) takes part in the key as its
+//! owner's fingerprint, and is stored as its owner's encoding; the entry
+//! is read back through the decoder given with
+//! [`CachedLifecycle::with_foreign_decoder`], which asks the owner. A value
+//! whose owner gives no fingerprint or no encoding is not storable.
+//!
 //! # Directory layout
 //! An entry is the file `<key>.json` (the key as 64 lowercase hex digits):
-//! a JSON object with the fields `format` (`"cellrun-cache-v1"`), `key`,
-//! `output`, `stdout` and `defs` (the cell's definitions by name), values
-//! in the encoding of the `value` module. Writers create a temporary file
+//! a JSON object with the fields `format` (`"cellrun-cache-v2"`), `key`,
+//! `output`, `stdout`, `display` (the output's rich form, `null` or
+//! `{"mime":...,"data":...}`) and `defs` (the cell's definitions by name),
+//! values in the encoding of the `value` module. Writers create a temporary file
 //! `<key>.json.<pid>-<thread>-<counter>-<nanos>.tmp` in the same directory
 //! and rename it over the entry, so a reader sees a whole entry or none,
 //! whenever a writer is killed and however many runs share the directory.
@@ -34,16 +41,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use executor_core::{Cell, CellError, Globals, Lifecycle, Notebook, RunResult, Setup};
+use executor_core::wire::ForeignDecoder;
+use executor_core::{Cell, CellError, Display, Globals, Lifecycle, Notebook, RunResult, Setup};
 use rhai::Dynamic;
 
-use crate::value::{Decoded, EncodeError, Encoder};
+use crate::value::{DecodeSeed, EncodeError, Encoder, Purpose};
 use crate::visible::{visible_names, Pending};
 
 /// The version of the key derivation and of the entry format.
 ///
 /// Changing either means changing this, so old entries are never misread.
-const FORMAT: &str = "cellrun-cache-v1";
+const FORMAT: &str = "cellrun-cache-v2";
 
 /// Suffix of entry files.
 const ENTRY_SUFFIX: &str = ".json";
@@ -113,14 +121,16 @@ pub struct CacheInfo {
 /// A persistent cache of cell results, like marimo's cached lifecycle.
 ///
 /// - Setup computes the cell's key (see the module docs). If a visible
-///   global is not storable (a closure, a timestamp, a custom type), the
-///   cell runs live and uncached; the reason is logged at debug level.
+///   global is not storable (a closure, a timestamp, a custom type, a
+///   plugin's value without a fingerprint), the cell runs live and
+///   uncached, with a warning naming the value.
 /// - On a hit, setup writes the stored definitions into the globals and
 ///   skips the body with the stored output and printed text, marked
 ///   [`cached`](RunResult::cached).
-/// - On a miss, the body runs and teardown stores the output, the printed
-///   text and the cell's definitions, if they are all storable. Failed runs
-///   are never stored.
+/// - On a miss, the body runs and teardown stores the output, its rich
+///   display, the printed text and the cell's definitions, if they are all
+///   storable; one that is not is named in a warning. Failed runs are never
+///   stored.
 /// - An entry that cannot be read or decoded is logged as a warning and
 ///   treated as a miss, so the run rewrites it. Failing to write an entry
 ///   is logged as a warning too; neither fails the cell.
@@ -145,12 +155,15 @@ pub struct CachedLifecycle {
     reach: Reach,
     /// The key of each evaluation that missed, for its teardown.
     misses: Pending<blake3::Hash>,
+    /// Makes plugin-owned values from their stored encodings.
+    foreign: Option<ForeignDecoder>,
 }
 
 /// A decoded entry.
 struct Entry {
     output: Dynamic,
     stdout: String,
+    display: Option<Display>,
     defs: Vec<(String, Dynamic)>,
 }
 
@@ -212,7 +225,17 @@ impl CachedLifecycle {
             opaque,
             reach,
             misses: Pending::new(),
+            foreign: None,
         })
+    }
+
+    /// The same cache, reading plugin-owned values back from entries with
+    /// `decode` (owner, type name, the owner's encoding), which asks their
+    /// owner. Without it an entry holding such a value is unusable (a
+    /// warning, and the cell runs live).
+    pub fn with_foreign_decoder(mut self, decode: ForeignDecoder) -> CachedLifecycle {
+        self.foreign = Some(decode);
+        self
     }
 
     /// The cache directory.
@@ -222,15 +245,14 @@ impl CachedLifecycle {
 
     /// The key of `cell`'s entry given the current `globals`, or why the
     /// cell cannot be cached.
-    fn key(&self, cell: &Cell, globals: &Globals) -> Result<blake3::Hash, String> {
-        let fn_digest = self
-            .fn_digests
-            .get(cell.id().index())
-            .ok_or("the cell is not from the cache's notebook")?;
+    fn key(&self, cell: &Cell, globals: &Globals) -> Result<blake3::Hash, Uncached> {
+        let fn_digest = self.fn_digests.get(cell.id().index()).ok_or_else(|| {
+            Uncached::Opaque("the cell is not from the cache's notebook".to_owned())
+        })?;
         if let Some(reason) = &self.opaque[cell.id().index()] {
-            return Err(format!(
+            return Err(Uncached::Opaque(format!(
                 "what the cell reaches is not known from its code: {reason}"
-            ));
+            )));
         }
         let mut hasher = blake3::Hasher::new();
         hash_str(&mut hasher, FORMAT);
@@ -239,13 +261,13 @@ impl CachedLifecycle {
         let mut names = visible_names(cell);
         names.sort_unstable();
         // Values stream into the hash: a large input costs no copy.
-        let mut encoder = Encoder::new(&mut hasher, 0, usize::MAX);
+        let mut encoder = Encoder::new(&mut hasher, Purpose::Key, 0, usize::MAX);
         for name in names {
             hash_str(encoder.out(), name);
             match globals.get(name) {
-                Some(value) => encoder
-                    .value(value)
-                    .map_err(|reason| format!("`{name}` is not storable: {reason}"))?,
+                Some(value) => encoder.value(value).map_err(|reason| {
+                    Uncached::Value(format!("its input `{name}` is not storable: {reason}"))
+                })?,
                 // An absent name (a notebook function, or a missing input
                 // that makes the body fail) still takes part in the key.
                 None => {
@@ -259,9 +281,9 @@ impl CachedLifecycle {
         if !pointed.is_empty() {
             let reached = self.reach.definers(&pointed, None);
             if let Some(reason) = self.reach.opaque(&reached) {
-                return Err(format!(
+                return Err(Uncached::Opaque(format!(
                     "what the cell reaches is not known from its code: {reason}"
-                ));
+                )));
             }
             hasher.update(self.reach.digest(&reached).as_bytes());
         }
@@ -281,13 +303,17 @@ impl Lifecycle for CachedLifecycle {
     fn setup(&self, cell: &Cell, globals: &mut Globals) -> Result<Setup, CellError> {
         let key = match self.key(cell, globals) {
             Ok(key) => key,
-            Err(reason) => {
+            Err(Uncached::Opaque(reason)) => {
                 tracing::debug!(cell = cell.name(), %reason, "cache: running the cell uncached");
+                return Ok(Setup::Continue);
+            }
+            Err(Uncached::Value(reason)) => {
+                tracing::warn!("cache: cell `{}` runs live: {reason}", cell.name());
                 return Ok(Setup::Continue);
             }
         };
         let path = self.entry_path(&key);
-        match read_entry(&path, &key, cell) {
+        match read_entry(&path, &key, cell, self.foreign.as_ref()) {
             Ok(entry) => {
                 tracing::debug!(cell = cell.name(), key = %key, "cache: hit");
                 for (name, value) in entry.defs {
@@ -298,7 +324,7 @@ impl Lifecycle for CachedLifecycle {
                     stdout: entry.stdout,
                     error: None,
                     cached: true,
-                    display: None,
+                    display: entry.display,
                 }));
             }
             Err(EntryError::Missing) => {
@@ -338,11 +364,23 @@ impl Lifecycle for CachedLifecycle {
                 "cache: cannot write an entry"
             ),
             Err(reason) => {
-                tracing::debug!(cell = cell.name(), %reason, "cache: not storing the result");
+                tracing::warn!(
+                    "cache: not storing the result of cell `{}`, which runs live on the next run too: {reason}",
+                    cell.name()
+                );
             }
         }
         Ok(())
     }
+}
+
+/// Why a cell has no key and runs live.
+enum Uncached {
+    /// What the cell reaches is not known from its code, as documented: a
+    /// debug line.
+    Opaque(String),
+    /// One of its inputs is not storable: a warning.
+    Value(String),
 }
 
 /// Feeds `text` to `hasher`, length first so consecutive strings cannot run together.
@@ -416,29 +454,144 @@ impl Reach {
     }
 }
 
-/// An entry as stored; values are decoded straight from the file's text.
-#[derive(serde::Deserialize)]
+/// An entry as stored, its values decoded straight from the file's text
+/// (plugin-owned values through their owner's decoder).
 struct StoredEntry {
     format: String,
     key: String,
-    output: Decoded,
+    output: Dynamic,
     stdout: String,
-    defs: std::collections::BTreeMap<String, Decoded>,
+    display: Option<Display>,
+    defs: Vec<(String, Dynamic)>,
+}
+
+/// Reads a [`StoredEntry`] with the decoder of plugin-owned values.
+struct EntrySeed<'a>(Option<&'a ForeignDecoder>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = StoredEntry;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<StoredEntry, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntrySeed<'_> {
+    type Value = StoredEntry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a cache entry")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StoredEntry, A::Error> {
+        use serde::de::Error;
+        let seed = DecodeSeed::new(self.0);
+        let (mut format, mut key, mut output, mut stdout, mut display, mut defs) =
+            (None, None, None, None, None, None);
+        while let Some(field) = map.next_key::<String>()? {
+            match field.as_str() {
+                "format" => format = Some(map.next_value::<String>()?),
+                "key" => key = Some(map.next_value::<String>()?),
+                "output" => output = Some(map.next_value_seed(seed)?),
+                "stdout" => stdout = Some(map.next_value::<String>()?),
+                "display" => {
+                    display =
+                        Some(
+                            map.next_value::<Option<StoredDisplay>>()?
+                                .map(|display| Display {
+                                    mime: display.mime,
+                                    data: display.data,
+                                }),
+                        );
+                }
+                "defs" => defs = Some(map.next_value_seed(DefsSeed(seed))?),
+                other => return Err(A::Error::unknown_field(other, ENTRY_FIELDS)),
+            }
+        }
+        let missing = |name: &'static str| A::Error::missing_field(name);
+        // The format comes first in the check, so an entry of another
+        // format is reported as such rather than by a missing field.
+        let format = format.ok_or_else(|| missing("format"))?;
+        Ok(StoredEntry {
+            format,
+            key: key.ok_or_else(|| missing("key"))?,
+            output: output.ok_or_else(|| missing("output"))?,
+            stdout: stdout.ok_or_else(|| missing("stdout"))?,
+            display: display.ok_or_else(|| missing("display"))?,
+            defs: defs.ok_or_else(|| missing("defs"))?,
+        })
+    }
+}
+
+const ENTRY_FIELDS: &[&str] = &["defs", "display", "format", "key", "output", "stdout"];
+
+/// An output's rich form as stored.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredDisplay {
+    mime: String,
+    data: String,
+}
+
+/// Reads an entry's definitions, by name.
+struct DefsSeed<'a>(DecodeSeed<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for DefsSeed<'_> {
+    type Value = Vec<(String, Dynamic)>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Vec<(String, Dynamic)>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DefsSeed<'_> {
+    type Value = Vec<(String, Dynamic)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("definitions by name")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<Vec<(String, Dynamic)>, A::Error> {
+        let mut defs = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            defs.push((name, map.next_value_seed(self.0)?));
+        }
+        Ok(defs)
+    }
 }
 
 /// Reads and decodes the entry at `path`, checking it belongs to `key` and `cell`.
-fn read_entry(path: &Path, key: &blake3::Hash, cell: &Cell) -> Result<Entry, EntryError> {
+fn read_entry(
+    path: &Path,
+    key: &blake3::Hash,
+    cell: &Cell,
+    foreign: Option<&ForeignDecoder>,
+) -> Result<Entry, EntryError> {
+    use serde::de::DeserializeSeed;
     let bytes = fs::read(path).map_err(|error| match error.kind() {
         io::ErrorKind::NotFound => EntryError::Missing,
         _ => EntryError::Read(error),
     })?;
-    let stored: StoredEntry = serde_json::from_slice(&bytes).map_err(|error| {
-        if error.is_data() {
-            EntryError::Invalid(error.to_string())
-        } else {
-            EntryError::Json(error)
-        }
-    })?;
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    let stored = EntrySeed(foreign)
+        .deserialize(&mut deserializer)
+        .and_then(|stored| deserializer.end().map(|()| stored))
+        .map_err(|error| {
+            if error.is_data() {
+                EntryError::Invalid(error.to_string())
+            } else {
+                EntryError::Json(error)
+            }
+        })?;
     let invalid = |reason: &str| EntryError::Invalid(reason.to_owned());
     if stored.format != FORMAT {
         return Err(invalid("unknown format"));
@@ -446,19 +599,18 @@ fn read_entry(path: &Path, key: &blake3::Hash, cell: &Cell) -> Result<Entry, Ent
     if stored.key != key.to_hex().as_str() {
         return Err(invalid("the key does not match the file name"));
     }
-    let mut defs = Vec::with_capacity(stored.defs.len());
-    for (name, Decoded(value)) in stored.defs {
-        if !cell.defs().contains(&name) {
+    for (name, _) in &stored.defs {
+        if !cell.defs().contains(name) {
             return Err(EntryError::Invalid(format!(
                 "defines `{name}`, which the cell does not define"
             )));
         }
-        defs.push((name, value));
     }
     Ok(Entry {
-        output: stored.output.0,
+        output: stored.output,
         stdout: stored.stdout,
-        defs,
+        display: stored.display,
+        defs: stored.defs,
     })
 }
 
@@ -485,7 +637,7 @@ fn write_entry(
     names.sort_unstable();
     // The reader stops at serde_json's nesting limit; an entry it could
     // never read back would be rewritten on every run.
-    let mut encoder = Encoder::new(out, 2, MAX_ENTRY_DEPTH);
+    let mut encoder = Encoder::new(out, Purpose::Entry, 2, MAX_ENTRY_DEPTH);
     encoder.out().write_all(b"{\"defs\":{")?;
     let mut first = true;
     for name in names {
@@ -502,12 +654,23 @@ fn write_entry(
         }
     }
     let out = encoder.finish();
+    out.write_all(b"},\"display\":")?;
+    match &result.display {
+        Some(display) => {
+            out.write_all(b"{\"mime\":")?;
+            serde_json::to_writer(&mut *out, &display.mime).map_err(io::Error::from)?;
+            out.write_all(b",\"data\":")?;
+            serde_json::to_writer(&mut *out, &display.data).map_err(io::Error::from)?;
+            out.write_all(b"}")?;
+        }
+        None => out.write_all(b"null")?,
+    }
     write!(
         out,
-        "}},\"format\":\"{FORMAT}\",\"key\":\"{}\",\"output\":",
+        ",\"format\":\"{FORMAT}\",\"key\":\"{}\",\"output\":",
         key.to_hex()
     )?;
-    let mut encoder = Encoder::new(out, 1, MAX_ENTRY_DEPTH);
+    let mut encoder = Encoder::new(out, Purpose::Entry, 1, MAX_ENTRY_DEPTH);
     encoder
         .value(&result.output)
         .map_err(|error| not_storable("the output", error))?;

@@ -24,12 +24,22 @@
 //! | constant | `{"const":...}` around the value |
 //! | tagged value | `{"tag":[7,...]}` around the value |
 //!
+//! | plugin-owned value | `{"foreign":{"owner":"python","type":"list","data":"80059..."}}`, the hex of its owner's encoding |
+//!
 //! The encoding is canonical: equal values encode to the same text, so it
 //! can be hashed. Closures, anonymous functions, timestamps and custom
-//! types are not storable.
+//! types are not storable, nor is a value a plugin owns when the plugin
+//! gives it no encoding.
+//!
+//! A cache key takes a plugin-owned value's fingerprint instead of its
+//! encoding ([`Purpose::Key`]): the owner's bytes that are equal exactly
+//! when the values are, length first, straight into the hash.
 
+use std::collections::HashMap;
 use std::fmt;
 
+use executor_core::wire::ForeignDecoder;
+use executor_core::ForeignValue;
 use rhai::{Array, Blob, Dynamic, FnPtr, ImmutableString, Map};
 #[cfg(test)]
 use serde_json::Value;
@@ -79,12 +89,19 @@ type Path = Vec<*const Dynamic>;
 /// never shows through an original.
 ///
 /// Scalars, strings (copy on write), blobs, timestamps and custom types are
-/// cloned. Tags and constness are kept.
+/// cloned. Tags and constness are kept. A value a plugin owns is copied by
+/// its owner ([`ForeignObject::deep_copy`]), once per value: two places
+/// holding the same handle get the same copy. A plugin value its owner
+/// cannot copy is refused.
+///
+/// [`ForeignObject::deep_copy`]: executor_core::ForeignObject::deep_copy
 #[derive(Default)]
 pub(crate) struct IsolatedCopier {
     /// The new shared cell of each original one, by the address of the
     /// original's contents (alive while the originals are).
-    copies: std::collections::HashMap<*const Dynamic, Dynamic>,
+    copies: HashMap<*const Dynamic, Dynamic>,
+    /// The copy of each plugin-owned value, by the address of its object.
+    foreign_copies: HashMap<*const (), Dynamic>,
     path: Path,
 }
 
@@ -129,6 +146,8 @@ impl IsolatedCopier {
                 *curried = self.copy(curried)?;
             }
             Dynamic::from(fn_ptr)
+        } else if let Some(foreign) = value.read_lock::<ForeignValue>() {
+            self.copy_foreign(&foreign)?
         } else {
             return Ok(value.clone());
         };
@@ -136,6 +155,29 @@ impl IsolatedCopier {
         if value.is_read_only() {
             copy = copy.into_read_only();
         }
+        Ok(copy)
+    }
+}
+
+impl IsolatedCopier {
+    /// The owner's copy of a plugin-owned value, made once per value.
+    fn copy_foreign(&mut self, value: &ForeignValue) -> Result<Dynamic, Unsupported> {
+        let address = std::sync::Arc::as_ptr(value.arc()).cast::<()>();
+        if let Some(copy) = self.foreign_copies.get(&address) {
+            return Ok(copy.clone());
+        }
+        let object = value.object();
+        let copy = object
+            .deep_copy()
+            .ok_or_else(|| {
+                Unsupported::Kind(format!(
+                    "a value of type `{}` that plugin `{}` cannot copy",
+                    object.type_name(),
+                    object.owner()
+                ))
+            })?
+            .into_dynamic();
+        self.foreign_copies.insert(address, copy.clone());
         Ok(copy)
     }
 }
@@ -180,12 +222,24 @@ impl From<std::io::Error> for EncodeError {
     }
 }
 
+/// What an [`Encoder`] writes for: a cache key or a cache entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A key: plugin-owned values are their fingerprints, as raw bytes, so
+    /// the output is fit for a hash and nothing else.
+    Key,
+    /// An entry: plugin-owned values are their encodings, and the output is
+    /// JSON text that decodes back.
+    Entry,
+}
+
 /// Writes values in the canonical encoding (see the module docs) as JSON
 /// text, straight to `W` (a hasher, a file): nothing is built in memory, so
 /// encoding a large value costs time proportional to it and no more memory
 /// than a small buffer.
 pub(crate) struct Encoder<W: std::io::Write> {
     out: W,
+    purpose: Purpose,
     path: Path,
     /// JSON arrays and objects open now.
     depth: usize,
@@ -195,11 +249,13 @@ pub(crate) struct Encoder<W: std::io::Write> {
 }
 
 impl<W: std::io::Write> Encoder<W> {
-    /// An encoder writing to `out` that refuses values nesting JSON arrays and
-    /// objects deeper than `max_depth`, counting the `open` already around them.
-    pub(crate) fn new(out: W, open: usize, max_depth: usize) -> Encoder<W> {
+    /// An encoder writing to `out` for `purpose` that refuses values nesting
+    /// JSON arrays and objects deeper than `max_depth`, counting the `open`
+    /// already around them.
+    pub(crate) fn new(out: W, purpose: Purpose, open: usize, max_depth: usize) -> Encoder<W> {
         Encoder {
             out,
+            purpose,
             path: Path::new(),
             depth: open,
             max_depth,
@@ -377,14 +433,60 @@ impl<W: std::io::Write> Encoder<W> {
             self.fn_names.push(fn_ptr.fn_name().to_owned());
             return self.tagged("fn", |this| this.string(fn_ptr.fn_name()));
         }
+        if let Some(foreign) = value.read_lock::<ForeignValue>() {
+            return self.foreign(&foreign);
+        }
         Err(Unsupported::Kind(format!("a value of type `{}`", value.type_name())).into())
+    }
+
+    /// Writes a plugin-owned value: its fingerprint for a key, its encoding
+    /// for an entry, as its owner gives them.
+    fn foreign(&mut self, value: &ForeignValue) -> Result<(), EncodeError> {
+        let object = value.object();
+        let refused = |what: &str| {
+            Unsupported::Kind(format!(
+                "a value of type `{}` that plugin `{}` {what}",
+                object.type_name(),
+                object.owner()
+            ))
+        };
+        match self.purpose {
+            Purpose::Key => {
+                let fingerprint = object
+                    .fingerprint()
+                    .ok_or_else(|| refused("cannot fingerprint"))?;
+                self.out.write_all(b"{\"foreign\":")?;
+                self.string(object.owner())?;
+                self.string(object.type_name())?;
+                self.out
+                    .write_all(&(fingerprint.len() as u64).to_le_bytes())?;
+                self.out.write_all(&fingerprint)?;
+                Ok(self.out.write_all(b"}")?)
+            }
+            Purpose::Entry => {
+                let data = object.encode().ok_or_else(|| refused("cannot store"))?;
+                self.tagged("foreign", |this| {
+                    this.open(b"{")?;
+                    this.out.write_all(b"\"owner\":")?;
+                    this.string(object.owner())?;
+                    this.out.write_all(b",\"type\":")?;
+                    this.string(object.type_name())?;
+                    this.out.write_all(b",\"data\":\"")?;
+                    for chunk in data.chunks(4096) {
+                        this.out.write_all(hex(chunk).as_bytes())?;
+                    }
+                    this.out.write_all(b"\"")?;
+                    this.close(b"}")
+                })
+            }
+        }
     }
 }
 
 /// The canonical encoding of `value` as a JSON value (see the module docs).
 #[cfg(test)]
 pub(crate) fn encode(value: &Dynamic) -> Result<Value, Unsupported> {
-    let mut encoder = Encoder::new(Vec::new(), 0, usize::MAX);
+    let mut encoder = Encoder::new(Vec::new(), Purpose::Entry, 0, usize::MAX);
     match encoder.value(value) {
         Ok(()) => Ok(serde_json::from_slice(&encoder.finish()).expect("the encoder writes JSON")),
         Err(EncodeError::Value(reason)) => Err(reason),
@@ -392,18 +494,30 @@ pub(crate) fn encode(value: &Dynamic) -> Result<Value, Unsupported> {
     }
 }
 
-/// The value `encoded` stands for (the inverse of the encoding).
+/// The value `encoded` stands for (the inverse of the encoding), without
+/// plugin-owned values.
 #[cfg(test)]
 pub(crate) fn decode(encoded: &Value) -> Result<Dynamic, DecodeError> {
-    use serde::Deserialize;
-    Decoded::deserialize(encoded)
-        .map(|decoded| decoded.0)
+    use serde::de::DeserializeSeed;
+    DecodeSeed::new(None)
+        .deserialize(encoded)
         .map_err(|error| DecodeError(error.to_string()))
 }
 
-/// A value read from its encoding, straight from JSON text (no JSON tree in
-/// between).
-pub(crate) struct Decoded(pub(crate) Dynamic);
+/// Reads a value from its encoding, straight from JSON text (no JSON tree
+/// in between); plugin-owned values are made by `foreign`, their owners'
+/// decoder, and without it are an error.
+#[derive(Clone, Copy)]
+pub(crate) struct DecodeSeed<'a> {
+    foreign: Option<&'a ForeignDecoder>,
+}
+
+impl<'a> DecodeSeed<'a> {
+    /// A seed decoding plugin-owned values with `foreign`.
+    pub(crate) fn new(foreign: Option<&'a ForeignDecoder>) -> DecodeSeed<'a> {
+        DecodeSeed { foreign }
+    }
+}
 
 /// The kind of an encoded value: its object's one key.
 enum Kind {
@@ -419,6 +533,7 @@ enum Kind {
     Fn,
     Const,
     Tag,
+    Foreign,
 }
 
 impl<'de> serde::Deserialize<'de> for Kind {
@@ -443,6 +558,7 @@ impl<'de> serde::Deserialize<'de> for Kind {
                     "fn" => Kind::Fn,
                     "const" => Kind::Const,
                     "tag" => Kind::Tag,
+                    "foreign" => Kind::Foreign,
                     other => return Err(E::custom(format!("unknown kind `{other}`"))),
                 })
             }
@@ -451,22 +567,36 @@ impl<'de> serde::Deserialize<'de> for Kind {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Decoded {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Decoded, D::Error> {
-        deserializer.deserialize_map(DecodedVisitor)
+/// A plugin-owned value as stored: its owner, its type and the hex of its
+/// owner's encoding.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredForeign {
+    owner: String,
+    #[serde(rename = "type")]
+    type_name: String,
+    data: String,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DecodeSeed<'_> {
+    type Value = Dynamic;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Dynamic, D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-struct DecodedVisitor;
-
-impl<'de> serde::de::Visitor<'de> for DecodedVisitor {
-    type Value = Decoded;
+impl<'de> serde::de::Visitor<'de> for DecodeSeed<'_> {
+    type Value = Dynamic;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an encoded value: an object with one key")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Decoded, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Dynamic, A::Error> {
         use serde::de::Error;
         let bad = |what: &str| A::Error::custom(format!("bad {what}"));
         let kind: Kind = map
@@ -500,30 +630,46 @@ impl<'de> serde::de::Visitor<'de> for DecodedVisitor {
                 let text: String = map.next_value()?;
                 Dynamic::from_blob(unhex(&text).ok_or_else(|| bad("blob"))?)
             }
-            Kind::Array => Dynamic::from_array(map.next_value_seed(ArraySeed)?),
-            Kind::Map => Dynamic::from_map(map.next_value_seed(MapSeed)?),
+            Kind::Array => Dynamic::from_array(map.next_value_seed(ArraySeed(self))?),
+            Kind::Map => Dynamic::from_map(map.next_value_seed(MapSeed(self))?),
             Kind::Fn => {
                 let name: String = map.next_value()?;
                 Dynamic::from(FnPtr::new(name).map_err(|_| bad("function name"))?)
             }
-            Kind::Const => map.next_value::<Decoded>()?.0.into_read_only(),
+            Kind::Const => map.next_value_seed(self)?.into_read_only(),
             Kind::Tag => {
-                let (tag, Decoded(mut value)): (i64, Decoded) = map.next_value()?;
+                let (tag, mut value) = map.next_value_seed(TagSeed(self))?;
                 value.set_tag(tag.try_into().map_err(|_| bad("tag"))?);
                 value
+            }
+            Kind::Foreign => {
+                let stored: StoredForeign = map.next_value()?;
+                let data = unhex(&stored.data).ok_or_else(|| bad("foreign value data"))?;
+                let decode = self.foreign.ok_or_else(|| {
+                    A::Error::custom(format!(
+                        "a value of type `{}` owned by plugin `{}`, and no plugin decodes it",
+                        stored.type_name, stored.owner
+                    ))
+                })?;
+                decode(&stored.owner, &stored.type_name, data).map_err(|reason| {
+                    A::Error::custom(format!(
+                        "a value of type `{}` owned by plugin `{}` does not decode: {reason}",
+                        stored.type_name, stored.owner
+                    ))
+                })?
             }
         };
         if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
             return Err(A::Error::custom("expected an object with one key"));
         }
-        Ok(Decoded(value))
+        Ok(value)
     }
 }
 
 /// Reads an encoded array's items straight into a Rhai array.
-struct ArraySeed;
+struct ArraySeed<'a>(DecodeSeed<'a>);
 
-impl<'de> serde::de::DeserializeSeed<'de> for ArraySeed {
+impl<'de> serde::de::DeserializeSeed<'de> for ArraySeed<'_> {
     type Value = Array;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Array, D::Error> {
@@ -531,7 +677,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ArraySeed {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for ArraySeed {
+impl<'de> serde::de::Visitor<'de> for ArraySeed<'_> {
     type Value = Array;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -540,7 +686,7 @@ impl<'de> serde::de::Visitor<'de> for ArraySeed {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Array, A::Error> {
         let mut items = Array::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-        while let Some(Decoded(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(self.0)? {
             items.push(item);
         }
         Ok(items)
@@ -548,9 +694,9 @@ impl<'de> serde::de::Visitor<'de> for ArraySeed {
 }
 
 /// Reads an encoded map's entries straight into a Rhai map.
-struct MapSeed;
+struct MapSeed<'a>(DecodeSeed<'a>);
 
-impl<'de> serde::de::DeserializeSeed<'de> for MapSeed {
+impl<'de> serde::de::DeserializeSeed<'de> for MapSeed<'_> {
     type Value = Map;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Map, D::Error> {
@@ -558,7 +704,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for MapSeed {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for MapSeed {
+impl<'de> serde::de::Visitor<'de> for MapSeed<'_> {
     type Value = Map;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -567,10 +713,50 @@ impl<'de> serde::de::Visitor<'de> for MapSeed {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Map, A::Error> {
         let mut map = Map::new();
-        while let Some((key, Decoded(item))) = entries.next_entry::<String, Decoded>()? {
+        while let Some(key) = entries.next_key::<String>()? {
+            let item = entries.next_value_seed(self.0)?;
             map.insert(key.into(), item);
         }
         Ok(map)
+    }
+}
+
+/// Reads a tagged value's `[tag, value]` pair.
+struct TagSeed<'a>(DecodeSeed<'a>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for TagSeed<'_> {
+    type Value = (i64, Dynamic);
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<(i64, Dynamic), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TagSeed<'_> {
+    type Value = (i64, Dynamic);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tag and an encoded value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<(i64, Dynamic), A::Error> {
+        use serde::de::Error;
+        let tag = seq
+            .next_element::<i64>()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let value = seq
+            .next_element_seed(self.0)?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::invalid_length(3, &self));
+        }
+        Ok((tag, value))
     }
 }
 

@@ -70,6 +70,34 @@ pub(crate) fn held() -> usize {
     HELD.load(Ordering::Relaxed)
 }
 
+/// The memory the process holds now, wherever it was allocated: the
+/// larger of the counted heap and the process's resident anonymous memory
+/// (resident pages less those backed by files), which covers what libraries
+/// allocate outside this allocator, such as an embedded Python's objects.
+///
+/// Reads `/proc/self/statm` through a file kept open, one `pread` per call;
+/// where it cannot be read, the counted heap alone.
+pub(crate) fn held_by_process() -> usize {
+    use std::os::unix::fs::FileExt;
+    static STATM: std::sync::OnceLock<Option<(std::fs::File, usize)>> = std::sync::OnceLock::new();
+    let statm = STATM.get_or_init(|| {
+        // SAFETY: sysconf only reads a configuration value.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let file = std::fs::File::open("/proc/self/statm").ok()?;
+        Some((file, usize::try_from(page).ok().filter(|page| *page > 0)?))
+    });
+    let anonymous = statm.as_ref().and_then(|(file, page)| {
+        let mut buffer = [0_u8; 128];
+        let read = file.read_at(&mut buffer, 0).ok()?;
+        let text = std::str::from_utf8(&buffer[..read]).ok()?;
+        let mut fields = text.split_ascii_whitespace().skip(1);
+        let resident: usize = fields.next()?.parse().ok()?;
+        let shared: usize = fields.next()?.parse().ok()?;
+        Some(resident.saturating_sub(shared) * page)
+    });
+    held().max(anonymous.unwrap_or(0))
+}
+
 /// The default memory limit: a quarter of the memory the process may use
 /// (so a cell that doubles a value past the limit in one step still fits),
 /// at least 512 MiB; 4 GiB when that memory is unknown.

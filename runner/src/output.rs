@@ -7,8 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use executor_core::{
-    CancelToken, Cell, CellError, Concurrency, Executor, Globals, Notebook, RunContext, RunOutcome,
-    RunResult, Status,
+    CancelToken, Cell, CellError, Concurrency, Executor, ForeignValue, Globals, Notebook,
+    RunContext, RunOutcome, RunResult, Status,
 };
 use scheduler::{CellOutcome, DataflowGraph, Hooks, Priority, RunSummary};
 use serde::Serialize;
@@ -790,6 +790,15 @@ impl Executor for AnnounceStart {
 
     fn concurrency(&self) -> Concurrency {
         self.inner.concurrency()
+    }
+
+    fn decode_foreign(
+        &self,
+        owner: &str,
+        type_name: &str,
+        data: &[u8],
+    ) -> Option<Result<ForeignValue, String>> {
+        self.inner.decode_foreign(owner, type_name, data)
     }
 
     fn run_started(&self, run: &RunContext) {

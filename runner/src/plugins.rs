@@ -505,60 +505,128 @@ pub(crate) fn discover(config: &PluginConfig) -> Inventory {
             .collect();
         files.sort();
         for path in files {
-            let mut report = Report {
-                path: path.clone(),
-                name: None,
-                kind: None,
-                abi_version: None,
-                description: None,
-                version: None,
-                min_cellrun: None,
-                languages: Vec::new(),
-                problem: None,
-            };
-            let outcome = match crate::libfile::open(&path, config.allow_untrusted) {
-                Err(crate::libfile::Refusal::Untrusted(reason)) => Err(format!(
-                    "refusing untrusted plugin {}: {reason} (--allow-untrusted-plugins loads it anyway)",
-                    path.display()
-                )),
-                Err(crate::libfile::Refusal::Broken(reason)) => {
-                    Err(format!("plugin {} skipped: {reason}", path.display()))
-                }
-                Ok(opened) => inspect(&path, opened.load_path(), &mut report).map_err(|reason| {
-                    format!("plugin {} skipped: {reason}", path.display())
-                }),
-            };
-            match outcome {
-                Ok(plugin) => {
-                    let name = plugin.name().to_owned();
-                    if let Some(first) = origin.get(&name) {
-                        let problem = format!(
-                            "plugin {} skipped: duplicate name `{name}` (already loaded from {})",
-                            path.display(),
-                            first.display()
-                        );
-                        inventory.warnings.push(problem.clone());
-                        report.problem = Some(problem);
-                    } else {
-                        tracing::debug!(
-                            plugin = %name,
-                            path = %path.display(),
-                            description = report.description.as_deref().unwrap_or("-"),
-                            "plugin found"
-                        );
-                        origin.insert(name.clone(), path.clone());
-                        inventory.plugins.insert(name, plugin);
-                    }
-                }
-                Err(problem) => {
-                    inventory.warnings.push(problem.clone());
-                    report.problem = Some(problem);
-                }
-            }
-            inventory.reports.push(report);
+            add_library(path, config, &mut inventory, &mut origin);
         }
     }
     inventory
+}
+
+/// The file name of the plugin shipped with cellrun for cells of
+/// `language`: `libplugin_python.so` on Linux.
+pub(crate) fn bundled_file_name(language: &str) -> String {
+    format!(
+        "{}plugin_{language}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Where cellrun looks for the plugin it ships for `language` when no
+/// plugin directory has one: beside its own executable (where `cargo build`
+/// puts both), then in `../lib/cellrun/` from there (an installed layout).
+pub(crate) fn bundled_candidates(language: &str) -> Vec<PathBuf> {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    let name = bundled_file_name(language);
+    vec![
+        dir.join(&name),
+        dir.join("..").join("lib").join("cellrun").join(&name),
+    ]
+}
+
+/// Adds the plugin cellrun ships for `language` to `inventory`, when no
+/// plugin found so far runs the language: the first of
+/// [`bundled_candidates`] that exists, and only that one file (the
+/// directory beside the executable holds other libraries, which are not
+/// loaded). Returns where it looked when it found none.
+pub(crate) fn add_bundled(
+    inventory: &mut Inventory,
+    config: &PluginConfig,
+    language: &str,
+) -> Result<(), Vec<PathBuf>> {
+    let runs_language = inventory.plugins.values().any(|plugin| {
+        plugin.kind() == FfiPluginKind::EXECUTOR
+            && plugin.languages().iter().any(|runs| runs == language)
+    });
+    if runs_language {
+        return Ok(());
+    }
+    let candidates = bundled_candidates(language);
+    let Some(path) = candidates.iter().find(|path| path.is_file()) else {
+        return Err(candidates);
+    };
+    let mut origin: HashMap<String, PathBuf> = inventory
+        .plugins
+        .iter()
+        .map(|(name, plugin)| (name.clone(), plugin.path.clone()))
+        .collect();
+    tracing::debug!(path = %path.display(), language, "loading the bundled plugin");
+    add_library(path.clone(), config, inventory, &mut origin);
+    Ok(())
+}
+
+/// Inspects the library at `path` and adds it to `inventory`, or records
+/// why not.
+fn add_library(
+    path: PathBuf,
+    config: &PluginConfig,
+    inventory: &mut Inventory,
+    origin: &mut HashMap<String, PathBuf>,
+) {
+    let mut report = Report {
+        path: path.clone(),
+        name: None,
+        kind: None,
+        abi_version: None,
+        description: None,
+        version: None,
+        min_cellrun: None,
+        languages: Vec::new(),
+        problem: None,
+    };
+    let outcome = match crate::libfile::open(&path, config.allow_untrusted) {
+        Err(crate::libfile::Refusal::Untrusted(reason)) => Err(format!(
+            "refusing untrusted plugin {}: {reason} (--allow-untrusted-plugins loads it anyway)",
+            path.display()
+        )),
+        Err(crate::libfile::Refusal::Broken(reason)) => {
+            Err(format!("plugin {} skipped: {reason}", path.display()))
+        }
+        Ok(opened) => inspect(&path, opened.load_path(), &mut report)
+            .map_err(|reason| format!("plugin {} skipped: {reason}", path.display())),
+    };
+    match outcome {
+        Ok(plugin) => {
+            let name = plugin.name().to_owned();
+            if let Some(first) = origin.get(&name) {
+                let problem = format!(
+                    "plugin {} skipped: duplicate name `{name}` (already loaded from {})",
+                    path.display(),
+                    first.display()
+                );
+                inventory.warnings.push(problem.clone());
+                report.problem = Some(problem);
+            } else {
+                tracing::debug!(
+                    plugin = %name,
+                    path = %path.display(),
+                    description = report.description.as_deref().unwrap_or("-"),
+                    "plugin found"
+                );
+                origin.insert(name.clone(), path.clone());
+                inventory.plugins.insert(name, plugin);
+            }
+        }
+        Err(problem) => {
+            inventory.warnings.push(problem.clone());
+            report.problem = Some(problem);
+        }
+    }
+    inventory.reports.push(report);
 }
 
 /// Runs the layout check of every plugin found, as `cellrun plugins` shows

@@ -99,11 +99,25 @@ fn kind_name(kind: CellKind) -> &'static str {
     }
 }
 
-/// What to do when no executor runs `language`.
+/// What to do when no executor runs `language`: for Python, where the
+/// python plugin was looked for and the command that builds it.
 pub(crate) fn missing_executor_hint(language: &str) -> String {
-    if language == PYTHON {
-        "build the python executor plugin with `cargo xtask build-plugins` (it needs Python 3 with its shared library) and pass `--plugin-dir target/plugins`".to_owned()
-    } else {
-        format!("install an executor plugin that runs {language} cells")
+    if language != PYTHON {
+        return format!("install an executor plugin that runs {language} cells");
     }
+    let looked: Vec<String> = crate::plugins::bundled_candidates(language)
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
+    // A release build of cellrun looks beside itself in target/release.
+    let release = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.file_name().map(|dir| dir == "release"))
+        .unwrap_or(false);
+    format!(
+        "the python executor plugin was not found (looked for {}); build it with `cargo build{} -p plugin-python` \
+         (it needs Python 3 with its shared library), or pass --plugin-dir DIR with a directory holding it",
+        looked.join(" and "),
+        if release { " --release" } else { "" }
+    )
 }

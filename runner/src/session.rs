@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
+use executor_core::wire::ForeignDecoder;
 use executor_core::{
-    DefaultExecutor, Evaluator, Executor, ExecutorRegistry, Lifecycle, Limits, Notebook, Selection,
-    RHAI,
+    DefaultExecutor, Evaluator, Executor, ExecutorRegistry, ForeignValue, Lifecycle, Limits,
+    Notebook, Selection, RHAI,
 };
 use lifecycles::{CachedLifecycle, StrictLifecycle};
 use scheduler::{MemoryLimit, Plan, RunControl};
@@ -80,6 +81,8 @@ pub(crate) struct Session {
     cache_dir: Option<PathBuf>,
     timeout: Option<Duration>,
     max_memory_mib: Option<u64>,
+    /// What the memory limit counts (see [`memory_probe`]).
+    memory_probe: fn() -> usize,
     executor: Arc<dyn Executor>,
     plugin_lifecycles: Vec<Arc<dyn Lifecycle>>,
     warnings: Vec<String>,
@@ -112,7 +115,13 @@ impl Session {
             args.plugins.allow_untrusted_plugins,
             args.plugin_opts.clone(),
         );
-        let inventory = plugins::discover(&plugin_config);
+        let mut inventory = plugins::discover(&plugin_config);
+        if language != RHAI {
+            // The plugin cellrun ships for the language, beside the
+            // executable, when no plugin directory has one; when it is
+            // missing too, selecting the executor says what to build.
+            let _ = plugins::add_bundled(&mut inventory, &plugin_config, language);
+        }
         let mut warnings = inventory.warnings.clone();
         warnings.extend(plugins::unknown_option_warnings(&plugin_config, &inventory));
         let default = Arc::new(DefaultExecutor::new(&limits));
@@ -152,6 +161,7 @@ impl Session {
             }),
             timeout: args.timeout.map(Duration::from_secs_f64),
             max_memory_mib: args.max_memory,
+            memory_probe: memory_probe(language),
             executor,
             plugin_lifecycles,
             warnings,
@@ -231,7 +241,9 @@ impl Session {
             match crate::commands::prepare_cache_dir(dir) {
                 Err(reason) => warnings.push(format!("{reason}; running without the cache")),
                 Ok(()) => match CachedLifecycle::new(dir.clone(), notebook) {
-                    Ok(cache) => lifecycles.push(Arc::new(cache)),
+                    Ok(cache) => lifecycles.push(Arc::new(
+                        cache.with_foreign_decoder(foreign_decoder(self.executor.clone())),
+                    )),
                     Err(error) => warnings.push(format!(
                         "cannot use the cache directory ({:#}); running without the cache",
                         anyhow::Error::from(error)
@@ -288,8 +300,38 @@ impl Session {
 
     /// A fresh control for one run, with the time and memory limits.
     pub(crate) fn control(&self) -> RunControl {
-        RunControl::with_limits(self.timeout, Some(memory_limit(self.max_memory_mib)))
+        let memory = MemoryLimit {
+            probe: self.memory_probe,
+            ..memory_limit(self.max_memory_mib)
+        };
+        RunControl::with_limits(self.timeout, Some(memory))
     }
+}
+
+/// What the memory limit counts for a notebook in `language`: the heap of
+/// cellrun's own allocator for Rhai, whose values it allocates; for other
+/// languages, whose plugins allocate with allocators of their own (an
+/// embedded Python), every anonymous page the process holds.
+fn memory_probe(language: &str) -> fn() -> usize {
+    if language == RHAI {
+        crate::memory::held
+    } else {
+        crate::memory::held_by_process
+    }
+}
+
+/// Makes plugin-owned values from cache entries through `executor`, the
+/// run's executor, which asks the plugin owning them.
+fn foreign_decoder(executor: Arc<dyn Executor>) -> ForeignDecoder {
+    Box::new(
+        move |owner, type_name, data| match executor.decode_foreign(owner, type_name, &data) {
+            Some(decoded) => decoded.map(ForeignValue::into_dynamic),
+            None => Err(format!(
+                "the run's executor `{}` does not own values of plugin `{owner}`",
+                executor.name()
+            )),
+        },
+    )
 }
 
 /// The memory limit of `--max-memory MIB` (default: a quarter of the

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use executor_core::{
-    CancelToken, Cell, CellError, CellId, Concurrency, Evaluator, Executor, Globals, Lifecycle,
-    Notebook, RunContext, RunOutcome, RunResult, Setup, Status, CELL_THREAD_STACK,
+    CancelToken, Cell, CellError, CellId, Concurrency, Evaluator, Executor, ForeignValue, Globals,
+    Lifecycle, Notebook, RunContext, RunOutcome, RunResult, Setup, Status, CELL_THREAD_STACK,
 };
 use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, DebouncedEventKind};
@@ -840,6 +840,15 @@ impl Executor for Explained<dyn Executor> {
 
     fn concurrency(&self) -> Concurrency {
         self.inner.concurrency()
+    }
+
+    fn decode_foreign(
+        &self,
+        owner: &str,
+        type_name: &str,
+        data: &[u8],
+    ) -> Option<Result<ForeignValue, String>> {
+        self.inner.decode_foreign(owner, type_name, data)
     }
 
     fn run_started(&self, run: &RunContext) {

@@ -296,3 +296,269 @@ fn marimo_markdown_is_displayed() {
         .unwrap()
         .contains("Hello"));
 }
+
+#[test]
+fn strict_isolates_in_place_mutation_of_python_values() {
+    let dir = Dir::new("py-strict");
+    let text = notebook(&[
+        ("make", "items = [1]"),
+        // A function that reads the global when called, defined before the
+        // mutation: it must see the original again afterwards.
+        ("helper", "def count():\n    return len(items)"),
+        ("mutates", "items.append(2)\nlen(items)"),
+        ("calls", "count()"),
+        ("reads", "len(items)"),
+    ]);
+    let Some(plain) = run_py(&dir, &text, &[]) else {
+        return;
+    };
+    assert_eq!(plain.finished("mutates")["output"], 2);
+    assert_eq!(
+        (
+            &plain.finished("calls")["output"],
+            &plain.finished("reads")["output"]
+        ),
+        (&json!(2), &json!(2)),
+        "without strict the mutation is shared, as in marimo"
+    );
+    let strict = run_py(&dir, &text, &["--strict"]).unwrap();
+    assert_eq!(strict.code, 0, "{:#?}", strict.events);
+    assert_eq!(strict.events[0]["lifecycles"], json!(["strict"]));
+    assert_eq!(
+        strict.finished("mutates")["output"],
+        2,
+        "the cell sees its own change"
+    );
+    assert_eq!(
+        strict.finished("reads")["output"],
+        1,
+        "{:#?}",
+        strict.events
+    );
+    assert_eq!(
+        strict.finished("calls")["output"],
+        1,
+        "a function reading the global sees the original, not the copy"
+    );
+
+    // A value `copy.deepcopy` refuses is a strict error of the reading cell.
+    let text = notebook(&[
+        ("gen", "g = (i for i in range(3))"),
+        ("uses", "next(g)"),
+        ("other", "o = 1\no"),
+    ]);
+    let strict = run_py(&dir, &text, &["--strict"]).unwrap();
+    let error = &strict.finished("uses")["error"];
+    assert_eq!(error["kind"], "strict", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot copy `g` for the cell: a value of type `generator`"),
+        "{error}"
+    );
+    assert_eq!(strict.finished("other")["output"], 1);
+}
+
+/// The cells of the cache test; `data` and `double` as given.
+fn cache_notebook(data: &str, double: &str) -> String {
+    notebook(&[
+        ("imports", "import math"),
+        ("data", &format!("xs = {data}\nprint('computing')")),
+        ("total", "t = sum(xs)\nt"),
+        ("fn", &format!("def double(v):\n    return {double}")),
+        ("uses_fn", "double(t) + math.floor(2.5)"),
+        ("gen", "g = (i for i in range(3))"),
+        ("mix", "len(xs) + next(g)"),
+        ("mod", "import marimo as mo"),
+        ("md", "mo.md(f'# total {t}')"),
+    ])
+}
+
+#[test]
+fn cache_reuses_python_results_and_runs_unstorable_values_live() {
+    let dir = Dir::new("py-cache");
+    let cache = dir.path().join("cache");
+    let cache_arg = format!("--cache={}", cache.display());
+    let text = cache_notebook("[1, 2, 3]", "2 * v");
+    let Some(first) = run_py(&dir, &text, &[&cache_arg]) else {
+        return;
+    };
+    assert_eq!(first.code, 0, "{:#?}", first.events);
+    let second = run_py(&dir, &text, &[&cache_arg]).unwrap();
+    assert_eq!(second.code, 0, "{:#?}", second.events);
+    let cached = |run: &Run| -> Vec<(String, bool)> {
+        run.events("cell_finished")
+            .iter()
+            .map(|event| {
+                (
+                    event["cell"].as_str().unwrap().to_owned(),
+                    event["cached"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let hits = |run: &Run| -> Vec<String> {
+        cached(run)
+            .into_iter()
+            .filter(|(_, cached)| *cached)
+            .map(|(cell, _)| cell)
+            .collect()
+    };
+    assert_eq!(
+        hits(&second),
+        ["imports", "data", "total", "uses_fn", "mod", "md"],
+        "the cells defining a function or a generator, and the one reading the generator, run live"
+    );
+    for (cell, _) in cached(&first) {
+        let (live, restored) = (first.finished(&cell), second.finished(&cell));
+        for field in ["output", "stdout", "display", "status"] {
+            assert_eq!(live[field], restored[field], "{cell}: {field}");
+        }
+    }
+    assert_eq!(second.finished("data")["stdout"], "computing\n");
+    assert_eq!(second.finished("uses_fn")["output"], 14);
+    assert_eq!(
+        second.finished("mix")["output"],
+        3,
+        "a live cell reads the definitions restored from the cache"
+    );
+    assert_eq!(second.finished("md")["display"]["mime"], "text/markdown");
+    let warnings: Vec<&str> = second
+        .events("warning")
+        .iter()
+        .map(|warning| warning["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        warnings.iter().any(|warning| warning.contains("cell `gen`")
+            && warning.contains("`g` is not storable: a value of type `generator`")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|warning| warning.contains("cell `mix` runs live: its input `g`")),
+        "{warnings:#?}"
+    );
+
+    // A changed input misses in every cell it reaches, and only there.
+    let changed = run_py(&dir, &cache_notebook("[1, 2, 4]", "2 * v"), &[&cache_arg]).unwrap();
+    assert_eq!(hits(&changed), ["imports", "mod"], "{:#?}", changed.events);
+    assert_eq!(changed.finished("uses_fn")["output"], 16);
+    // A changed function body misses in its callers, though its name is the same.
+    let text = cache_notebook("[1, 2, 4]", "3 * v");
+    let body = run_py(&dir, &text, &[&cache_arg]).unwrap();
+    assert_eq!(
+        hits(&body),
+        ["imports", "data", "total", "mod", "md"],
+        "{:#?}",
+        body.events
+    );
+    assert_eq!(body.finished("uses_fn")["output"], 23);
+}
+
+#[test]
+fn the_memory_limit_stops_a_python_cell_allocating_past_it() {
+    let dir = Dir::new("py-memory");
+    let text = notebook(&[
+        // Three gigabytes if nothing stopped it, a megabyte at a time.
+        (
+            "hog",
+            "blocks = []\nfor _ in range(3000):\n    blocks.append(bytearray(10**6))",
+        ),
+        ("reader", "len(blocks)"),
+        ("after", "z = 1\nz"),
+    ]);
+    let Some(run) = run_py(&dir, &text, &["--max-memory", "300"]) else {
+        return;
+    };
+    let error = &run.finished("hog")["error"];
+    assert_eq!(error["kind"], "runtime", "{:#?}", run.events);
+    assert_eq!(
+        error["message"], "cell stopped: the run went over its memory limit",
+        "{error}"
+    );
+    assert_eq!(run.status("reader"), "cancelled");
+    assert_eq!(
+        run.finished("after")["output"],
+        1,
+        "the hog's definitions are dropped, so later cells run"
+    );
+}
+
+/// A directory holding a copy of the `cellrun` binary (a hard link when it
+/// can), and the python plugin beside it when `with_plugin`.
+fn cellrun_elsewhere(dir: &Dir, with_plugin: bool) -> PathBuf {
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let link_or_copy = |from: &Path, to: &Path| {
+        if std::fs::hard_link(from, to).is_err() {
+            std::fs::copy(from, to).unwrap();
+        }
+    };
+    let cellrun = bin.join("cellrun");
+    link_or_copy(Path::new(env!("CARGO_BIN_EXE_cellrun")), &cellrun);
+    if with_plugin {
+        link_or_copy(
+            &plugin_dir().join("libplugin_python.so"),
+            &bin.join("libplugin_python.so"),
+        );
+    }
+    cellrun
+}
+
+#[test]
+fn the_python_plugin_is_found_beside_cellrun_without_a_flag() {
+    let Some(python) = marimo_python() else {
+        return;
+    };
+    let venv = python
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    // Built where `cargo build` puts it: beside the test's `cellrun`.
+    plugin_dir();
+    let dir = Dir::new("py-default-plugin");
+    dir.write("nb.py", &notebook(&[("a", "x = 20 + 1\nx")]));
+    let run = |cellrun: &Path| {
+        let mut command = Command::new(cellrun);
+        crate::util::clean_env(&mut command, dir.path());
+        command
+            .env("VIRTUAL_ENV", &venv)
+            .args(["run", "nb.py", "--json"]);
+        Run::from_output(command.output().unwrap())
+    };
+    let here = run(Path::new(env!("CARGO_BIN_EXE_cellrun")));
+    assert_eq!(here.code, 0, "{}", here.stderr);
+    assert_eq!(here.events[0]["executor"], "python");
+    assert_eq!(here.finished("a")["output"], 21);
+    assert!(
+        here.events("warning").is_empty(),
+        "only the python plugin is loaded from beside cellrun, not the other libraries there: {:#?}",
+        here.events("warning")
+    );
+
+    let elsewhere = Dir::new("py-default-plugin-copy");
+    let with_plugin = run(&cellrun_elsewhere(&elsewhere, true));
+    assert_eq!(
+        with_plugin.finished("a")["output"],
+        21,
+        "{}",
+        with_plugin.stderr
+    );
+
+    let bare = Dir::new("py-default-plugin-missing");
+    let cellrun = cellrun_elsewhere(&bare, false);
+    let missing = run(&cellrun);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    let looked = cellrun.with_file_name("libplugin_python.so");
+    assert!(
+        missing
+            .stderr
+            .contains(&format!("looked for {}", looked.display()))
+            && missing.stderr.contains("cargo build -p plugin-python"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -536,3 +536,136 @@ fn issue_12_a_medium_value_round_trips_through_the_cache() {
     assert_eq!(xs.len(), 50000);
     assert_eq!(xs[5].clone().into_string().unwrap(), "s5");
 }
+
+/// What each cell of one run cached, and its output or error message.
+type BoxRun = (Vec<bool>, Vec<String>);
+
+/// Runs the counter cells `cells` twice through caches on `dir` (a fresh
+/// lifecycle and fresh globals each time, as two processes would), with the
+/// owner's decoder when `decoder`; returns what each run cached and output,
+/// the last run's globals, and how many bodies ran in all.
+fn run_boxes_twice(
+    cells: &[(&str, &[&str], &[&str])],
+    dir: &Path,
+    decoder: bool,
+) -> (Vec<BoxRun>, Globals, usize) {
+    let notebook = crate::testutil::Boxes::notebook(cells);
+    let executor = Arc::new(crate::testutil::Boxes::default());
+    let mut runs = Vec::new();
+    let mut globals = Globals::new();
+    for _ in 0..2 {
+        let mut cache = CachedLifecycle::new(dir.to_owned(), &notebook).unwrap();
+        if decoder {
+            cache = cache.with_foreign_decoder(crate::testutil::Counter::decoder());
+        }
+        globals = Globals::new();
+        let results = run_all(
+            &notebook,
+            executor.clone(),
+            vec![Arc::new(cache)],
+            &mut globals,
+        );
+        let outputs = results
+            .iter()
+            .map(|result| match &result.error {
+                Some(error) => error.message.clone(),
+                None => format!("{:?}", result.output),
+            })
+            .collect();
+        runs.push((cached(&results), outputs));
+    }
+    (runs, globals, executor.runs())
+}
+
+#[test]
+fn plugin_owned_values_key_by_fingerprint_and_come_back_through_their_owner() {
+    let dir = TestDir::new("foreign");
+    let cells: [(&str, &[&str], &[&str]); 2] = [("new x 41", &["x"], &[]), ("get x", &[], &["x"])];
+    let (runs, globals, bodies) = run_boxes_twice(&cells, dir.path(), true);
+    assert_eq!(
+        runs[0],
+        (vec![false, false], vec!["()".into(), "41".into()])
+    );
+    assert_eq!(runs[1], (vec![true, true], vec!["()".into(), "41".into()]));
+    assert_eq!(bodies, 2, "the second run ran no body");
+    assert_eq!(
+        crate::testutil::Counter::value(globals.get("x").unwrap()),
+        Some(41),
+        "the definition came back as its owner's value"
+    );
+    let entry = entries(dir.path())
+        .into_iter()
+        .map(|path| fs::read_to_string(path).unwrap())
+        .find(|text| text.contains("\"x\""))
+        .unwrap();
+    assert!(
+        entry.contains(
+            r#"{"foreign":{"owner":"boxes","type":"Counter","data":"2900000000000000"}}"#
+        ),
+        "{entry}"
+    );
+
+    // A changed value upstream changes the key of its readers.
+    let changed: [(&str, &[&str], &[&str]); 2] = [("new x 7", &["x"], &[]), ("get x", &[], &["x"])];
+    let (runs, _, _) = run_boxes_twice(&changed, dir.path(), true);
+    assert_eq!(runs[0].0, [false, false]);
+    assert_eq!(runs[0].1[1], "7");
+}
+
+#[test]
+fn plugin_owned_values_without_an_encoding_run_live() {
+    let dir = TestDir::new("foreign-live");
+    let cells: [(&str, &[&str], &[&str]); 3] = [
+        ("fixed x 1", &["x"], &[]),
+        ("get x", &[], &["x"]),
+        ("new y 2", &["y"], &[]),
+    ];
+    let (runs, _, bodies) = run_boxes_twice(&cells, dir.path(), true);
+    assert_eq!(
+        runs[1].0,
+        [false, false, true],
+        "only the storable cell hits"
+    );
+    assert_eq!(runs[1].1[1], "1");
+    assert_eq!(bodies, 5);
+}
+
+#[test]
+fn an_entry_with_plugin_owned_values_and_no_decoder_is_a_miss() {
+    let dir = TestDir::new("foreign-no-decoder");
+    let cells: [(&str, &[&str], &[&str]); 1] = [("new x 3", &["x"], &[])];
+    let (runs, globals, bodies) = run_boxes_twice(&cells, dir.path(), false);
+    assert_eq!(runs[1].0, [false], "the entry cannot be read back");
+    assert_eq!(bodies, 2);
+    assert_eq!(
+        crate::testutil::Counter::value(globals.get("x").unwrap()),
+        Some(3)
+    );
+}
+
+#[test]
+fn a_hit_restores_the_rich_display() {
+    let dir = TestDir::new("display");
+    let notebook = notebook(&["1 + 1"]);
+    let cache = CachedLifecycle::new(dir.path().to_owned(), &notebook).unwrap();
+    let cell = &notebook.cells()[0];
+    let mut globals = Globals::new();
+    assert!(matches!(
+        cache.setup(cell, &mut globals),
+        Ok(Setup::Continue)
+    ));
+    let mut result = RunResult::ok(Dynamic::from_int(2));
+    result.display = Some(Display {
+        mime: "text/html".to_owned(),
+        data: "<b>2</b>".to_owned(),
+    });
+    cache.teardown(cell, &mut globals, &result).unwrap();
+    match cache.setup(cell, &mut globals) {
+        Ok(Setup::Skip(hit)) => {
+            assert!(hit.cached);
+            assert_eq!(hit.display, result.display);
+            assert_eq!(hit.output.as_int(), Ok(2));
+        }
+        other => panic!("expected a hit, got {other:?}"),
+    }
+}

@@ -295,3 +295,55 @@ fn issue_12_closures_keep_their_shared_state_in_the_copies() {
         assert_eq!(lines[2], third, "strict: {strict}");
     }
 }
+
+/// Runs the counter cells `cells` under strict execution when `strict`.
+fn run_boxes(cells: &[(&str, &[&str], &[&str])], strict: bool) -> (Vec<String>, Globals) {
+    let notebook = crate::testutil::Boxes::notebook(cells);
+    let lifecycles: Vec<Arc<dyn Lifecycle>> = if strict {
+        vec![Arc::new(StrictLifecycle::new(&notebook))]
+    } else {
+        Vec::new()
+    };
+    let mut globals = Globals::new();
+    let results = run_all(
+        &notebook,
+        Arc::new(crate::testutil::Boxes::default()),
+        lifecycles,
+        &mut globals,
+    );
+    (results.iter().map(render).collect(), globals)
+}
+
+#[test]
+fn plugin_owned_inputs_are_copied_by_their_owner_and_restored() {
+    let cells: [(&str, &[&str], &[&str]); 3] = [
+        ("new x 1", &["x"], &[]),
+        ("bump x", &[], &["x"]),
+        ("get x", &[], &["x"]),
+    ];
+    let (strict, globals) = run_boxes(&cells, true);
+    assert_eq!(strict, ["()", "2", "1"], "the bump changed a copy only");
+    assert_eq!(
+        crate::testutil::Counter::value(globals.get("x").unwrap()),
+        Some(1),
+        "the original is back in the globals"
+    );
+    let (lax, _) = run_boxes(&cells, false);
+    assert_eq!(lax, ["()", "2", "2"], "without strict the bump is shared");
+}
+
+#[test]
+fn a_plugin_owned_input_its_owner_cannot_copy_is_a_strict_error() {
+    let cells: [(&str, &[&str], &[&str]); 2] =
+        [("fixed x 1", &["x"], &[]), ("bump x", &[], &["x"])];
+    let (strict, globals) = run_boxes(&cells, true);
+    assert_eq!(
+        strict[1],
+        "strict: cannot copy `x` for the cell: a value of type `Counter` that plugin `boxes` cannot copy"
+    );
+    assert_eq!(
+        crate::testutil::Counter::value(globals.get("x").unwrap()),
+        Some(1),
+        "the body did not run"
+    );
+}

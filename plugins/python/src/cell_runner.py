@@ -10,6 +10,7 @@ import ast
 import asyncio
 import base64
 import copy
+import importlib
 import inspect
 import io
 import json
@@ -249,22 +250,156 @@ def deep_copy(value):
         return None
 
 
+class _Fingerprinter(pickle.Pickler):
+    """A pickler whose output is equal exactly when the values are equal.
+
+    It differs from a plain pickle where a plain pickle is not a faithful
+    key: a function or class defined in the notebook pickles by its name
+    alone, so here it is its code, defaults, closure and the globals its code
+    names (recursively); a module is its name and version; a set is its
+    items' fingerprints sorted, since its order changes with string hashing
+    from one process to the next.
+    """
+
+    def __init__(self, file, active=None):
+        super().__init__(file, protocol=5)
+        # The notebook functions and classes being fingerprinted, by id.
+        self._active = set() if active is None else active
+
+    def persistent_id(self, obj):
+        kind = type(obj)
+        if kind in _PLAIN:
+            return None
+        if isinstance(obj, types.ModuleType):
+            return ("module", obj.__name__, str(getattr(obj, "__version__", "")))
+        if kind in (set, frozenset):
+            return (kind.__name__, sorted(self._nested(item) for item in obj))
+        if isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__":
+            if id(obj) in self._active:
+                # A recursive function or a class naming itself: its name
+                # stands for the code already being fingerprinted.
+                return ("recursive", obj.__qualname__)
+            self._active.add(id(obj))
+            try:
+                if isinstance(obj, type):
+                    return ("class", self._nested(_class_key(obj)))
+                return ("function", self._nested(_function_key(obj)))
+            finally:
+                self._active.discard(id(obj))
+        return None
+
+    def _nested(self, value):
+        """The fingerprint of a part, made now, while `_active` says what
+        encloses it."""
+        buffer = io.BytesIO()
+        _Fingerprinter(buffer, self._active).dump(value)
+        return buffer.getvalue()
+
+
+_PLAIN = frozenset((type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict))
+
+
+def _code_key(code):
+    """What a code object computes: its bytecode, constants and names."""
+    consts = tuple(
+        _code_key(const) if isinstance(const, types.CodeType) else const
+        for const in code.co_consts
+    )
+    return (
+        code.co_code,
+        consts,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+    )
+
+
+def _global_names(code):
+    """Every global name the code and the code nested in it may read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _function_key(function):
+    namespace = function.__globals__
+    read = {
+        name: namespace[name]
+        for name in sorted(_global_names(function.__code__))
+        if name in namespace and name != "__builtins__"
+    }
+    closure = tuple(cell.cell_contents for cell in function.__closure__ or ())
+    return (
+        function.__qualname__,
+        _code_key(function.__code__),
+        function.__defaults__,
+        function.__kwdefaults__,
+        closure,
+        read,
+    )
+
+
+def _class_key(cls):
+    members = {}
+    for name, member in sorted(vars(cls).items()):
+        if name in ("__dict__", "__weakref__", "__module__", "__doc__", "__qualname__"):
+            continue
+        if isinstance(member, (staticmethod, classmethod)):
+            member = (type(member).__name__, member.__func__)
+        elif isinstance(member, property):
+            member = ("property", member.fget, member.fset, member.fdel)
+        members[name] = member
+    return (cls.__qualname__, cls.__bases__, members)
+
+
 def fingerprint(value):
     """Bytes equal exactly when the values are equal, or None."""
-    if isinstance(value, types.ModuleType):
-        return ("module:" + value.__name__).encode()
     try:
-        return pickle.dumps(value, protocol=5)
+        buffer = io.BytesIO()
+        _Fingerprinter(buffer).dump(value)
+        return buffer.getvalue()
     except Exception:  # noqa: BLE001 - unpicklable values make the cell run live
         return None
 
 
+class _Storer(pickle.Pickler):
+    """A pickler for the cache: a module is stored as its name and imported
+    again."""
+
+    def __init__(self, file):
+        super().__init__(file, protocol=5)
+
+    def reducer_override(self, obj):
+        if isinstance(obj, types.ModuleType):
+            return importlib.import_module, (obj.__name__,)
+        return NotImplemented
+
+
+def _defined_in_notebook(value):
+    return isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == "__main__"
+
+
 def encode(value):
-    """A pickle of the value for the cache, or None when it cannot be stored."""
-    if isinstance(value, types.ModuleType):
+    """A pickle of the value for the cache, or None when it cannot be stored.
+
+    A function or class the notebook defines is not stored: only running its
+    cell defines it in a later run.  Inside another value one pickles by
+    name, which resolves on a later run since the cell defining it is an
+    ancestor and always runs.
+    """
+    if _defined_in_notebook(value):
         return None
     try:
-        data = pickle.dumps(value, protocol=5)
+        buffer = io.BytesIO()
+        _Storer(buffer).dump(value)
+        data = buffer.getvalue()
         pickle.loads(data)
         return data
     except Exception:  # noqa: BLE001

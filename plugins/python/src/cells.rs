@@ -42,6 +42,20 @@ pub trait HostGlobals {
     fn should_stop(&self) -> bool {
         false
     }
+    /// When the object bound to `name` is a copy made for this cell alone
+    /// (`--strict`), the object it copies, which the name is bound to again
+    /// once the cell ran: a function of another cell that reads the name
+    /// when called must not see the copy.
+    fn original(&self, name: &str) -> Option<Py<PyAny>> {
+        let _ = name;
+        None
+    }
+    /// Whether the cell's definitions must be dropped rather than kept: it
+    /// was stopped over the memory limit, and what it made would stop the
+    /// cells after it too.
+    fn drops_definitions(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `cell` from `notebook` (its path, for tracebacks) against `host`.
@@ -94,6 +108,20 @@ pub fn run_cell(
             missing_name: None,
         }),
     });
+    for name in cell.refs {
+        if !cell.defs.contains(name) {
+            if let Some(original) = host.original(name) {
+                interpreter.set_global(name, &original);
+            }
+        }
+    }
+    if host.drops_definitions() {
+        for name in cell.defs.iter().chain(cell.private_defs) {
+            interpreter.remove_global(name);
+        }
+        interpreter.collect_garbage();
+        return run;
+    }
     for name in cell.defs {
         if let Some(value) = interpreter.global(name) {
             host.set(name, value);

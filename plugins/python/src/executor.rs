@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use executor_abi::sdk::{
     ffi_to_json, ExecutorPlugin, Host, Logger, Options, Outcome, OwnedValues, PluginError,
+    StopReason,
 };
 use executor_abi::{FfiCellContext, FfiErrorKind, FfiRunInfo, FfiValue};
 use pyo3::prelude::*;
@@ -23,9 +24,6 @@ use crate::{
 
 /// Runs marimo notebook cells in the process's embedded CPython.
 pub struct PythonPlugin {
-    /// `--python PATH` (the plugin option `python.python`), when given.
-    python: Option<PathBuf>,
-    interpreter: OnceLock<Result<&'static Interpreter, String>>,
     /// The notebook's absolute path, for tracebacks and `__file__`.
     notebook: Mutex<String>,
     values: PythonValues,
@@ -33,14 +31,7 @@ pub struct PythonPlugin {
 
 impl PythonPlugin {
     fn interpreter(&self) -> Result<&'static Interpreter, String> {
-        self.interpreter
-            .get_or_init(|| {
-                let python = choose_python(self.python.as_deref())?;
-                let interpreter = Interpreter::get(&python)?;
-                let _ = self.values.interpreter.set(interpreter);
-                Ok(interpreter)
-            })
-            .clone()
+        self.values.interpreter()
     }
 
     fn notebook_path(&self) -> String {
@@ -59,10 +50,11 @@ impl ExecutorPlugin for PythonPlugin {
     fn new(options: &Options, _logger: Logger) -> Result<PythonPlugin, PluginError> {
         options.reject_unknown(&["python"])?;
         Ok(PythonPlugin {
-            python: options.get("python").map(PathBuf::from),
-            interpreter: OnceLock::new(),
             notebook: Mutex::new("<notebook>".to_owned()),
-            values: PythonValues::default(),
+            values: PythonValues {
+                python: options.get("python").map(PathBuf::from),
+                ..PythonValues::default()
+            },
         })
     }
 
@@ -168,6 +160,16 @@ impl HostGlobals for Globals<'_, '_> {
         self.host.is_cancelled()
     }
 
+    fn original(&self, name: &str) -> Option<Py<PyAny>> {
+        let held = self.values.held(self.host.get_owned(name)?)?;
+        let original = held.original.as_ref()?;
+        Some(Python::attach(|py| original.clone_ref(py)))
+    }
+
+    fn drops_definitions(&self) -> bool {
+        self.host.stop_reason() == Some(StopReason::Memory)
+    }
+
     fn set(&mut self, name: &str, value: Py<PyAny>) {
         let held = Held::new(self.interpreter, value);
         let type_name = held.describe().type_name;
@@ -182,6 +184,8 @@ impl HostGlobals for Globals<'_, '_> {
 /// place, as in marimo.
 struct Held {
     object: Py<PyAny>,
+    /// The object this one is a `--strict` copy of.
+    original: Option<Py<PyAny>>,
     interpreter: &'static Interpreter,
 }
 
@@ -189,6 +193,7 @@ impl Held {
     fn new(interpreter: &'static Interpreter, object: Py<PyAny>) -> Held {
         Held {
             object,
+            original: None,
             interpreter,
         }
     }
@@ -203,10 +208,28 @@ impl Held {
 pub struct PythonValues {
     next: AtomicU64,
     values: Mutex<HashMap<u64, Arc<Held>>>,
-    interpreter: OnceLock<&'static Interpreter>,
+    /// `--python PATH` (the plugin option `python.python`), when given.
+    python: Option<PathBuf>,
+    interpreter: OnceLock<Result<&'static Interpreter, String>>,
 }
 
 impl PythonValues {
+    /// The interpreter, started on first use: by the first cell, or by the
+    /// first value read back from the cache before any cell ran.
+    fn interpreter(&self) -> Result<&'static Interpreter, String> {
+        self.interpreter
+            .get_or_init(|| {
+                let python = choose_python(self.python.as_deref())?;
+                Interpreter::get(&python)
+            })
+            .clone()
+    }
+
+    /// The interpreter, when a value exists that it made.
+    fn started(&self) -> Option<&'static Interpreter> {
+        self.interpreter.get()?.as_ref().ok().copied()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Held>>> {
         self.values.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -246,21 +269,26 @@ impl OwnedValues for PythonValues {
     }
 
     fn copy(&self, id: u64) -> Option<u64> {
-        let interpreter = *self.interpreter.get()?;
-        let copy = interpreter.deep_copy(&self.held(id)?.object)?;
-        Some(self.insert(Held::new(interpreter, copy)))
+        let interpreter = self.started()?;
+        let held = self.held(id)?;
+        let copy = interpreter.deep_copy(&held.object)?;
+        let original = Python::attach(|py| held.object.clone_ref(py));
+        Some(self.insert(Held {
+            original: Some(original),
+            ..Held::new(interpreter, copy)
+        }))
     }
 
     fn fingerprint(&self, id: u64) -> Option<Vec<u8>> {
-        self.interpreter.get()?.fingerprint(&self.held(id)?.object)
+        self.started()?.fingerprint(&self.held(id)?.object)
     }
 
     fn encode(&self, id: u64) -> Option<Vec<u8>> {
-        self.interpreter.get()?.encode(&self.held(id)?.object)
+        self.started()?.encode(&self.held(id)?.object)
     }
 
     fn decode(&self, _type_name: &str, bytes: &[u8]) -> Option<u64> {
-        let interpreter = *self.interpreter.get()?;
+        let interpreter = self.interpreter().ok()?;
         let object = interpreter.decode(bytes).ok()?;
         Some(self.insert(Held::new(interpreter, object)))
     }

@@ -309,6 +309,13 @@ impl Interpreter {
         });
     }
 
+    /// Runs Python's cycle collector, so what a dropped cell made is freed.
+    pub fn collect_garbage(&self) {
+        Python::attach(|py| {
+            let _ = py.import("gc").and_then(|gc| gc.call_method0("collect"));
+        });
+    }
+
     /// What printing a value needs: its type, display form, JSON and rich forms.
     pub fn describe(&self, value: &Py<PyAny>) -> Description {
         Python::attach(|py| {

@@ -180,10 +180,60 @@ fn values_describe_themselves_copy_and_pickle() {
         None
     );
     let module = interpreter.global("json_module").unwrap();
-    assert_eq!(interpreter.encode(&module), None);
+    let stored = interpreter
+        .encode(&module)
+        .expect("a module is stored by its name");
+    Python::attach(|py| {
+        let back = interpreter.decode(&stored).unwrap();
+        assert!(back.bind(py).is(module.bind(py)), "and imported again");
+    });
+    assert!(interpreter.fingerprint(&module).is_some());
+
+    // A function the notebook defines is not stored (only its cell defines
+    // it on a later run), and its fingerprint covers its code and the
+    // globals it reads, which pickling by name would not.
+    interpreter.run(
+        "offset = 1
+def shift(v):
+    return v + offset
+",
+        NB,
+        1,
+    );
+    let shift = interpreter.global("shift").unwrap();
+    assert_eq!(interpreter.encode(&shift), None);
+    let before = interpreter.fingerprint(&shift).expect("a fingerprint");
+    interpreter.run(
+        "offset = 2
+",
+        NB,
+        1,
+    );
+    assert_ne!(interpreter.fingerprint(&shift).unwrap(), before);
+    interpreter.run(
+        "def shift(v):
+    return v - offset
+",
+        NB,
+        1,
+    );
+    let changed = interpreter.global("shift").unwrap();
+    assert_ne!(
+        interpreter.fingerprint(&changed),
+        interpreter.fingerprint(&shift),
+        "another body, another fingerprint"
+    );
+    // Sets fingerprint by their items, whatever their order.
+    interpreter.run(
+        "s1 = {'a', 'b', 'c'}
+s2 = {'c', 'b', 'a'}
+",
+        NB,
+        1,
+    );
     assert_eq!(
-        interpreter.fingerprint(&module).as_deref(),
-        Some(&b"module:json"[..])
+        interpreter.fingerprint(&interpreter.global("s1").unwrap()),
+        interpreter.fingerprint(&interpreter.global("s2").unwrap())
     );
     Python::attach(|py| {
         let copy = interpreter.deep_copy(&module).unwrap();
