@@ -87,6 +87,7 @@ use executor_core::{
     CancelToken, CellError, CellSource, DefaultExecutor, ErrorKind, Evaluator, Globals, Limits,
     Notebook, RunResult, StopReason, CELL_THREAD_STACK,
 };
+use rhai::Dynamic;
 use serde_json::{json, Value};
 
 use crate::json::to_json_bounded;
@@ -99,6 +100,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 /// How often the watchdog looks at the running cell's clock and memory.
 const POLL: Duration = Duration::from_millis(5);
+
+/// The largest request buffer kept between requests, in bytes.
+const LINE_KEEP: usize = 1 << 20;
 
 /// How often an idle watchdog checks that the parent is still there.
 const IDLE_POLL: Duration = Duration::from_millis(200);
@@ -246,6 +250,10 @@ fn serve(state: &State, watchdog: &Watchdog, max_bytes: usize) -> io::Result<()>
                 server.answer(&request, &mut kept)
             }
         };
+        // A large request's buffer would stay held for the worker's life.
+        if line.capacity() > LINE_KEEP {
+            line = String::new();
+        }
         state.answering();
         stdout.write_all(answer.as_bytes())?;
         stdout.write_all(b"\n")?;
@@ -291,16 +299,18 @@ impl Server<'_> {
             };
             for (name, wire) in wires {
                 match decoder.decode_json(wire) {
-                    Ok(value) => inputs.push((name.as_str(), wire, value)),
+                    Ok(value) => inputs.push((name.as_str(), value)),
                     Err(error) => return protocol_error(id, &format!("input `{name}`: {error}")),
                 }
             }
         }
         let mut globals = kept.take().unwrap_or_default();
+        // What each input holds as it arrives, to tell the ones the cell
+        // changes in place without encoding any that it does not.
         let mut sent = Vec::with_capacity(inputs.len());
-        for (name, wire, value) in inputs {
+        for (name, value) in inputs {
+            sent.push((name, fingerprint(&value)));
             globals.set(name, value);
-            sent.push((name, wire));
         }
         let notebook = compile(&parsed, decoder.sources(), self.limits);
         let Some(cell) = notebook.cells().last() else {
@@ -467,32 +477,94 @@ fn compile(request: &Request<'_>, from_inputs: &[WireSource], limits: &Limits) -
 }
 
 /// The inputs the cell changed in place (pushed to an array it read, set a
-/// key of a map), in the wire form: those whose wire form is no longer the
-/// one they came in.
+/// key of a map), in the wire form: those whose contents no longer have
+/// the fingerprint they arrived with.
 fn changed_inputs(
-    sent: &[(&str, &Value)],
+    sent: &[(&str, blake3::Hash)],
     defs: &[String],
     globals: &Globals,
     notebook: &Notebook,
 ) -> serde_json::Map<String, Value> {
     let mut changed = serde_json::Map::new();
-    for (name, wire) in sent {
+    for (name, before) in sent {
         if defs.iter().any(|def| def == name) {
             continue;
         }
         let Some(value) = globals.get(name) else {
             continue;
         };
-        let Ok(now) = wire::encode(value, notebook) else {
+        if fingerprint(value) == *before {
             continue;
-        };
-        if now != wire.to_string() {
-            if let Ok(now) = serde_json::from_str(&now) {
-                changed.insert((*name).to_owned(), now);
-            }
+        }
+        if let Some(now) = wire::encode(value, notebook)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+        {
+            changed.insert((*name).to_owned(), now);
         }
     }
     changed
+}
+
+/// A digest of what `value` holds, read in place (shared containers
+/// included) without encoding or copying it.
+fn fingerprint(value: &Dynamic) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    digest(value, &mut hasher, 0);
+    hasher.finalize()
+}
+
+fn digest(value: &Dynamic, hasher: &mut blake3::Hasher, depth: usize) {
+    let length = |hasher: &mut blake3::Hasher, n: usize| {
+        hasher.update(&(n as u64).to_le_bytes());
+    };
+    if depth > wire::MAX_DEPTH {
+        // Deeper than any wire form: its encoding fails anyway.
+        hasher.update(b"deep");
+    } else if value.is_unit() {
+        hasher.update(b"u");
+    } else if let Ok(flag) = value.as_bool() {
+        hasher.update(&[b'b', u8::from(flag)]);
+    } else if let Ok(int) = value.as_int() {
+        hasher.update(b"i").update(&int.to_le_bytes());
+    } else if let Ok(float) = value.as_float() {
+        hasher.update(b"f").update(&float.to_bits().to_le_bytes());
+    } else if let Ok(char) = value.as_char() {
+        hasher.update(b"c").update(&u32::from(char).to_le_bytes());
+    } else if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+        hasher.update(b"s");
+        length(hasher, text.len());
+        hasher.update(text.as_bytes());
+    } else if let Some(blob) = value.read_lock::<rhai::Blob>() {
+        hasher.update(b"B");
+        length(hasher, blob.len());
+        hasher.update(&blob);
+    } else if let Some(array) = value.read_lock::<rhai::Array>() {
+        hasher.update(b"a");
+        length(hasher, array.len());
+        for item in array.iter() {
+            digest(item, hasher, depth + 1);
+        }
+    } else if let Some(map) = value.read_lock::<rhai::Map>() {
+        hasher.update(b"m");
+        length(hasher, map.len());
+        for (key, item) in map.iter() {
+            length(hasher, key.len());
+            hasher.update(key.as_bytes());
+            digest(item, hasher, depth + 1);
+        }
+    } else if let Some(pointer) = value.read_lock::<rhai::FnPtr>() {
+        hasher.update(b"p");
+        length(hasher, pointer.fn_name().len());
+        hasher.update(pointer.fn_name().as_bytes());
+        length(hasher, pointer.curry().len());
+        for item in pointer.curry() {
+            digest(item, hasher, depth + 1);
+        }
+    } else {
+        // Other values are not looked into: their type stands for them.
+        hasher.update(b"?").update(value.type_name().as_bytes());
+    }
 }
 
 /// The answer line of a cell that ran.

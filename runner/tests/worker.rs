@@ -189,6 +189,36 @@ fn a_closure_made_in_one_request_is_called_in_the_next() {
 }
 
 #[test]
+fn inputs_changed_in_place_come_back_and_the_others_do_not() {
+    let mut worker = Worker::start(&[]);
+    let mut ask = request(
+        1,
+        "mutate",
+        "xs.push(3);\nbook.b = 2;\nlet copy = n;\ncopy += 1;\nlabel.len()",
+        5,
+    );
+    ask["inputs"] = json!({
+        "xs": {"array": [{"int": 1}, {"int": 2}]},
+        "book": {"map": {"a": {"int": 1}}},
+        "n": {"int": 7},
+        "label": {"str": "same"},
+        "blob": {"blob": "00ff"},
+    });
+    let answer = worker.ask(&ask);
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert_eq!(
+        answer["changed"],
+        json!({
+            "xs": {"array": [{"int": 1}, {"int": 2}, {"int": 3}]},
+            "book": {"map": {"a": {"int": 1}, "b": {"int": 2}}},
+        }),
+        "only what the cell changed in place, not what it only read"
+    );
+    assert_eq!(answer["defs"], json!({"copy": {"int": 8}}));
+    assert_eq!(worker.finish(), 0);
+}
+
+#[test]
 fn errors_carry_notebook_lines_also_inside_other_cells_functions() {
     let mut worker = Worker::start(&[]);
     let missing = worker.ask(&request(1, "a", "let a = 1;\nlet b = a + nope;", 10));

@@ -22,6 +22,7 @@
 //! ```
 
 use executor_abi::abi_stable::std_types::{RNone, ROption, RString};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use executor_abi::sdk::{wire, Host, Options, Outcome, PluginError, Value as SdkValue};
@@ -120,6 +121,18 @@ impl Request {
     ///
     /// The inputs' wire texts are copied in as they are, never parsed.
     pub fn to_line(&self) -> String {
+        let mut line = Vec::with_capacity(self.size_hint());
+        self.write_to(&mut line)
+            .expect("writing to a vector does not fail");
+        String::from_utf8(line).expect("the line is made of UTF-8 strings")
+    }
+
+    /// Writes the request line to `out`, the inputs' wire texts as they
+    /// are: a large input is never copied into a line first.
+    ///
+    /// # Errors
+    /// When `out` fails.
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
         let functions: Vec<Value> = self
             .functions
             .iter()
@@ -140,21 +153,25 @@ impl Request {
             "deadline_unix_ms": self.deadline_unix_ms,
         })
         .to_string();
-        let size = self.inputs.iter().map(|(n, t)| n.len() + t.len() + 4);
-        let mut line = String::with_capacity(head.len() + 16 + size.sum::<usize>());
         // `head` is an object: reopen it to add the inputs.
-        line.push_str(&head[..head.len() - 1]);
-        line.push_str(",\"inputs\":{");
+        out.write_all(&head.as_bytes()[..head.len() - 1])?;
+        out.write_all(b",\"inputs\":{")?;
         for (index, (name, text)) in self.inputs.iter().enumerate() {
             if index > 0 {
-                line.push(',');
+                out.write_all(b",")?;
             }
-            line.push_str(&Value::from(name.as_str()).to_string());
-            line.push(':');
-            line.push_str(text);
+            out.write_all(Value::from(name.as_str()).to_string().as_bytes())?;
+            out.write_all(b":")?;
+            out.write_all(text.as_bytes())?;
         }
-        line.push_str("}}\n");
-        line
+        out.write_all(b"}}\n")?;
+        out.flush()
+    }
+
+    fn size_hint(&self) -> usize {
+        let inputs: usize = self.inputs.iter().map(|(n, t)| n.len() + t.len() + 4).sum();
+        let functions: usize = self.functions.iter().map(|f| f.2.len() + 64).sum();
+        256 + self.code.len() + inputs + functions
     }
 }
 

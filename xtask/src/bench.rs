@@ -6,6 +6,8 @@
 //! benchmarks of the `scheduler` crate (pipeline without Rhai evaluation,
 //! analysis and graph of 100,000 cells). Results go to
 //! `target/bench/results.md`.
+//!
+//! One section alone: `cargo xtask bench report|watch|medium-cache|plugin-reads|subprocess`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -40,6 +42,24 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if args.iter().any(|arg| arg == "watch") {
         let mut report = String::new();
         watch_latency(&cellrun, &out_dir, if quick { 5 } else { 15 }, &mut report)?;
+        print!("{report}");
+        return Ok(());
+    }
+    if args.iter().any(|arg| arg == "plugin-reads") {
+        let mut report = String::new();
+        plugin_reads(&root, &mut report)?;
+        print!("{report}");
+        return Ok(());
+    }
+    if args.iter().any(|arg| arg == "subprocess") {
+        let mut report = String::new();
+        subprocess(
+            &root,
+            &cellrun,
+            &out_dir,
+            if quick { 3 } else { 5 },
+            &mut report,
+        )?;
         print!("{report}");
         return Ok(());
     }
@@ -95,6 +115,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     reads_and_cache(&cellrun, &out_dir, repeats, &mut report)?;
     plugins(&root, &cellrun, &out_dir, repeats, &mut report)?;
+    plugin_reads(&root, &mut report)?;
+    subprocess(&root, &cellrun, &out_dir, repeats.min(5), &mut report)?;
     if let Err(err) = crate::slurm_bench::executor(&root, &cellrun, &out_dir, &mut report) {
         writeln!(report, "\nThe slurm executor: not measured: {err:#}")?;
     }
@@ -349,6 +371,82 @@ fn plugins(
         ms(best_default),
         ms(best_plugin),
         (best_plugin.as_secs_f64() / best_default.as_secs_f64() - 1.0) * 100.0
+    )?;
+    Ok(())
+}
+
+/// A plugin reading a 1,000,000-element array once and 100 times in one
+/// call, through views, as a value it owns, and as copies: the in-process
+/// benchmark `executor-host/benches/reads.rs`.
+fn plugin_reads(root: &Path, report: &mut String) -> anyhow::Result<()> {
+    let output = Command::new(cargo())
+        .args(["bench", "-p", "executor-host", "--bench", "reads"])
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("the plugin read benchmark failed");
+    }
+    writeln!(
+        report,
+        "\nA plugin reading a 1,000,000-element array (its length and one item) in one call, best of several calls (`cargo bench -p executor-host --bench reads`):\n"
+    )?;
+    report.push_str(&String::from_utf8_lossy(&output.stdout));
+    Ok(())
+}
+
+/// The `subprocess` executor on a 1,000-cell chain against the built-in
+/// executor: each cell in a reused worker, and in a worker of its own.
+fn subprocess(
+    root: &Path,
+    cellrun: &Path,
+    out_dir: &Path,
+    repeats: usize,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", "plugin-subprocess"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building the subprocess plugin failed");
+    }
+    let file = format!(
+        "{}plugin_subprocess{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let dir = out_dir.join("plugins-subprocess");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    fs::copy(root.join("target/release").join(&file), dir.join(&file))?;
+    let n = 1_000;
+    let chain = out_dir.join("chain_1000.rhai");
+    fs::write(&chain, Shape::Chain.generate(n))?;
+    let plugin_dir = format!("--plugin-dir={}", dir.display());
+    let (mut built_in, mut reused, mut fresh) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    for _ in 0..repeats {
+        built_in = built_in.min(time_runs(cellrun, &chain, &[], 1)?[0]);
+        reused = reused.min(time_runs(cellrun, &chain, &[&plugin_dir], 1)?[0]);
+        fresh = fresh.min(
+            time_runs(
+                cellrun,
+                &chain,
+                &[&plugin_dir, "--plugin-opt", "subprocess.reuse=false"],
+                1,
+            )?[0],
+        );
+    }
+    let per_cell = |total: Duration| total.saturating_sub(built_in).as_secs_f64() * 1e6 / n as f64;
+    writeln!(
+        report,
+        "\n`subprocess` executor, {n}-cell chain, best of {repeats}: built-in `default` {:.1} ms; \
+         reused workers {:.1} ms (+{:.0} µs a cell); a worker per cell {:.1} ms (+{:.0} µs a cell).",
+        ms(built_in),
+        ms(reused),
+        per_cell(reused),
+        ms(fresh),
+        per_cell(fresh)
     )?;
     Ok(())
 }

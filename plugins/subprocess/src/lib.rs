@@ -130,7 +130,7 @@ impl ExecutorPlugin for Subprocess {
         let request = Request::for_cell(cell, host, ticket)?;
         let worker = self
             .pool
-            .send(&request.to_line())
+            .send(&request)
             .map_err(|error| PluginError::new(format!("cannot start `cellrun worker`: {error}")))?;
         self.in_flight
             .lock()

@@ -12,8 +12,9 @@
 //!   for another one's completion.
 //! - When the host asks a cell to stop, its worker gets SIGINT (at once for
 //!   an interrupt or the memory limit; [`TIMEOUT_SLACK`] after a timeout,
-//!   since the worker has the same deadline and stops by itself), and the
-//!   answer it then writes is the cell's. A worker that has not answered
+//!   since the worker has the same deadline and stops by itself; never
+//!   before its `ready` line, when it has no handler yet), and the answer
+//!   it then writes is the cell's. A worker that has not answered
 //!   [`GRACE`] after the stop is killed (SIGKILL) and the cell reports the
 //!   host's reason.
 //! - A worker whose output ends before its answer (killed from outside,
@@ -25,7 +26,7 @@
 //!   by itself when it sees its parent gone.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -34,7 +35,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use executor_abi::sdk::{Logger, StopReason};
-use worker_client::is_ready_line;
+use worker_client::{is_ready_line, Request};
 
 use crate::Config;
 
@@ -149,13 +150,12 @@ impl Worker {
     ///
     /// # Errors
     /// When the worker's input is closed (the worker ended).
-    pub fn send(&mut self, line: &str) -> io::Result<()> {
+    pub fn send(&mut self, request: &Request) -> io::Result<()> {
         let stdin = self
             .stdin
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        stdin.write_all(line.as_bytes())?;
-        stdin.flush()
+        request.write_to(&mut BufWriter::with_capacity(1 << 16, stdin))
     }
 
     /// Whether the process is still running.
@@ -192,26 +192,21 @@ impl Worker {
                     };
                 }
             }
-            match &mut stopped {
-                None => {
-                    if let Some(reason) = stop() {
-                        let signalled = reason != StopReason::Timeout;
-                        if signalled {
-                            self.interrupt();
-                        }
-                        stopped = Some((reason, Instant::now(), signalled));
-                    }
+            if stopped.is_none() {
+                stopped = stop().map(|reason| (reason, Instant::now(), false));
+            }
+            if let Some((reason, since, signalled)) = &mut stopped {
+                let waited = since.elapsed();
+                if waited >= GRACE {
+                    self.kill();
+                    return Waited::Stopped(*reason);
                 }
-                Some((reason, since, signalled)) => {
-                    let waited = since.elapsed();
-                    if waited >= GRACE {
-                        self.kill();
-                        return Waited::Stopped(*reason);
-                    }
-                    if !*signalled && waited >= TIMEOUT_SLACK {
-                        self.interrupt();
-                        *signalled = true;
-                    }
+                // Before its ready line the worker has no handler yet, and
+                // SIGINT would end it instead of interrupting the cell.
+                let due = *reason != StopReason::Timeout || waited >= TIMEOUT_SLACK;
+                if !*signalled && due && self.ready {
+                    self.interrupt();
+                    *signalled = true;
                 }
             }
         }
@@ -366,21 +361,23 @@ impl Pool {
         }
     }
 
-    /// Sends `line` to an idle worker, or to a new one, and returns it.
+    /// Sends `request` to an idle worker, or to a new one, and returns it.
     ///
     /// An idle worker that ended meanwhile (a signal from outside) is
     /// dropped and the next one tried.
     ///
     /// # Errors
-    /// When a new worker cannot start or take the line.
-    pub fn send(&self, line: &str) -> io::Result<Worker> {
+    /// When a new worker cannot start.
+    pub fn send(&self, request: &Request) -> io::Result<Worker> {
         while let Some(mut worker) = self.lock().idle.pop() {
-            if worker.is_running() && worker.send(line).is_ok() {
+            if worker.is_running() && worker.send(request).is_ok() {
                 return Ok(worker);
             }
         }
         let mut worker = Worker::spawn(&self.config, &self.logger)?;
-        worker.send(line)?;
+        // A new worker that cannot take the request has ended: waiting for
+        // its answer says how, with what it wrote on its standard error.
+        let _ = worker.send(request);
         Ok(worker)
     }
 
