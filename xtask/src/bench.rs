@@ -305,6 +305,22 @@ fn peak_rss(cellrun: &Path, notebook: &Path, args: &[&str]) -> Option<u64> {
         .ok()
 }
 
+/// Builds `plugins/NAME` in release and returns its library.
+fn release_plugin(root: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", &format!("plugin-{name}")])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building the {name} plugin failed");
+    }
+    Ok(root.join("target/release").join(format!(
+        "{}plugin_{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )))
+}
+
 /// The cost of plugins: loading many libraries, and running through one.
 fn plugins(
     root: &Path,
@@ -313,18 +329,7 @@ fn plugins(
     repeats: usize,
     report: &mut String,
 ) -> anyhow::Result<()> {
-    let status = Command::new(cargo())
-        .args(["build", "--release", "-p", "plugin-passthrough"])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("building the passthrough plugin failed");
-    }
-    let library = root.join("target/release").join(format!(
-        "{}plugin_passthrough{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
+    let library = release_plugin(root, "passthrough")?;
     let one_dir = out_dir.join("plugins-1");
     let fifty_dir = out_dir.join("plugins-50");
     for dir in [&one_dir, &fifty_dir] {
@@ -404,22 +409,11 @@ fn subprocess(
     repeats: usize,
     report: &mut String,
 ) -> anyhow::Result<()> {
-    let status = Command::new(cargo())
-        .args(["build", "--release", "-p", "plugin-subprocess"])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("building the subprocess plugin failed");
-    }
-    let file = format!(
-        "{}plugin_subprocess{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
+    let library = release_plugin(root, "subprocess")?;
     let dir = out_dir.join("plugins-subprocess");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
-    fs::copy(root.join("target/release").join(&file), dir.join(&file))?;
+    fs::copy(&library, dir.join(library.file_name().unwrap_or_default()))?;
     let n = 1_000;
     let chain = out_dir.join("chain_1000.rhai");
     fs::write(&chain, Shape::Chain.generate(n))?;
