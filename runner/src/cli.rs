@@ -13,6 +13,7 @@ Exit codes:
   130  the run was interrupted (Ctrl-C, SIGTERM, SIGHUP)
 
 Environment:
+  CELLRUN_JOBS                 how many cells may run at once (as --jobs)
   CELLRUN_LOG                  log filter for stderr, e.g. `debug` or `scheduler=debug`
   CELLRUN_PLUGIN_PATH          more plugin directories, separated like PATH
   CELLRUN_EXECUTOR             the executor to run with, as --executor
@@ -101,6 +102,11 @@ pub(crate) struct RunArgs {
     /// Also write a self-contained HTML report of the run to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
+    /// Run up to N independent cells at the same time (default: the number
+    /// of cores; 1 runs one cell at a time, in queue order).
+    #[arg(long, short = 'j', value_name = "N", env = "CELLRUN_JOBS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) jobs: Option<u32>,
     /// Stop a cell when the process holds more than MIB mebibytes of heap
     /// (default: a quarter of the machine's memory).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]

@@ -8,12 +8,13 @@ use std::thread;
 
 use anyhow::{bail, Context};
 use executor_core::{
-    Cell, CellId, DefaultExecutor, ExecutorRegistry, Globals, Limits, NameFilter, Notebook,
-    RunContext, CELL_THREAD_STACK, RHAI,
+    Cell, CellId, Concurrency, DefaultExecutor, Executor, ExecutorRegistry, Globals, Limits,
+    NameFilter, Notebook, RunContext, CELL_THREAD_STACK, RHAI,
 };
 use lifecycles::{cache_clear, cache_info};
 use scheduler::{
-    DataflowGraph, Hooks, Pipeline, Plan, RunControl, RunSummary, SequentialScheduler,
+    DataflowGraph, Hooks, Pipeline, Plan, ReadyScheduler, RunControl, RunSummary,
+    SequentialScheduler,
 };
 use serde_json::json;
 
@@ -114,7 +115,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Nobody reads the rest of a run whose output cannot be written.
     let stop = control.clone();
     sink.on_failure(move || stop.interrupt());
-    let context = run_context(&loaded, session.timeout());
+    let jobs = session.jobs();
+    let context = RunContext {
+        jobs,
+        ..run_context(&loaded, session.timeout())
+    };
     let pipeline = Pipeline {
         notebook: &loaded.notebook,
         graph: &loaded.graph,
@@ -128,9 +133,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .name("cellrun-cells".into())
             .stack_size(CELL_THREAD_STACK)
             .spawn_scoped(scope, || {
-                let mut scheduler = SequentialScheduler::new(&loaded.graph, plan.order().to_vec());
                 let mut globals = Globals::new();
-                let summary = pipeline.run(&mut scheduler, &mut hooks, &mut globals);
+                let order = plan.order().to_vec();
+                let summary = if jobs > 1 {
+                    let mut scheduler = ReadyScheduler::new(&loaded.graph, order, plan.n_errored());
+                    pipeline.run_parallel(&mut scheduler, &mut hooks, &mut globals)
+                } else {
+                    // Exactly the sequential run: one cell at a time, in queue order.
+                    let mut scheduler = SequentialScheduler::new(&loaded.graph, order);
+                    pipeline.run(&mut scheduler, &mut hooks, &mut globals)
+                };
                 // Freeing every value one by one only delays the exit.
                 std::mem::forget(globals);
                 summary
@@ -182,6 +194,30 @@ pub(crate) fn run_context(loaded: &Loaded, timeout: Option<std::time::Duration>)
         notebook_hash: blake3::hash(loaded.text.as_bytes()).to_hex().to_string(),
         ..scheduler::run_context(&loaded.notebook, &loaded.graph)
     }
+}
+
+/// How many cells a run may have in flight: `--jobs` (or `CELLRUN_JOBS`),
+/// by default the number of cores; 1 when the executor runs one cell at a
+/// time, with a warning when more were asked for.
+pub(crate) fn run_jobs(
+    requested: Option<u32>,
+    executor: &dyn Executor,
+    warnings: &mut Vec<String>,
+) -> usize {
+    let jobs = requested.map_or_else(
+        || thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        |jobs| jobs as usize,
+    );
+    if jobs > 1 && executor.concurrency() == Concurrency::Sequential {
+        if requested.is_some() {
+            warnings.push(format!(
+                "executor `{}` runs one cell at a time: running the cells one by one, not {jobs} at a time",
+                executor.name()
+            ));
+        }
+        return 1;
+    }
+    jobs
 }
 
 /// A run id unique on this machine: the time, the process id and a counter.
@@ -433,21 +469,48 @@ fn graph(path: &Path, format: GraphFormat) -> anyhow::Result<ExitCode> {
             }
         }
         GraphFormat::Json => {
+            let levels = parallel_levels(&loaded.graph);
             let nodes: Vec<_> = notebook
                 .cells()
                 .iter()
-                .map(|cell| json!({"name": cell.name(), "line": cell.first_line(), "defs": cell.defs()}))
+                .map(|cell| json!({"name": cell.name(), "line": cell.first_line(), "defs": cell.defs(), "level": levels[cell.id().index()]}))
                 .collect();
+            let n_levels = levels.iter().max().map_or(0, |level| level + 1);
+            let mut together: Vec<Vec<&str>> = vec![Vec::new(); n_levels];
+            for cell in notebook.cells() {
+                together[levels[cell.id().index()]].push(cell.name());
+            }
             let edges: Vec<_> = edges
                 .iter()
                 .map(|(parent, child)| json!({"from": parent.name(), "to": child.name()}))
                 .collect();
-            text = json!({"nodes": nodes, "edges": edges}).to_string();
+            text = json!({"nodes": nodes, "edges": edges, "levels": together}).to_string();
             text.push('\n');
         }
     }
     output::print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each cell's level: 0 for a cell without parents, else one more than its
+/// highest parent. Cells of one level never depend on each other, so a
+/// run with enough jobs may run them at the same time. Cells on a cycle
+/// count only the parents ranked before them.
+fn parallel_levels(graph: &DataflowGraph) -> Vec<usize> {
+    let mut by_rank: Vec<CellId> = (0..graph.len()).map(CellId::new).collect();
+    by_rank.sort_unstable_by_key(|cell| graph.topo_rank(*cell));
+    let mut levels = vec![0; graph.len()];
+    for cell in by_rank {
+        let rank = graph.topo_rank(cell);
+        levels[cell.index()] = graph
+            .parents(cell)
+            .iter()
+            .filter(|parent| graph.topo_rank(**parent) < rank)
+            .map(|parent| levels[parent.index()] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    levels
 }
 
 /// Creates the cache directory `dir` if needed (writable by its owner

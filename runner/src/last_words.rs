@@ -15,7 +15,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use executor_core::Status;
+use executor_core::{Cell, Status};
 use scheduler::{Hooks, Priority};
 
 use crate::output::Sink;
@@ -33,6 +33,25 @@ struct Armed {
 
 static ARMED: OnceLock<Armed> = OnceLock::new();
 static DYING: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The index of the cell whose body runs on this thread, plus one
+    /// (`0`: none); with several cells running, it names the right one.
+    static BODY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Records that `cell`'s body runs on this thread until the returned
+/// value is dropped, so that a failed allocation in it names that cell,
+/// also when several cells run at once.
+pub(crate) fn body_runs(cell: &Cell) -> impl Drop {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = BODY.try_with(|body| body.set(self.0));
+        }
+    }
+    Restore(BODY.with(|body| body.replace(cell.id().index() + 1)))
+}
 
 /// Arms the last words for a run printing to `sink`, and adds the hooks that
 /// keep its counts.
@@ -80,7 +99,10 @@ pub(crate) fn allocation_failed(bytes: usize) {
         }
     }
     armed.sink.flush_for_exit();
-    let running = armed.running.load(Ordering::Relaxed);
+    let running = match BODY.try_with(std::cell::Cell::get) {
+        Ok(body) if body > 0 => body,
+        _ => armed.running.load(Ordering::Relaxed),
+    };
     let cell = running
         .checked_sub(1)
         .and_then(|index| armed.names.get(index))

@@ -5,11 +5,15 @@
 //! building large arrays quadratic, so cellrun leaves them off and bounds the
 //! heap instead: the global allocator counts live bytes, and the run's
 //! watchdog stops the running cell when the count goes over the limit.
+//! It also counts per running cell (what the cell's thread allocated less
+//! what it freed), so that with several cells running the one that grew
+//! the heap is the one stopped.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::cell::Cell;
 
 use mimalloc::MiMalloc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 
 /// mimalloc, counting the bytes it holds.
 ///
@@ -19,6 +23,75 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) struct Counting;
 
 static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// How many cells can be counted at once; a run has at most one per job.
+const SLOTS: usize = 256;
+
+/// A counter on a cache line of its own, so threads counting side by side
+/// do not slow each other down.
+#[repr(align(64))]
+struct Counter(AtomicIsize);
+
+/// The bytes each running cell's thread allocated, less those it freed.
+static CELL_BYTES: [Counter; SLOTS] = [const { Counter(AtomicIsize::new(0)) }; SLOTS];
+static SLOT_TAKEN: [AtomicBool; SLOTS] = [const { AtomicBool::new(false) }; SLOTS];
+
+thread_local! {
+    /// The slot of the cell running on this thread (`SLOTS`: none).
+    /// Constant-initialised without a destructor, so the allocator may
+    /// read it at any time.
+    static SLOT: Cell<usize> = const { Cell::new(SLOTS) };
+}
+
+/// Adds `delta` bytes to the process's count and to the running cell's.
+#[inline]
+fn count(delta: isize) {
+    if delta >= 0 {
+        HELD.fetch_add(delta as usize, Ordering::Relaxed);
+    } else {
+        HELD.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+    }
+    let slot = SLOT.try_with(Cell::get).unwrap_or(SLOTS);
+    if let Some(bytes) = CELL_BYTES.get(slot) {
+        bytes.0.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+/// Counting per cell, for the run's watchdog.
+pub(crate) const CELL_MEMORY: scheduler::CellMemory = scheduler::CellMemory {
+    enter,
+    held_by,
+    leave,
+};
+
+/// Starts counting what this thread allocates under a free slot.
+fn enter() -> Option<usize> {
+    let slot = SLOT_TAKEN.iter().position(|taken| {
+        taken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })?;
+    CELL_BYTES[slot].0.store(0, Ordering::Relaxed);
+    let _ = SLOT.try_with(|current| current.set(slot));
+    Some(slot)
+}
+
+fn held_by(slot: usize) -> isize {
+    CELL_BYTES
+        .get(slot)
+        .map_or(0, |bytes| bytes.0.load(Ordering::Relaxed))
+}
+
+fn leave(slot: usize) {
+    let _ = SLOT.try_with(|current| {
+        if current.get() == slot {
+            current.set(SLOTS);
+        }
+    });
+    if let Some(taken) = SLOT_TAKEN.get(slot) {
+        taken.store(false, Ordering::Release);
+    }
+}
 
 // SAFETY: every method forwards to `MiMalloc` with the same arguments and only
 // adds bookkeeping on an atomic counter; on a failed allocation it may end
@@ -30,7 +103,7 @@ unsafe impl GlobalAlloc for Counting {
         if pointer.is_null() {
             crate::last_words::allocation_failed(layout.size());
         } else {
-            HELD.fetch_add(layout.size(), Ordering::Relaxed);
+            count(layout.size() as isize);
         }
         pointer
     }
@@ -41,7 +114,7 @@ unsafe impl GlobalAlloc for Counting {
         if pointer.is_null() {
             crate::last_words::allocation_failed(layout.size());
         } else {
-            HELD.fetch_add(layout.size(), Ordering::Relaxed);
+            count(layout.size() as isize);
         }
         pointer
     }
@@ -49,7 +122,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
         // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
         unsafe { MiMalloc.dealloc(pointer, layout) };
-        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(-(layout.size() as isize));
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -58,8 +131,7 @@ unsafe impl GlobalAlloc for Counting {
         if moved.is_null() {
             crate::last_words::allocation_failed(new_size);
         } else {
-            HELD.fetch_add(new_size, Ordering::Relaxed);
-            HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+            count(new_size as isize - layout.size() as isize);
         }
         moved
     }

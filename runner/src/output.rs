@@ -254,6 +254,8 @@ impl Style {
 pub(crate) struct RunHeader {
     pub(crate) notebook: String,
     pub(crate) executor: String,
+    /// How many cells may run at once.
+    pub(crate) jobs: usize,
     pub(crate) lifecycles: Vec<String>,
     pub(crate) cells: Vec<String>,
     /// Every cell's name, by cell id.
@@ -293,6 +295,7 @@ struct Fallback<'a> {
 struct RunStarted<'a> {
     notebook: &'a str,
     executor: &'a str,
+    jobs: usize,
     lifecycles: &'a [String],
     cells: &'a [String],
     fallback: Option<Fallback<'a>>,
@@ -362,6 +365,7 @@ pub(crate) fn json_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) {
     stdout.event(&RunStarted {
         notebook: &header.notebook,
         executor: &header.executor,
+        jobs: header.jobs,
         lifecycles: &header.lifecycles,
         cells: &header.cells,
         fallback: header
@@ -433,6 +437,9 @@ pub(crate) fn human_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) 
             terminal_safe(&header.lifecycles.join(", "))
         ));
     }
+    if header.jobs > 1 {
+        first.push_str(&format!(", up to {} cells at a time", header.jobs));
+    }
     first.push('\n');
     stdout.write(&first);
 
@@ -457,7 +464,7 @@ pub(crate) fn human_hooks(hooks: &mut Hooks, stdout: &Sink, header: &RunHeader) 
     hooks.on_post_execution(Priority::Normal, move |outcome| {
         let text = render_cell(outcome, style, width, &names, &source, &notebook);
         post_progress.suspend(|| out.write(&text));
-        post_progress.finished();
+        post_progress.finished(outcome.cell.name(), outcome.evaluated);
     });
     let out = stdout.clone();
     hooks.on_finish(Priority::Final, move |summary| {
@@ -661,12 +668,33 @@ pub(crate) fn format_duration(duration: Duration) -> String {
 const SHOW_AFTER: Duration = Duration::from_secs(1);
 
 /// A progress bar on stderr that shows itself only on a terminal, once a
-/// run has gone on for a second.
+/// run has gone on for a second, with the names of the running cells.
 #[derive(Clone)]
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
     shown: Arc<AtomicBool>,
+    /// The cells between their pending and completion hooks, in start order.
+    running: Arc<Mutex<Vec<String>>>,
+}
+
+/// How many characters of running cells' names the bar shows.
+const RUNNING_WIDTH: usize = 60;
+
+/// The bar's message: the running cells' names, cut to a width.
+fn running_message(running: &[String]) -> String {
+    let mut message = String::new();
+    for (at, name) in running.iter().enumerate() {
+        let name = terminal_safe(name);
+        let sep = if at == 0 { "" } else { ", " };
+        if message.chars().count() + sep.len() + name.chars().count() > RUNNING_WIDTH {
+            message.push_str(&format!(" +{}", running.len() - at));
+            break;
+        }
+        message.push_str(sep);
+        message.push_str(&name);
+    }
+    message
 }
 
 impl Progress {
@@ -687,6 +715,7 @@ impl Progress {
             bar,
             started: Instant::now(),
             shown: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(Mutex::new(Vec::new())),
         };
         // A single long cell fires no hook for a while: show the bar from a
         // timer too.
@@ -719,12 +748,21 @@ impl Progress {
     fn starting(&self, name: &str) {
         if let Some(bar) = &self.bar {
             self.maybe_show(bar);
-            bar.set_message(name.to_owned());
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            running.push(name.to_owned());
+            bar.set_message(running_message(&running));
         }
     }
 
-    fn finished(&self) {
+    fn finished(&self, name: &str, evaluated: bool) {
         if let Some(bar) = &self.bar {
+            if evaluated {
+                let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(at) = running.iter().position(|running| running == name) {
+                    running.remove(at);
+                }
+                bar.set_message(running_message(&running));
+            }
             bar.inc(1);
             self.maybe_show(bar);
         }
@@ -748,26 +786,29 @@ impl Progress {
     }
 }
 
-/// Wraps `executor` so a `cell_started` event is printed when a body starts.
+/// Wraps `executor` so that, when a body starts, the last words learn which
+/// cell runs on the thread and, with a `sink` (under `--json`), a
+/// `cell_started` event is printed.
 ///
 /// The pending hooks run before the lifecycles, which may skip the body;
-/// the event is printed here, where the body really starts.
+/// the event is printed here, where the body really starts (on the thread
+/// that runs it, through the sink's lock, so lines stay whole).
 pub(crate) fn announce_body_start(
     executor: Arc<dyn Executor>,
-    sink: &Sink,
+    sink: Option<&Sink>,
     clock: &RunClock,
 ) -> Arc<dyn Executor> {
     Arc::new(AnnounceStart {
         inner: executor,
-        sink: sink.clone(),
+        sink: sink.cloned(),
         clock: clock.clone(),
     })
 }
 
-/// An executor that prints `cell_started` and delegates.
+/// An executor that marks and announces each body, and delegates.
 struct AnnounceStart {
     inner: Arc<dyn Executor>,
-    sink: Sink,
+    sink: Option<Sink>,
     clock: RunClock,
 }
 
@@ -777,10 +818,13 @@ impl Executor for AnnounceStart {
     }
 
     fn execute(&self, cell: &Cell, globals: &mut Globals, token: &CancelToken) -> RunResult {
-        self.sink.event(&CellStarted {
-            cell: cell.name(),
-            at_ms: self.clock.ms(),
-        });
+        let _running = crate::last_words::body_runs(cell);
+        if let Some(sink) = &self.sink {
+            sink.event(&CellStarted {
+                cell: cell.name(),
+                at_ms: self.clock.ms(),
+            });
+        }
         self.inner.execute(cell, globals, token)
     }
 

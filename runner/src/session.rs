@@ -83,7 +83,11 @@ pub(crate) struct Session {
     max_memory_mib: Option<u64>,
     /// What the memory limit counts (see [`memory_probe`]).
     memory_probe: fn() -> usize,
+    /// Whether the allocator's per-cell counts say which cell grew the heap.
+    count_per_cell: bool,
     executor: Arc<dyn Executor>,
+    /// How many cells may run at once.
+    jobs: usize,
     plugin_lifecycles: Vec<Arc<dyn Lifecycle>>,
     warnings: Vec<String>,
     /// The executor that could not be constructed, and why, when the
@@ -142,12 +146,10 @@ impl Session {
             &plugins::lifecycle_filter(),
             &mut warnings,
         );
-        let executor = match &events {
-            // `cell_started` means the body starts: a cell a lifecycle skips
-            // (a cache hit, a strict error) never gets one.
-            Some(events) => output::announce_body_start(selection.executor, events, &clock),
-            None => selection.executor,
-        };
+        // `cell_started` means the body starts: a cell a lifecycle skips (a
+        // cache hit, a strict error) never gets one.
+        let executor = output::announce_body_start(selection.executor, events.as_ref(), &clock);
+        let jobs = crate::commands::run_jobs(args.jobs, executor.as_ref(), &mut warnings);
         Ok(Session {
             sink,
             events,
@@ -162,7 +164,9 @@ impl Session {
             timeout: args.timeout.map(Duration::from_secs_f64),
             max_memory_mib: args.max_memory,
             memory_probe: memory_probe(language),
+            count_per_cell: language == RHAI,
             executor,
+            jobs,
             plugin_lifecycles,
             warnings,
             fallback,
@@ -266,6 +270,7 @@ impl Session {
         RunHeader {
             notebook: loaded.path.clone(),
             executor: evaluator.executor().name().to_owned(),
+            jobs: self.jobs,
             lifecycles: evaluator
                 .lifecycles()
                 .iter()
@@ -293,6 +298,12 @@ impl Session {
         }
     }
 
+    /// How many cells may run at once (`--jobs`, 1 for an executor that
+    /// runs one at a time).
+    pub(crate) fn jobs(&self) -> usize {
+        self.jobs
+    }
+
     /// The per-cell time limit.
     pub(crate) fn timeout(&self) -> Option<Duration> {
         self.timeout
@@ -304,7 +315,14 @@ impl Session {
             probe: self.memory_probe,
             ..memory_limit(self.max_memory_mib)
         };
-        RunControl::with_limits(self.timeout, Some(memory))
+        let control = RunControl::with_limits(self.timeout, Some(memory));
+        // The allocator counts per running cell only what cellrun itself
+        // allocates: the heap of a Rhai notebook, not an embedded runtime's.
+        if self.count_per_cell {
+            control.with_cell_memory(crate::memory::CELL_MEMORY)
+        } else {
+            control
+        }
     }
 }
 

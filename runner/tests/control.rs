@@ -18,10 +18,16 @@ let c = n;
 let d = a + 1;
 ";
 
-/// Starts `cellrun run nb.rhai ARGS`, waits until `busy` has started, sends
-/// SIGINT, and returns everything the run printed.
-fn interrupt_busy_cell(dir: &Dir, args: &[&str], started_marker: &str) -> (i32, String, String) {
-    dir.write("nb.rhai", BUSY);
+/// Starts `cellrun run nb.rhai ARGS` on `notebook`, waits until a line
+/// containing each of `markers` was printed, sends SIGINT, and returns the
+/// exit code and everything the run printed on stdout and stderr.
+pub(crate) fn interrupt_when_printed(
+    dir: &Dir,
+    notebook: &str,
+    args: &[&str],
+    markers: &[&str],
+) -> (i32, String, String) {
+    dir.write("nb.rhai", notebook);
     let mut child = cellrun_command(dir.path())
         .args(["run", "nb.rhai"])
         .args(args)
@@ -32,15 +38,14 @@ fn interrupt_busy_cell(dir: &Dir, args: &[&str], started_marker: &str) -> (i32, 
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
-    loop {
+    let mut missing: Vec<&str> = markers.to_vec();
+    while !missing.is_empty() {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("cellrun ended before the busy cell started: {seen}");
+            panic!("cellrun ended before printing {missing:?}: {seen}");
         }
         seen.push_str(&line);
-        if line.contains(started_marker) {
-            break;
-        }
+        missing.retain(|marker| !line.contains(marker));
     }
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -62,10 +67,11 @@ fn interrupt_busy_cell(dir: &Dir, args: &[&str], started_marker: &str) -> (i32, 
 #[test]
 fn sigint_interrupts_the_busy_cell_and_reports_the_rest() {
     let dir = Dir::new("sigint-json");
-    let (code, stdout, stderr) = interrupt_busy_cell(
+    let (code, stdout, stderr) = interrupt_when_printed(
         &dir,
+        BUSY,
         &["--json"],
-        r#"{"event":"cell_started","cell":"busy","#,
+        &[r#"{"event":"cell_started","cell":"busy","#],
     );
     assert_eq!(code, 130, "{stderr}");
     let events: Vec<serde_json::Value> = stdout
@@ -97,7 +103,7 @@ fn sigint_interrupts_the_busy_cell_and_reports_the_rest() {
 #[test]
 fn sigint_still_prints_the_summary() {
     let dir = Dir::new("sigint-human");
-    let (code, stdout, _) = interrupt_busy_cell(&dir, &[], "✓ before");
+    let (code, stdout, _) = interrupt_when_printed(&dir, BUSY, &[], &["✓ before"]);
     assert_eq!(code, 130);
     assert!(stdout.contains("■ busy"), "{stdout}");
     assert!(

@@ -54,3 +54,6 @@ mod report;
 
 // Running marimo notebooks with the python executor plugin.
 mod python_run;
+
+// `--jobs N`: parallel runs against the sequential run's semantics.
+mod parallel;

@@ -38,8 +38,39 @@ impl Dir {
     }
 
     /// Runs `cellrun` with `args` in this directory.
+    ///
+    /// A `run` that does not choose its `--jobs` runs one cell at a time;
+    /// it runs a second time with `--jobs 4`, in a copy of the directory
+    /// made before either run, and the two must give the same exit code,
+    /// statuses, outputs, errors and blame (see [`same_outcome`]).
     pub(crate) fn cellrun(&self, args: &[&str]) -> Output {
-        cellrun_command(self.path()).args(args).output().unwrap()
+        let parallel = self.parallel_twin(args);
+        let output = cellrun_command(self.path()).args(args).output().unwrap();
+        if let Some(parallel) = parallel {
+            same_outcome(args, &output, &parallel);
+        }
+        output
+    }
+
+    /// Runs `args` with `--jobs 4` in a copy of this directory, when they
+    /// are a `run` that does not choose its jobs.
+    fn parallel_twin(&self, args: &[&str]) -> Option<Output> {
+        if args.first() != Some(&"run") || args.iter().any(|arg| arg.starts_with("--jobs")) {
+            return None;
+        }
+        let twin = self.path.with_file_name(format!(
+            "{}-jobs4",
+            self.path.file_name().unwrap().to_string_lossy()
+        ));
+        let _ = std::fs::remove_dir_all(&twin);
+        copy_dir(&self.path, &twin);
+        let output = cellrun_command(&twin)
+            .args(args)
+            .args(["--jobs", "4"])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&twin);
+        Some(output)
     }
 
     /// Writes `notebook` as `nb.rhai`, runs it with `--json` and `extra`, and
@@ -58,7 +89,86 @@ impl Drop for Dir {
     }
 }
 
+/// Copies the directory `from` to `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Asserts that a run with `--jobs 4` (`parallel`) ended as the same run
+/// with one cell at a time (`sequential`): the same exit code and, per
+/// cell, the same status, output, printed text, error and blame. Orders
+/// may differ where the graph allows, and durations always do.
+#[track_caller]
+fn same_outcome(args: &[&str], sequential: &Output, parallel: &Output) {
+    let json = args.contains(&"--json");
+    let outcome = |output: &Output| {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut lines: Vec<String> = if json {
+            stdout
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|event| {
+                    event["event"] == "cell_finished" || event["event"] == "run_finished"
+                })
+                .map(|mut event| {
+                    for volatile in ["duration_ms", "cached"] {
+                        event.as_object_mut().unwrap().remove(volatile);
+                    }
+                    event.to_string()
+                })
+                .collect()
+        } else {
+            stdout.lines().skip(1).map(without_durations).collect()
+        };
+        lines.sort();
+        (output.status.code(), lines)
+    };
+    assert_eq!(
+        outcome(parallel),
+        outcome(sequential),
+        "`cellrun {}` with --jobs 4 differs from one cell at a time; stderr with --jobs 4:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&parallel.stderr)
+    );
+}
+
+/// A human output line with its durations (`1.2 ms`, `cached`) blanked.
+fn without_durations(line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut kept = Vec::with_capacity(words.len());
+    let mut at = 0;
+    while at < words.len() {
+        let is_number = words[at].parse::<f64>().is_ok();
+        let unit = words.get(at + 1).copied();
+        if is_number && matches!(unit, Some("µs" | "ms" | "s")) {
+            kept.push("T");
+            at += 2;
+        } else {
+            kept.push(if words[at] == "cached" {
+                "T"
+            } else {
+                words[at]
+            });
+            at += 1;
+        }
+    }
+    kept.join(" ")
+}
+
 /// A `cellrun` command with a clean environment for tests.
+///
+/// Runs use one cell at a time unless a test says otherwise, so their
+/// lines come in queue order.
 pub(crate) fn cellrun_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cellrun"));
     clean_env(&mut command, dir);
@@ -76,6 +186,7 @@ pub(crate) fn clean_env(command: &mut Command, dir: &Path) {
         .env_remove("CELLRUN_LIFECYCLE_ALLOWLIST")
         .env_remove("CELLRUN_LIFECYCLE_DENYLIST")
         .env_remove("CELLRUN_PLUGIN_PATH")
+        .env("CELLRUN_JOBS", "1")
         .env("NO_COLOR", "1");
 }
 

@@ -1,6 +1,6 @@
-//! [`RunControl`]: interrupting a run and timing out its cells.
+//! [`RunControl`]: interrupting a run and timing out its cells, one or several at a time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +17,23 @@ pub struct MemoryLimit {
     pub probe: fn() -> usize,
 }
 
+/// Heap accounting per running cell, so that with several cells running the
+/// one that grew the heap is the one stopped over the memory limit.
+///
+/// A counting allocator keeps one counter per slot and adds what the
+/// thread holding the slot allocates (and subtracts what it frees).
+#[derive(Clone, Copy, Debug)]
+pub struct CellMemory {
+    /// Starts counting for a cell that runs on the calling thread; returns
+    /// the slot, or `None` when every slot is taken (the cell then counts
+    /// as having grown nothing).
+    pub enter: fn() -> Option<usize>,
+    /// The bytes allocated under `slot` since `enter`, less those freed.
+    pub held_by: fn(usize) -> isize,
+    /// Stops counting under `slot` (on the thread that entered it).
+    pub leave: fn(usize),
+}
+
 /// How often the watchdog looks at the running cell's clock and memory.
 ///
 /// The watchdog polls instead of being woken per cell: arming it is then a
@@ -28,14 +45,38 @@ const POLL: Duration = Duration::from_millis(5);
 /// long or take too much memory.
 ///
 /// [`RunControl::interrupt`] may be called from any thread, such as a
-/// signal handler's: it halts the queue and stops the running cell. With a
+/// signal handler's: it halts the queue and stops every running cell. With a
 /// timeout or a memory limit, one watchdog thread, polling every few
 /// milliseconds, stops a cell that goes past it; arming it per cell is a
 /// store under an uncontended lock.
+///
+/// Several cells may be active at once (a parallel run): each has its own
+/// token and deadline. The memory limit is the run's: when the process goes
+/// over it, the running cell that grew the heap most is stopped, one at a
+/// time, when [`RunControl::with_cell_memory`] says who holds what; without
+/// it, every running cell that started below the limit is stopped.
 pub struct RunControl {
     interrupted: AtomicBool,
-    active: Mutex<Option<CancelToken>>,
+    active: Mutex<Vec<(u64, CancelToken)>>,
+    next_key: AtomicU64,
     watchdog: Option<Watchdog>,
+}
+
+/// The token of a cell that [`RunControl::begin`] armed, until
+/// [`RunControl::end`] disarms it.
+#[derive(Debug)]
+pub(crate) struct ActiveCell {
+    key: u64,
+    slot: Option<usize>,
+    token: CancelToken,
+}
+
+impl std::ops::Deref for ActiveCell {
+    type Target = CancelToken;
+
+    fn deref(&self) -> &CancelToken {
+        &self.token
+    }
 }
 
 impl RunControl {
@@ -50,16 +91,28 @@ impl RunControl {
             (timeout.is_some() || memory.is_some()).then(|| Watchdog::spawn(timeout, memory));
         RunControl {
             interrupted: AtomicBool::new(false),
-            active: Mutex::new(None),
+            active: Mutex::new(Vec::new()),
+            next_key: AtomicU64::new(0),
             watchdog,
         }
     }
 
-    /// Interrupts the run: the running cell is stopped, and no other starts.
+    /// Counts the heap per running cell with `accounting`.
+    pub fn with_cell_memory(self, accounting: CellMemory) -> RunControl {
+        if let Some(watchdog) = &self.watchdog {
+            let (lock, _) = &*watchdog.shared;
+            lock.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .accounting = Some(accounting);
+        }
+        self
+    }
+
+    /// Interrupts the run: every running cell is stopped, and no other starts.
     pub fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
         let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(token) = active.as_ref() {
+        for (_, token) in active.iter() {
             token.stop(StopReason::Interrupted);
         }
     }
@@ -70,36 +123,43 @@ impl RunControl {
     }
 
     /// A token for a cell about to run, armed for interrupts and the limits.
-    pub(crate) fn begin(&self) -> CancelToken {
+    pub(crate) fn begin(&self) -> ActiveCell {
         let timeout = self.watchdog.as_ref().and_then(|watchdog| watchdog.timeout);
         let token = match timeout {
             Some(timeout) => CancelToken::with_deadline(Instant::now() + timeout),
             None => CancelToken::new(),
         };
-        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((key, token.clone()));
+        // Checked after the token is listed: an interrupt either sees the
+        // token or is seen here.
         if self.is_interrupted() {
             token.stop(StopReason::Interrupted);
         }
-        if let Some(watchdog) = &self.watchdog {
-            watchdog.arm(token.clone());
-        }
-        token
+        let slot = self
+            .watchdog
+            .as_ref()
+            .and_then(|watchdog| watchdog.arm(key, token.clone()));
+        ActiveCell { key, slot, token }
     }
 
     /// Disarms the token of the cell that just finished, after checking the
     /// limits once more: a cell shorter than the watchdog's period is
     /// checked too, and a cell that ends over the memory limit is the one
     /// blamed, not the next one.
-    pub(crate) fn end(&self, token: &CancelToken) {
+    pub(crate) fn end(&self, cell: &ActiveCell) {
         if let Some(watchdog) = &self.watchdog {
-            let watched = watchdog.disarm();
-            if let Some(cell) = watched {
-                if let Some(reason) = cell.over_limit(Instant::now(), watchdog.memory) {
-                    token.stop(reason);
-                }
+            if let Some(reason) = watchdog.disarm(cell.key, cell.slot) {
+                cell.token.stop(reason);
             }
         }
-        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = active.iter().position(|(key, _)| *key == cell.key) {
+            active.swap_remove(at);
+        }
     }
 }
 
@@ -121,15 +181,48 @@ impl std::fmt::Debug for RunControl {
     }
 }
 
-/// The cell the watchdog is watching, if any.
+/// The cells the watchdog is watching.
 #[derive(Default)]
 struct Watched {
-    token: Option<WatchedCell>,
+    cells: Vec<WatchedCell>,
+    accounting: Option<CellMemory>,
+    /// The cell stopped over the memory limit that has not ended yet: no
+    /// other is stopped for memory before it frees what it held.
+    memory_stop: Option<u64>,
     shutdown: bool,
+}
+
+impl Watched {
+    /// Whether `cell`, ending over its memory bound, is what put the
+    /// process over it: without what it grew the heap by, the process
+    /// would be within the bound. Uncounted, the ending cell is blamed.
+    fn crossed(&self, cell: &WatchedCell, memory: Option<MemoryLimit>) -> bool {
+        let (Some(accounting), Some(memory)) = (self.accounting, memory) else {
+            return true;
+        };
+        let growth = cell.slot.map_or(0, accounting.held_by);
+        let held = (memory.probe)() as isize;
+        held.saturating_sub(growth) <= cell.max_bytes as isize
+    }
+
+    /// Whether, of the cells over their memory bound at `held` bytes, the
+    /// one to stop is `cell`: it grew the heap at least as much as every
+    /// other watched cell, or nobody counts per cell.
+    fn grew_most(&self, cell: &WatchedCell) -> bool {
+        let Some(accounting) = self.accounting else {
+            return true;
+        };
+        let growth = |cell: &WatchedCell| cell.slot.map_or(0, accounting.held_by);
+        let own = growth(cell);
+        self.cells.iter().all(|other| growth(other) <= own)
+    }
 }
 
 /// One running cell's limits.
 struct WatchedCell {
+    key: u64,
+    /// The cell's heap counter, when counted.
+    slot: Option<usize>,
     deadline: Option<Instant>,
     /// The heap the cell may leave the process holding: the limit, or what
     /// the process held when the cell started if that was more (the cell
@@ -141,9 +234,14 @@ struct WatchedCell {
 impl WatchedCell {
     /// Why the cell must stop at `now`, if it must.
     fn over_limit(&self, now: Instant, memory: Option<MemoryLimit>) -> Option<StopReason> {
+        self.over_limit_holding(now, memory.map(|memory| (memory.probe)()))
+    }
+
+    /// Why the cell must stop at `now` with the process holding `held` bytes.
+    fn over_limit_holding(&self, now: Instant, held: Option<usize>) -> Option<StopReason> {
         if self.deadline.is_some_and(|deadline| now >= deadline) {
             Some(StopReason::TimedOut)
-        } else if memory.is_some_and(|memory| (memory.probe)() > self.max_bytes) {
+        } else if held.is_some_and(|held| held > self.max_bytes) {
             Some(StopReason::MemoryLimit)
         } else {
             None
@@ -151,7 +249,7 @@ impl WatchedCell {
     }
 }
 
-/// One thread that stops the watched cell at its deadline or over the memory limit.
+/// One thread that stops the watched cells at their deadlines or over the memory limit.
 struct Watchdog {
     timeout: Option<Duration>,
     memory: Option<MemoryLimit>,
@@ -175,27 +273,59 @@ impl Watchdog {
         }
     }
 
-    fn arm(&self, token: CancelToken) {
+    /// Watches the cell of `token` under `key`; returns its heap counter's
+    /// slot when cells are counted.
+    fn arm(&self, key: u64, token: CancelToken) -> Option<usize> {
         let (lock, _) = &*self.shared;
         let deadline = token.deadline();
         let max_bytes = self
             .memory
             .map_or(usize::MAX, |memory| memory.bytes.max((memory.probe)()));
-        lock.lock().unwrap_or_else(PoisonError::into_inner).token = Some(WatchedCell {
+        let mut watched = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = watched
+            .accounting
+            .and_then(|accounting| (accounting.enter)());
+        watched.cells.push(WatchedCell {
+            key,
+            slot,
             deadline,
             max_bytes,
             token,
         });
+        slot
     }
 
-    /// Stops watching; returns the cell watched, unless the watchdog already
-    /// stopped it.
-    fn disarm(&self) -> Option<WatchedCell> {
+    /// Stops watching the cell armed under `key`, and says why it must stop
+    /// as it ends (past its deadline, or over the memory limit having grown
+    /// the heap most), unless the watchdog already stopped it.
+    fn disarm(&self, key: u64, slot: Option<usize>) -> Option<StopReason> {
         let (lock, _) = &*self.shared;
-        lock.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .token
-            .take()
+        let mut watched = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if watched.memory_stop == Some(key) {
+            watched.memory_stop = None;
+        }
+        let reason = match watched.cells.iter().position(|cell| cell.key == key) {
+            None => None,
+            Some(at) => {
+                let cell = &watched.cells[at];
+                let reason = match cell.over_limit(Instant::now(), self.memory) {
+                    // Another cell was stopped for the memory and has not
+                    // freed it yet, or this one did not cross the bound.
+                    Some(StopReason::MemoryLimit)
+                        if watched.memory_stop.is_some() || !watched.crossed(cell, self.memory) =>
+                    {
+                        None
+                    }
+                    reason => reason,
+                };
+                watched.cells.swap_remove(at);
+                reason
+            }
+        };
+        if let (Some(slot), Some(accounting)) = (slot, watched.accounting) {
+            (accounting.leave)(slot);
+        }
+        reason
     }
 }
 
@@ -214,22 +344,51 @@ fn watch(shared: &(Mutex<Watched>, Condvar), memory: Option<MemoryLimit>) {
         if watched.shutdown {
             return;
         }
-        let Some(cell) = &watched.token else {
-            watched = wake
-                .wait_timeout(watched, POLL)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            continue;
-        };
         let now = Instant::now();
-        if let Some(reason) = cell.over_limit(now, memory) {
-            cell.token.stop(reason);
-            watched.token = None;
-            continue;
+        let held = (!watched.cells.is_empty())
+            .then(|| memory.map(|memory| (memory.probe)()))
+            .flatten();
+        // Cells past their deadline stop, and, over the memory limit, the
+        // cell that grew the heap most (or, uncounted, every cell over
+        // its bound). Stopped cells leave the watch.
+        let mut wait = POLL;
+        let mut stopped = Vec::new();
+        for cell in &watched.cells {
+            match cell.over_limit_holding(now, None) {
+                Some(reason) => stopped.push((cell.key, reason)),
+                None => {
+                    if let Some(deadline) = cell.deadline {
+                        wait = wait.min(deadline - now);
+                    }
+                }
+            }
         }
-        let wait = cell
-            .deadline
-            .map_or(POLL, |deadline| (deadline - now).min(POLL));
+        let over_memory = |cell: &&WatchedCell| held.is_some_and(|held| held > cell.max_bytes);
+        if watched.accounting.is_none() {
+            stopped.extend(
+                watched
+                    .cells
+                    .iter()
+                    .filter(over_memory)
+                    .map(|cell| (cell.key, StopReason::MemoryLimit)),
+            );
+        } else if watched.memory_stop.is_none() {
+            let culprit = watched
+                .cells
+                .iter()
+                .filter(over_memory)
+                .find(|cell| watched.grew_most(cell))
+                .map(|cell| cell.key);
+            if let Some(key) = culprit {
+                stopped.push((key, StopReason::MemoryLimit));
+                watched.memory_stop = Some(key);
+            }
+        }
+        for (key, reason) in stopped {
+            if let Some(at) = watched.cells.iter().position(|cell| cell.key == key) {
+                watched.cells.swap_remove(at).token.stop(reason);
+            }
+        }
         watched = wake
             .wait_timeout(watched, wait)
             .unwrap_or_else(PoisonError::into_inner)
@@ -309,5 +468,101 @@ mod tests {
         }
         assert_eq!(slow.reason(), Some(StopReason::TimedOut));
         assert_eq!(quick.reason(), None, "a disarmed token never times out");
+    }
+
+    #[test]
+    fn interrupt_stops_every_active_cell() {
+        let control = RunControl::new(None);
+        let first = control.begin();
+        let second = control.begin();
+        control.end(&first);
+        let third = control.begin();
+        control.interrupt();
+        assert_eq!(first.reason(), None, "an ended cell is not stopped");
+        assert_eq!(second.reason(), Some(StopReason::Interrupted));
+        assert_eq!(third.reason(), Some(StopReason::Interrupted));
+        control.end(&second);
+        control.end(&third);
+    }
+
+    #[test]
+    fn each_active_cell_has_its_own_deadline() {
+        let control = RunControl::new(Some(Duration::from_millis(300)));
+        let slow = control.begin();
+        let start = Instant::now();
+        while !slow.is_stopped() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        // A cell that starts after the first one timed out gets a fresh deadline.
+        let fresh = control.begin();
+        assert_eq!(slow.reason(), Some(StopReason::TimedOut));
+        assert!(fresh.deadline().unwrap() > slow.deadline().unwrap());
+        assert_eq!(fresh.reason(), None);
+        control.end(&slow);
+        control.end(&fresh);
+        assert_eq!(
+            fresh.reason(),
+            None,
+            "ending before the deadline never times out"
+        );
+    }
+
+    #[test]
+    fn going_over_the_memory_limit_stops_every_cell_that_started_below_it() {
+        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let limit = MemoryLimit {
+            bytes: 1000,
+            probe: || HELD.load(Ordering::SeqCst),
+        };
+        let control = RunControl::with_limits(None, Some(limit));
+        let first = control.begin();
+        let second = control.begin();
+        HELD.store(5000, Ordering::SeqCst);
+        let start = Instant::now();
+        while !(first.is_stopped() && second.is_stopped())
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(first.reason(), Some(StopReason::MemoryLimit));
+        assert_eq!(second.reason(), Some(StopReason::MemoryLimit));
+        control.end(&first);
+        control.end(&second);
+    }
+
+    #[test]
+    fn counted_per_cell_the_cell_that_grew_the_heap_is_stopped_alone() {
+        use std::sync::atomic::AtomicIsize;
+        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static GROWTH: [AtomicIsize; 3] = [const { AtomicIsize::new(0) }; 3];
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let limit = MemoryLimit {
+            bytes: 1000,
+            probe: || HELD.load(Ordering::SeqCst),
+        };
+        let accounting = CellMemory {
+            enter: || Some(NEXT.fetch_add(1, Ordering::SeqCst)),
+            held_by: |slot| GROWTH[slot].load(Ordering::SeqCst),
+            leave: |_| {},
+        };
+        let control = RunControl::with_limits(None, Some(limit)).with_cell_memory(accounting);
+        let quiet = control.begin();
+        let hog = control.begin();
+        GROWTH[1].store(5000, Ordering::SeqCst);
+        HELD.store(5000, Ordering::SeqCst);
+        let start = Instant::now();
+        while !hog.is_stopped() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(hog.reason(), Some(StopReason::MemoryLimit));
+        control.end(&quiet);
+        assert_eq!(quiet.reason(), None, "the quiet cell is not blamed");
+        control.end(&hog);
+        // Ending over the limit, the cell that grew most is blamed.
+        let grower = control.begin();
+        GROWTH[2].store(7000, Ordering::SeqCst);
+        HELD.store(12000, Ordering::SeqCst);
+        control.end(&grower);
+        assert_eq!(grower.reason(), Some(StopReason::MemoryLimit));
     }
 }

@@ -15,12 +15,15 @@ mod control;
 mod graph;
 mod hooks;
 mod queue;
+mod ready;
 mod run;
+mod shared;
 
 pub use crate::{
-    control::{MemoryLimit, RunControl},
+    control::{CellMemory, MemoryLimit, RunControl},
     graph::{DataflowGraph, StaticError},
     hooks::{CellOutcome, Hooks, Priority, RunInfo, RunSummary},
     queue::{Scheduler, SequentialScheduler},
+    ready::ReadyScheduler,
     run::{run_context, Pipeline, Plan},
 };

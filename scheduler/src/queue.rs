@@ -57,6 +57,52 @@ pub trait Scheduler {
     fn pending(&self) -> Vec<CellId>;
 }
 
+/// Cancels every queued, not yet cancelled descendant of `raiser`,
+/// recording `raiser` as the cause; returns them in no particular order.
+///
+/// `handled[cell] == epoch` says that `cell` and every descendant of it are
+/// known to be cancelled or not queued: such cells are not walked again, so
+/// between two epochs every cell is expanded at most once. A cell is
+/// stamped when first reached; by the end of the walk it and all of its
+/// queued descendants are cancelled or not queued. The raiser should not be
+/// queued any more; should it still be waiting to run, it is not stamped,
+/// and a cycle leading back to it cancels it like any other descendant.
+/// The walk goes through cells that are not queued, such as cells that
+/// already ran or are not part of the run.
+pub(crate) fn cancel_descendants(
+    graph: &DataflowGraph,
+    raiser: CellId,
+    epoch: u64,
+    handled: &mut [u64],
+    cancelled_by: &mut [Option<CellId>],
+    is_queued: impl Fn(CellId) -> bool,
+) -> Vec<CellId> {
+    let r = raiser.index();
+    if handled[r] == epoch {
+        return Vec::new();
+    }
+    if !is_queued(raiser) || cancelled_by[r].is_some() {
+        handled[r] = epoch;
+    }
+    let mut newly = Vec::new();
+    let mut stack = vec![raiser];
+    while let Some(cell) = stack.pop() {
+        for &child in graph.children(cell) {
+            let c = child.index();
+            if handled[c] == epoch {
+                continue;
+            }
+            handled[c] = epoch;
+            if is_queued(child) && cancelled_by[c].is_none() {
+                cancelled_by[c] = Some(raiser);
+                newly.push(child);
+            }
+            stack.push(child);
+        }
+    }
+    newly
+}
+
 /// A scheduler that runs one cell at a time, in queue order.
 #[derive(Debug)]
 pub struct SequentialScheduler<'g> {
@@ -143,37 +189,15 @@ impl Scheduler for SequentialScheduler<'_> {
     fn complete(&mut self, _cell: CellId) {}
 
     fn cancel(&mut self, raiser: CellId) -> Vec<CellId> {
-        let epoch = self.epoch;
-        let r = raiser.index();
-        if self.handled[r] == epoch {
-            return Vec::new();
-        }
-        // A cell is stamped when first reached; by the end of this walk it
-        // and all of its queued descendants are cancelled or not queued,
-        // which is what the stamp says. The raiser should have been popped;
-        // should it still be waiting to run, it is not stamped, and a cycle
-        // leading back to it cancels it like any other descendant. The walk
-        // goes through cells that are not queued, such as cells that already
-        // ran or are not part of this run.
-        if !self.queued[r] || self.cancelled_by[r].is_some() {
-            self.handled[r] = epoch;
-        }
-        let mut newly = Vec::new();
-        let mut stack = vec![raiser];
-        while let Some(cell) = stack.pop() {
-            for &child in self.graph.children(cell) {
-                let c = child.index();
-                if self.handled[c] == epoch {
-                    continue;
-                }
-                self.handled[c] = epoch;
-                if self.queued[c] && self.cancelled_by[c].is_none() {
-                    self.cancelled_by[c] = Some(raiser);
-                    newly.push(child);
-                }
-                stack.push(child);
-            }
-        }
+        let queued = &self.queued;
+        let mut newly = cancel_descendants(
+            self.graph,
+            raiser,
+            self.epoch,
+            &mut self.handled,
+            &mut self.cancelled_by,
+            |cell| queued[cell.index()],
+        );
         newly.sort_unstable_by_key(|cell| self.key[cell.index()]);
         self.cancelled[raiser.index()].extend_from_slice(&newly);
         newly

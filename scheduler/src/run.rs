@@ -1,14 +1,19 @@
 //! The run loop: the pipeline every cell of a run goes through.
 
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use executor_core::{
     Cell, CellError, CellId, ErrorKind, Evaluator, Globals, Notebook, RunContext, RunOutcome,
-    RunResult, Status, StopReason,
+    RunResult, Status, StopReason, CELL_THREAD_STACK,
 };
 
+use crate::shared::SharedInputs;
 use crate::{
-    CellOutcome, DataflowGraph, Hooks, RunControl, RunInfo, RunSummary, Scheduler, StaticError,
+    CellOutcome, DataflowGraph, Hooks, ReadyScheduler, RunControl, RunInfo, RunSummary, Scheduler,
+    StaticError,
 };
 
 /// The cells of one run and the static errors among them.
@@ -57,6 +62,15 @@ impl Plan {
     /// The cells of the run, in queue order.
     pub fn order(&self) -> &[CellId] {
         &self.order
+    }
+
+    /// How many cells at the head of the order have a static error: they
+    /// are reported before any cell runs.
+    pub fn n_errored(&self) -> usize {
+        self.order
+            .iter()
+            .take_while(|id| self.errors[id.index()].is_some())
+            .count()
     }
 
     /// The static error of `cell`, if it has one.
@@ -144,7 +158,8 @@ pub struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    /// Runs the planned cells through the pipeline:
+    /// Runs the planned cells through the pipeline, one at a time, in the
+    /// scheduler's order:
     /// scheduling, pending hooks, lifecycle setups, the body, lifecycle
     /// teardowns, completion hooks; then the on-finish hooks, always.
     ///
@@ -162,6 +177,167 @@ impl Pipeline<'_> {
         globals: &mut Globals,
     ) -> RunSummary {
         let _span = tracing::info_span!("run", n_cells = self.plan.order().len()).entered();
+        let mut summary = self.start(scheduler, hooks);
+        loop {
+            if self.control.is_interrupted() && !scheduler.is_interrupted() {
+                scheduler.interrupt();
+            }
+            let Some(id) = scheduler.next() else { break };
+            let cell = self.notebook.cell(id);
+            if self.conclude_static_error(scheduler, hooks, &mut summary, cell) {
+                continue;
+            }
+            hooks.pre_execution(cell);
+            let token = self.control.begin();
+            let start = Instant::now();
+            let result = self.evaluator.evaluate(cell, globals, &token);
+            let duration = start.elapsed();
+            self.control.end(&token);
+            let settled = self.settle(cell, result, token.reason(), duration);
+            if token.reason() == Some(StopReason::MemoryLimit) {
+                // What filled the memory would stop every later cell.
+                for def in cell.defs() {
+                    globals.remove(def);
+                }
+            }
+            self.conclude(scheduler, hooks, &mut summary, cell, &settled);
+        }
+        self.finish(scheduler, hooks, summary, &[])
+    }
+
+    /// Runs the planned cells like [`Pipeline::run`], with up to
+    /// `self.context.jobs` of them at a time.
+    ///
+    /// The calling thread coordinates: it owns the queue and the globals and
+    /// calls every hook, so hooks never run concurrently and always on this
+    /// thread. Cells are evaluated (lifecycle setups, body, teardowns) on
+    /// worker threads with a stack of [`CELL_THREAD_STACK`] bytes, each
+    /// against globals of its own holding only what the cell may read (its
+    /// refs and the globals its functions read, which its ancestors
+    /// define) and its own earlier definitions; values are shared, not
+    /// copied. When the cell finishes, its definitions are merged into
+    /// `globals`. So a cell never sees a definition of a cell that is not
+    /// its ancestor, whatever runs beside it.
+    ///
+    /// When one cell is ready and none is running, the coordinator
+    /// evaluates it itself: nothing could start beside it, and a chain of
+    /// cells pays no hand-over between threads.
+    ///
+    /// The statuses are those of a sequential run: a failure cancels the
+    /// queued descendants of the cell (running cells go on), an interrupt
+    /// stops every running cell and reports the queued ones as
+    /// interrupted; only the order of independent cells differs.
+    pub fn run_parallel(
+        &self,
+        scheduler: &mut ReadyScheduler<'_>,
+        hooks: &mut Hooks,
+        globals: &mut Globals,
+    ) -> RunSummary {
+        let jobs = self.context.jobs.max(1);
+        let _span = tracing::info_span!("run", n_cells = self.plan.order().len(), jobs).entered();
+        let mut summary = self.start(scheduler, hooks);
+        let mut shared = SharedInputs::new(self.notebook, self.plan.order());
+        let mut n_concluded = 0;
+        let mut record = |shared: &mut SharedInputs<'_>, summary: &RunSummary| {
+            for (_, cancelled) in &summary.cancellations[n_concluded..] {
+                cancelled.iter().for_each(|id| shared.conclude(*id));
+            }
+            n_concluded = summary.cancellations.len();
+        };
+        for &id in &self.plan.order()[..self.plan.n_errored()] {
+            shared.conclude(id);
+        }
+        record(&mut shared, &summary);
+        // Ready cells waiting for a shared value another cell reads first,
+        // in file order.
+        let mut waiting: Vec<CellId> = Vec::new();
+        let exchange = Exchange::default();
+        thread::scope(|scope| {
+            let mut workers = 0;
+            let mut max_in_flight = jobs;
+            let mut in_flight = 0;
+            loop {
+                if self.control.is_interrupted() && !scheduler.is_interrupted() {
+                    scheduler.interrupt();
+                }
+                // After an interrupt no cell starts, not even a waiting one.
+                let mut candidates = if scheduler.is_interrupted() {
+                    Vec::new().into_iter()
+                } else {
+                    std::mem::take(&mut waiting).into_iter()
+                };
+                while in_flight < max_in_flight {
+                    let id = match candidates.next() {
+                        Some(id) => id,
+                        None if scheduler.is_interrupted() => break,
+                        None => match scheduler.next() {
+                            Some(id) => id,
+                            None => break,
+                        },
+                    };
+                    let cell = self.notebook.cell(id);
+                    if self.conclude_static_error(scheduler, hooks, &mut summary, cell) {
+                        shared.conclude(id);
+                        record(&mut shared, &summary);
+                        continue;
+                    }
+                    if !shared.may_start(cell, globals) {
+                        let at = waiting.partition_point(|other| *other < id);
+                        waiting.insert(at, id);
+                        continue;
+                    }
+                    hooks.pre_execution(cell);
+                    let visible = visible_globals(cell, globals);
+                    let alone = in_flight == 0 && !scheduler.has_ready();
+                    if !alone && workers < max_in_flight {
+                        let spawned = thread::Builder::new()
+                            .name(format!("cellrun-worker-{workers}"))
+                            .stack_size(CELL_THREAD_STACK)
+                            .spawn_scoped(scope, || self.work(&exchange));
+                        match spawned {
+                            Ok(_) => workers += 1,
+                            Err(error) => {
+                                tracing::warn!(%error, workers, "cannot start another worker thread; running fewer cells at a time");
+                                max_in_flight = workers.max(1);
+                            }
+                        }
+                    }
+                    if alone || workers == 0 {
+                        let evaluated = self.evaluate_alone(cell, visible);
+                        self.merge(scheduler, hooks, &mut summary, globals, evaluated);
+                        shared.conclude(id);
+                        record(&mut shared, &summary);
+                        continue;
+                    }
+                    exchange.submit(Job {
+                        cell: id,
+                        globals: visible,
+                    });
+                    in_flight += 1;
+                }
+                waiting.extend(candidates);
+                waiting.sort_unstable();
+                if in_flight == 0 {
+                    break;
+                }
+                for evaluated in exchange.wait_finished() {
+                    in_flight -= 1;
+                    let id = evaluated.cell;
+                    self.merge(scheduler, hooks, &mut summary, globals, evaluated);
+                    shared.conclude(id);
+                    record(&mut shared, &summary);
+                }
+            }
+            exchange.close();
+        });
+        // Cells that waited for a shared value when the run was interrupted
+        // did not run either.
+        self.finish(scheduler, hooks, summary, &waiting)
+    }
+
+    /// Tells the run has started, calls the preparation hooks and reports
+    /// the cells with static errors, which head the queue.
+    fn start(&self, scheduler: &mut dyn Scheduler, hooks: &mut Hooks) -> RunSummary {
         let mut summary = RunSummary::default();
         self.evaluator.run_started(self.context);
         hooks.preparation(&RunInfo {
@@ -172,12 +348,7 @@ impl Pipeline<'_> {
         // Cells with static errors head the queue. Report them all before
         // cancelling anything, so that one of them (a cycle member, a
         // conflicting definer) is never reported as another's cancellation.
-        let n_static = self
-            .plan
-            .order()
-            .iter()
-            .take_while(|id| self.plan.static_error(**id).is_some())
-            .count();
+        let n_static = self.plan.n_errored();
         let mut failed_statically = Vec::with_capacity(n_static);
         while failed_statically.len() < n_static {
             let Some(id) = scheduler.next() else { break };
@@ -205,83 +376,21 @@ impl Pipeline<'_> {
         for cell in failed_statically {
             self.cancel(scheduler, hooks, &mut summary, cell, "failed");
         }
-        loop {
-            if self.control.is_interrupted() && !scheduler.is_interrupted() {
-                scheduler.interrupt();
-            }
-            let Some(id) = scheduler.next() else { break };
-            let cell = self.notebook.cell(id);
-            let (result, status, duration, evaluated) = match self.plan.static_error(id) {
-                Some(error) => (
-                    RunResult::failed(error.clone()),
-                    Status::Error,
-                    Duration::ZERO,
-                    false,
-                ),
-                None => {
-                    hooks.pre_execution(cell);
-                    let token = self.control.begin();
-                    let start = Instant::now();
-                    let mut result = self.evaluator.evaluate(cell, globals, &token);
-                    let duration = start.elapsed();
-                    self.control.end(&token);
-                    if let Some(reason) = token.reason() {
-                        // A stop is never ok: the executor may have missed
-                        // it (a plugin, a native call), or the limits were
-                        // crossed by the end.
-                        if result.error.is_none() {
-                            let stdout = std::mem::take(&mut result.stdout);
-                            result = RunResult::failed(reason.cell_error());
-                            result.stdout = stdout;
-                        }
-                        if reason == StopReason::MemoryLimit {
-                            // What filled the memory would stop every later cell.
-                            for def in cell.defs() {
-                                globals.remove(def);
-                            }
-                        }
-                    }
-                    let mut status = Status::Ok;
-                    if let Some(error) = &mut result.error {
-                        self.sanitize(error);
-                        self.blame_missing_name(cell, error);
-                        // The status comes from what the run saw, not from
-                        // what an executor or a lifecycle claims: only a
-                        // real interrupt halts the run, and any other error
-                        // cancels the cell's descendants.
-                        status = if error.kind == ErrorKind::Interrupted
-                            && token.reason() == Some(StopReason::Interrupted)
-                        {
-                            Status::Interrupted
-                        } else {
-                            Status::Error
-                        };
-                    }
-                    (result, status, duration, true)
-                }
-            };
-            report(
-                self.evaluator,
-                hooks,
-                &mut summary,
-                cell,
-                status,
-                &result,
-                duration,
-                evaluated,
-            );
-            match status {
-                Status::Ok | Status::Cancelled => {}
-                Status::Error => self.cancel(scheduler, hooks, &mut summary, cell, "failed"),
-                Status::Interrupted => {
-                    scheduler.interrupt();
-                    self.cancel(scheduler, hooks, &mut summary, cell, "was interrupted");
-                }
-            }
-            scheduler.complete(id);
-        }
+        summary
+    }
+
+    /// Reports the cells an interrupt kept from running, tells the run has
+    /// finished and calls the on-finish hooks.
+    fn finish(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        hooks: &mut Hooks,
+        mut summary: RunSummary,
+        held_back: &[CellId],
+    ) -> RunSummary {
         if scheduler.is_interrupted() || self.control.is_interrupted() {
-            let pending = scheduler.pending();
+            let mut pending = held_back.to_vec();
+            pending.extend(scheduler.pending());
             // A Ctrl-C after the last cell interrupted nothing.
             summary.was_interrupted = summary.interrupted > 0 || !pending.is_empty();
             let result = RunResult::failed(CellError::new(
@@ -311,6 +420,151 @@ impl Pipeline<'_> {
         });
         hooks.finish(&summary);
         summary
+    }
+
+    /// Evaluates `cell` on this thread against `globals`, its own.
+    fn evaluate_alone(&self, cell: &Cell, mut globals: Globals) -> Evaluated {
+        let token = self.control.begin();
+        let start = Instant::now();
+        let result = self.evaluator.evaluate(cell, &mut globals, &token);
+        let duration = start.elapsed();
+        self.control.end(&token);
+        Evaluated {
+            cell: cell.id(),
+            result,
+            globals,
+            duration,
+            stop: token.reason(),
+        }
+    }
+
+    /// A worker's loop: evaluates cells until the exchange closes.
+    fn work(&self, exchange: &Exchange) {
+        while let Some(job) = exchange.next_job() {
+            let evaluated = self.evaluate_alone(self.notebook.cell(job.cell), job.globals);
+            exchange.finished(evaluated);
+        }
+    }
+
+    /// Merges the definitions of an evaluated cell into the run's globals
+    /// and concludes it.
+    fn merge(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        hooks: &mut Hooks,
+        summary: &mut RunSummary,
+        globals: &mut Globals,
+        evaluated: Evaluated,
+    ) {
+        let cell = self.notebook.cell(evaluated.cell);
+        let mut own = evaluated.globals;
+        for def in cell.defs() {
+            match own.remove(def) {
+                // What filled the memory would stop every later cell.
+                Some(value) if evaluated.stop != Some(StopReason::MemoryLimit) => {
+                    globals.set(def.as_str(), value);
+                }
+                _ => {
+                    globals.remove(def);
+                }
+            }
+        }
+        let settled = self.settle(cell, evaluated.result, evaluated.stop, evaluated.duration);
+        self.conclude(scheduler, hooks, summary, cell, &settled);
+        // Freeing a cell's leftovers one by one only delays the run, unless
+        // they may be what filled the memory.
+        if evaluated.stop == Some(StopReason::MemoryLimit) {
+            drop(own);
+        } else {
+            std::mem::forget(own);
+        }
+    }
+
+    /// The final result and status of an evaluated cell.
+    ///
+    /// The status comes from what the run saw, not from what an executor or
+    /// a lifecycle claims: only a real interrupt halts the run, and any
+    /// other error cancels the cell's descendants.
+    fn settle(
+        &self,
+        cell: &Cell,
+        mut result: RunResult,
+        stop: Option<StopReason>,
+        duration: Duration,
+    ) -> Settled {
+        if let Some(reason) = stop {
+            // A stop is never ok: the executor may have missed it (a
+            // plugin, a native call), or the limits were crossed by the end.
+            if result.error.is_none() {
+                let stdout = std::mem::take(&mut result.stdout);
+                result = RunResult::failed(reason.cell_error());
+                result.stdout = stdout;
+            }
+        }
+        let mut status = Status::Ok;
+        if let Some(error) = &mut result.error {
+            self.sanitize(error);
+            self.blame_missing_name(cell, error);
+            status =
+                if error.kind == ErrorKind::Interrupted && stop == Some(StopReason::Interrupted) {
+                    Status::Interrupted
+                } else {
+                    Status::Error
+                };
+        }
+        Settled {
+            result,
+            status,
+            duration,
+            evaluated: true,
+        }
+    }
+
+    /// Concludes `cell` as failed when it has a static error; says whether it had.
+    fn conclude_static_error(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        hooks: &mut Hooks,
+        summary: &mut RunSummary,
+        cell: &Cell,
+    ) -> bool {
+        let Some(error) = self.plan.static_error(cell.id()) else {
+            return false;
+        };
+        let result = RunResult::failed(error.clone());
+        self.conclude(scheduler, hooks, summary, cell, &Settled::not_run(result));
+        true
+    }
+
+    /// Reports a cell's final status, cancels what its failure or interrupt
+    /// stops, and completes it in the queue.
+    fn conclude(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        hooks: &mut Hooks,
+        summary: &mut RunSummary,
+        cell: &Cell,
+        settled: &Settled,
+    ) {
+        report(
+            self.evaluator,
+            hooks,
+            summary,
+            cell,
+            settled.status,
+            &settled.result,
+            settled.duration,
+            settled.evaluated,
+        );
+        match settled.status {
+            Status::Ok | Status::Cancelled => {}
+            Status::Error => self.cancel(scheduler, hooks, summary, cell, "failed"),
+            Status::Interrupted => {
+                scheduler.interrupt();
+                self.cancel(scheduler, hooks, summary, cell, "was interrupted");
+            }
+        }
+        scheduler.complete(cell.id());
     }
 
     /// Cancels the queued descendants of `raiser` and reports each of them.
@@ -394,6 +648,136 @@ impl Pipeline<'_> {
     }
 }
 
+/// A cell's final result and status, about to be reported.
+struct Settled {
+    result: RunResult,
+    status: Status,
+    duration: Duration,
+    evaluated: bool,
+}
+
+impl Settled {
+    /// A cell that failed without being evaluated (a static error).
+    fn not_run(result: RunResult) -> Settled {
+        Settled {
+            result,
+            status: Status::Error,
+            duration: Duration::ZERO,
+            evaluated: false,
+        }
+    }
+}
+
+/// The globals `cell` may read while it runs on its own: its refs, the
+/// globals its functions read, and its own earlier definitions (which a
+/// lifecycle may remove). Values are shared, so this copies no data.
+fn visible_globals(cell: &Cell, globals: &Globals) -> Globals {
+    let mut visible = Globals::new();
+    for name in cell.refs().iter().chain(cell.fn_refs()).chain(cell.defs()) {
+        if let Some(value) = globals.get(name) {
+            visible.set(name.as_str(), value.clone());
+        }
+    }
+    visible
+}
+
+/// A cell handed to a worker.
+struct Job {
+    cell: CellId,
+    globals: Globals,
+}
+
+/// A cell a worker (or the coordinator) evaluated.
+struct Evaluated {
+    cell: CellId,
+    result: RunResult,
+    /// The cell's own globals after the evaluation.
+    globals: Globals,
+    duration: Duration,
+    /// Why the run stopped the cell, if it did.
+    stop: Option<StopReason>,
+}
+
+/// Where the coordinator leaves cells for the workers and the workers
+/// leave what they evaluated.
+#[derive(Default)]
+struct Exchange {
+    state: Mutex<ExchangeState>,
+    /// Signalled when a job arrives or the exchange closes.
+    work: Condvar,
+    /// Signalled when a cell is evaluated while the coordinator waits.
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct ExchangeState {
+    jobs: VecDeque<Job>,
+    finished: Vec<Evaluated>,
+    idle_workers: usize,
+    coordinator_waits: bool,
+    closed: bool,
+}
+
+impl Exchange {
+    fn lock(&self) -> MutexGuard<'_, ExchangeState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn submit(&self, job: Job) {
+        let mut state = self.lock();
+        state.jobs.push_back(job);
+        if state.idle_workers > 0 {
+            self.work.notify_one();
+        }
+    }
+
+    /// The next job, waiting for one; `None` once the exchange is closed.
+    fn next_job(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state.idle_workers += 1;
+            state = self
+                .work
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.idle_workers -= 1;
+        }
+    }
+
+    fn finished(&self, evaluated: Evaluated) {
+        let mut state = self.lock();
+        state.finished.push(evaluated);
+        if state.coordinator_waits {
+            self.done.notify_one();
+        }
+    }
+
+    /// Every cell evaluated since the last call, waiting for at least one.
+    fn wait_finished(&self) -> Vec<Evaluated> {
+        let mut state = self.lock();
+        while state.finished.is_empty() {
+            state.coordinator_waits = true;
+            state = self
+                .done
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.coordinator_waits = false;
+        std::mem::take(&mut state.finished)
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_all();
+    }
+}
+
 /// Counts a cell's final status and notifies the completion hooks, and the
 /// lifecycles when the cell did not run.
 #[allow(clippy::too_many_arguments)]
@@ -427,7 +811,7 @@ fn report(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Condvar, Mutex};
 
     use executor_core::{CancelToken, CellSource, Executor, Limits};
 
@@ -449,6 +833,48 @@ mod tests {
             } else {
                 RunResult::default()
             }
+        }
+    }
+
+    /// A notebook of `(name, code)` cells, each on its own line.
+    fn notebook_of(cells: &[(&str, &str)]) -> Notebook {
+        let sources = cells
+            .iter()
+            .enumerate()
+            .map(|(index, (name, code))| CellSource::new(*name, *code, index as u32 + 1))
+            .collect();
+        Notebook::compile(sources, &Limits::default())
+    }
+
+    /// Runs every cell of `notebook` with `evaluator`, `jobs` at a time
+    /// (1: the sequential loop).
+    fn run_all(
+        notebook: &Notebook,
+        evaluator: &Evaluator,
+        jobs: usize,
+        hooks: &mut Hooks,
+        globals: &mut Globals,
+    ) -> RunSummary {
+        let graph = DataflowGraph::of(notebook);
+        let plan = Plan::new(notebook, &graph, None);
+        let context = RunContext {
+            jobs,
+            ..run_context(notebook, &graph)
+        };
+        let pipeline = Pipeline {
+            notebook,
+            graph: &graph,
+            plan: &plan,
+            evaluator,
+            control: &RunControl::new(None),
+            context: &context,
+        };
+        let order = plan.order().to_vec();
+        if jobs == 1 {
+            pipeline.run(&mut SequentialScheduler::new(&graph, order), hooks, globals)
+        } else {
+            let mut scheduler = ReadyScheduler::new(&graph, order, plan.n_errored());
+            pipeline.run_parallel(&mut scheduler, hooks, globals)
         }
     }
 
@@ -633,18 +1059,185 @@ mod tests {
             control: &RunControl::new(None),
             context: &context,
         };
+        let expected = [
+            r#"start r1 ["a"]"#,
+            "not run d (syntax)",
+            "ran a",
+            "ran b",
+            "not run c (cancelled)",
+            "finish ok=1 error=2 cancelled=1",
+        ];
         let mut scheduler = SequentialScheduler::new(&graph, plan.order().to_vec());
         pipeline.run(&mut scheduler, &mut Hooks::new(), &mut Globals::new());
+        assert_eq!(*listener.log.lock().unwrap(), expected);
+
+        listener.log.lock().unwrap().clear();
+        let parallel = RunContext {
+            jobs: 4,
+            ..context.clone()
+        };
+        let pipeline = Pipeline {
+            context: &parallel,
+            ..pipeline
+        };
+        let mut scheduler = ReadyScheduler::new(&graph, plan.order().to_vec(), plan.n_errored());
+        pipeline.run_parallel(&mut scheduler, &mut Hooks::new(), &mut Globals::new());
         assert_eq!(
             *listener.log.lock().unwrap(),
-            [
-                r#"start r1 ["a"]"#,
-                "not run d (syntax)",
-                "ran a",
-                "ran b",
-                "not run c (cancelled)",
-                "finish ok=1 error=2 cancelled=1",
-            ]
+            expected,
+            "the same under --jobs 4"
+        );
+    }
+
+    /// An executor that records the globals each cell sees and the thread
+    /// it runs on, defines the cell's defs, and makes the cells named
+    /// `meet*` wait until all of them run at the same time.
+    struct Probe {
+        seen: Mutex<Vec<(String, Vec<String>, thread::ThreadId)>>,
+        meeting: (Mutex<usize>, Condvar),
+        n_meeting: usize,
+    }
+
+    impl Executor for Probe {
+        fn name(&self) -> &str {
+            "probe"
+        }
+
+        fn execute(&self, cell: &Cell, globals: &mut Globals, _token: &CancelToken) -> RunResult {
+            let mut names: Vec<String> = globals.names().map(str::to_owned).collect();
+            names.sort_unstable();
+            self.seen
+                .lock()
+                .unwrap()
+                .push((cell.name().to_owned(), names, thread::current().id()));
+            if cell.name().starts_with("meet") {
+                let (count, all_here) = &self.meeting;
+                let mut count = count.lock().unwrap();
+                *count += 1;
+                all_here.notify_all();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while *count < self.n_meeting {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return RunResult::failed(CellError::new(
+                            ErrorKind::Runtime,
+                            "the other cells never ran at the same time",
+                        ));
+                    }
+                    count = all_here.wait_timeout(count, left).unwrap().0;
+                }
+            }
+            for def in cell.defs() {
+                globals.set(def.as_str(), executor_core::RunResult::default().output);
+            }
+            RunResult::default()
+        }
+
+        fn concurrency(&self) -> executor_core::Concurrency {
+            executor_core::Concurrency::Parallel
+        }
+    }
+
+    #[test]
+    fn independent_cells_run_at_once_and_see_only_their_ancestors() {
+        let notebook = notebook_of(&[
+            ("meet1", "let a = 1;"),
+            ("meet2", "let b = 2;"),
+            ("meet3", "let c = 3;"),
+            ("join", "let d = a + b;"),
+            ("last", "d + c"),
+        ]);
+        let probe = Arc::new(Probe {
+            seen: Mutex::new(Vec::new()),
+            meeting: (Mutex::new(0), Condvar::new()),
+            n_meeting: 3,
+        });
+        let evaluator = Evaluator::new(probe.clone(), Vec::new());
+        let mut globals = Globals::new();
+        let summary = run_all(&notebook, &evaluator, 3, &mut Hooks::new(), &mut globals);
+        assert_eq!((summary.ok, summary.error), (5, 0));
+        let seen = probe.seen.lock().unwrap();
+        let visible = |name: &str| {
+            seen.iter()
+                .find(|(cell, ..)| cell == name)
+                .map(|(_, names, _)| names.clone())
+                .unwrap()
+        };
+        assert_eq!(visible("meet3"), Vec::<String>::new());
+        assert_eq!(visible("join"), ["a", "b"]);
+        assert_eq!(visible("last"), ["c", "d"]);
+        let threads: std::collections::HashSet<_> = seen[..3].iter().map(|(.., id)| *id).collect();
+        assert_eq!(threads.len(), 3, "the meeting cells ran on three threads");
+        let mut names: Vec<&str> = globals.names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b", "c", "d"], "definitions are merged back");
+    }
+
+    #[test]
+    fn a_failure_cancels_queued_descendants_while_siblings_finish() {
+        let notebook = notebook_of(&[
+            ("root", "let x = 1;"),
+            ("bad", "let y = x + undefined_name;"),
+            ("below", "y"),
+            ("sibling", "let z = x * 2;"),
+            ("after", "z"),
+        ]);
+        let evaluator = Evaluator::new(
+            Arc::new(executor_core::DefaultExecutor::new(&Limits::default())),
+            Vec::new(),
+        );
+        let run = |jobs: usize| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let record = seen.clone();
+            let mut hooks = Hooks::new();
+            hooks.on_post_execution(crate::Priority::Normal, move |outcome| {
+                let blamed = outcome.result.error.as_ref().and_then(|error| error.blamed);
+                record.lock().unwrap().push((
+                    outcome.cell.name().to_owned(),
+                    outcome.status,
+                    blamed,
+                ));
+            });
+            let summary = run_all(&notebook, &evaluator, jobs, &mut hooks, &mut Globals::new());
+            let mut seen = seen.lock().unwrap().clone();
+            seen.sort_by(|a, b| a.0.cmp(&b.0));
+            (seen, summary.cancellations)
+        };
+        let sequential = run(1);
+        assert_eq!(sequential.1, [(CellId::new(1), vec![CellId::new(2)])]);
+        assert_eq!(run(4), sequential);
+    }
+
+    #[test]
+    fn cells_reading_one_shared_value_take_turns_in_the_sequential_order() {
+        // Each mutates the shared array in place and reads it back: only
+        // the sequential order gives 4, 5 and 6, and two cells at once
+        // would collide on the array's lock.
+        let mut cells = vec![("base", "let xs = [1, 2, 3];".to_owned())];
+        let names = ["first", "second", "third"];
+        for (at, name) in names.iter().enumerate() {
+            cells.push((
+                name,
+                format!("xs.push({at}); let n{at} = xs.len(); let _w = xs.map(|x| x + 1);"),
+            ));
+        }
+        cells.push(("free", "let f = 40 + 2;".to_owned()));
+        let cells: Vec<(&str, &str)> = cells
+            .iter()
+            .map(|(name, code)| (*name, code.as_str()))
+            .collect();
+        let notebook = notebook_of(&cells);
+        let evaluator = Evaluator::new(
+            Arc::new(executor_core::DefaultExecutor::new(&Limits::default())),
+            Vec::new(),
+        );
+        let mut globals = Globals::new();
+        let summary = run_all(&notebook, &evaluator, 4, &mut Hooks::new(), &mut globals);
+        assert_eq!(summary.ok, 5, "{summary:?}");
+        let value = |name: &str| globals.get(name).unwrap().as_int().unwrap();
+        assert_eq!(
+            (value("n0"), value("n1"), value("n2"), value("f")),
+            (4, 5, 6, 42)
         );
     }
 }

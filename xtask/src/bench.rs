@@ -5,9 +5,10 @@
 //! time per cell and the ratio between sizes, then runs the in-process
 //! benchmarks of the `scheduler` crate (pipeline without Rhai evaluation,
 //! analysis and graph of 100,000 cells). Results go to
-//! `target/bench/results.md`.
+//! `target/bench/results.md`. `--jobs 2` is compared with `--jobs 1` on
+//! CPU-bound and trivial cells.
 //!
-//! One section alone: `cargo xtask bench report|watch|medium-cache|plugin-reads|subprocess`.
+//! One section alone: `cargo xtask bench report|watch|medium-cache|plugin-reads|subprocess|parallel`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -70,6 +71,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         print!("{report}");
         return Ok(());
     }
+    if args.iter().any(|arg| arg == "parallel" || arg == "--parallel") {
+        let mut report = String::from("# cellrun benchmarks: --jobs\n");
+        parallel(&cellrun, &out_dir, if quick { 3 } else { 7 }, &mut report)?;
+        print!("{report}");
+        let results = out_dir.join("parallel.md");
+        fs::write(&results, report)?;
+        println!("\nwritten to {}", results.display());
+        return Ok(());
+    }
 
     let sizes: &[usize] = if quick {
         &[1_000, 2_000]
@@ -114,6 +124,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
     }
     reads_and_cache(&cellrun, &out_dir, repeats, &mut report)?;
+    parallel(&cellrun, &out_dir, repeats, &mut report)?;
     plugins(&root, &cellrun, &out_dir, repeats, &mut report)?;
     plugin_reads(&root, &mut report)?;
     subprocess(&root, &cellrun, &out_dir, repeats.min(5), &mut report)?;
@@ -640,6 +651,76 @@ fn html_report(
             ms(plain),
             ms(with_report),
             size as f64 / f64::from(1u32 << 20)
+        )?;
+    }
+    Ok(())
+}
+
+/// Loop iterations of a CPU-bound cell: about half a second in a release
+/// build on the development machine.
+const CPU_CELL_ITERATIONS: usize = 2_500_000;
+
+/// `--jobs 2` against `--jobs 1`: eight CPU-bound cells of a fan-out, and
+/// 10,000-cell chains and fan-outs of trivial cells. Runs alternate between
+/// the two settings so that a change in the machine's load hits both.
+fn parallel(
+    cellrun: &Path,
+    out_dir: &Path,
+    repeats: usize,
+    report: &mut String,
+) -> anyhow::Result<()> {
+    let mut cpu = String::from("// %% root\nlet n = 0;\n");
+    for i in 0..8 {
+        let _ = writeln!(
+            cpu,
+            "// %% busy{i}\nlet s{i} = n;\nfor i in 0..{CPU_CELL_ITERATIONS} {{ s{i} += i; }}"
+        );
+    }
+    let cpu_path = out_dir.join("cpu_fan_8.rhai");
+    fs::write(&cpu_path, cpu)?;
+    let mut cases = vec![(
+        "fan-out of 8 CPU-bound cells".to_owned(),
+        cpu_path,
+        repeats.min(5),
+    )];
+    for shape in [Shape::Chain, Shape::Fan] {
+        let path = out_dir.join(format!("{}_10000.rhai", shape.name()));
+        fs::write(&path, shape.generate(10_000))?;
+        cases.push((
+            format!("{} of 10,000 trivial cells", shape.name()),
+            path,
+            repeats * 2,
+        ));
+    }
+    writeln!(
+        report,
+        "\n`--jobs 2` against `--jobs 1` (alternating runs; best and median):\n"
+    )?;
+    writeln!(
+        report,
+        "| case | runs | --jobs 1 best | median | --jobs 2 best | median | speed-up (best) | speed-up (median) |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|---|---|---|")?;
+    for (name, path, runs) in cases {
+        let mut one = Vec::with_capacity(runs);
+        let mut two = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            one.extend(time_runs(cellrun, &path, &["--jobs", "1"], 1)?);
+            two.extend(time_runs(cellrun, &path, &["--jobs", "2"], 1)?);
+        }
+        one.sort();
+        two.sort();
+        let (best1, median1) = (one[0], one[runs / 2]);
+        let (best2, median2) = (two[0], two[runs / 2]);
+        writeln!(
+            report,
+            "| {name} | {runs} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x | {:.2}x |",
+            ms(best1),
+            ms(median1),
+            ms(best2),
+            ms(median2),
+            best1.as_secs_f64() / best2.as_secs_f64(),
+            median1.as_secs_f64() / median2.as_secs_f64(),
         )?;
     }
     Ok(())
