@@ -493,13 +493,7 @@ impl Pipeline<'_> {
         duration: Duration,
     ) -> Settled {
         if let Some(reason) = stop {
-            // A stop is never ok: the executor may have missed it (a
-            // plugin, a native call), or the limits were crossed by the end.
-            if result.error.is_none() {
-                let stdout = std::mem::take(&mut result.stdout);
-                result = RunResult::failed(reason.cell_error());
-                result.stdout = stdout;
-            }
+            result = result.stopped(reason);
         }
         let mut status = Status::Ok;
         if let Some(error) = &mut result.error {
