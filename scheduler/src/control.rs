@@ -205,6 +205,17 @@ impl Watched {
         held.saturating_sub(growth) <= cell.max_bytes as isize
     }
 
+    /// Whether `cell` grew the heap by at least its share of how far
+    /// `held` is over its bound, `n_over` cells being over theirs.
+    fn grew_share(&self, cell: &WatchedCell, held: Option<usize>, n_over: usize) -> bool {
+        let (Some(accounting), Some(held)) = (self.accounting, held) else {
+            return true;
+        };
+        let growth = cell.slot.map_or(0, accounting.held_by);
+        let excess = held.saturating_sub(cell.max_bytes) as isize;
+        growth > 0 && growth.saturating_mul(n_over as isize) >= excess
+    }
+
     /// Whether, of the cells over their memory bound at `held` bytes, the
     /// one to stop is `cell`: it grew the heap at least as much as every
     /// other watched cell, or nobody counts per cell.
@@ -373,11 +384,12 @@ fn watch(shared: &(Mutex<Watched>, Condvar), memory: Option<MemoryLimit>) {
                     .map(|cell| (cell.key, StopReason::MemoryLimit)),
             );
         } else if watched.memory_stop.is_none() {
-            let culprit = watched
-                .cells
+            // Memory a finished cell left until its definitions are dropped
+            // is nobody's growth: a culprit grew its share of the excess.
+            let over: Vec<&WatchedCell> = watched.cells.iter().filter(over_memory).collect();
+            let culprit = over
                 .iter()
-                .filter(over_memory)
-                .find(|cell| watched.grew_most(cell))
+                .find(|cell| watched.grew_most(cell) && watched.grew_share(cell, held, over.len()))
                 .map(|cell| cell.key);
             if let Some(key) = culprit {
                 stopped.push((key, StopReason::MemoryLimit));
