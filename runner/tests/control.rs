@@ -39,6 +39,24 @@ pub(crate) fn interrupt_when_printed(
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     let mut missing: Vec<&str> = markers.to_vec();
+    // A marker that never comes must fail the test, not hang it: after a
+    // minute the run is killed, which ends its output.
+    let waiting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pid = child.id().to_string();
+    let guard = {
+        let waiting = waiting.clone();
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                std::thread::sleep(Duration::from_millis(100));
+                if !waiting.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+            }
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+        })
+    };
     while !missing.is_empty() {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap() == 0 {
@@ -47,6 +65,8 @@ pub(crate) fn interrupt_when_printed(
         seen.push_str(&line);
         missing.retain(|marker| !line.contains(marker));
     }
+    waiting.store(false, std::sync::atomic::Ordering::SeqCst);
+    guard.join().unwrap();
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -93,8 +93,8 @@ fn ctrl_c_interrupts_every_running_cell_and_reports_the_rest() {
         BUSY_SIBLINGS,
         &["--json", "--jobs", "2"],
         &[
-            r#"{"event":"cell_started","cell":"busy1"}"#,
-            r#"{"event":"cell_started","cell":"busy2"}"#,
+            r#"{"event":"cell_started","cell":"busy1","#,
+            r#"{"event":"cell_started","cell":"busy2","#,
         ],
     );
     let events = seen

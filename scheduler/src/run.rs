@@ -1234,4 +1234,100 @@ mod tests {
             (4, 5, 6, 42)
         );
     }
+
+    /// One run of a random DAG as a notebook: each cell's status and output,
+    /// by name, and whether some cell started before a parent finished ok.
+    fn run_dag(
+        dag: &crate::graph::testing::RandomDag,
+        failing: &[bool],
+        jobs: usize,
+    ) -> (Vec<(String, Status, String)>, Vec<String>) {
+        // Cell `c{i}` defines `v{i}`, the sum of its parents' values plus i,
+        // after spinning a little so that siblings overlap.
+        let codes: Vec<(String, String)> = (0..dag.n)
+            .map(|i| {
+                let cell = CellId::new(i);
+                let mut sum = format!("{i}");
+                for parent in dag.parents(cell) {
+                    sum.push_str(&format!(" + v{}", parent.index()));
+                }
+                let fail = if failing[i] { "throw \"boom\";" } else { "" };
+                let code = format!(
+                    "let s = 0; for k in 0..200 {{ s += k; }} {fail} let v{i} = {sum}; v{i}"
+                );
+                (format!("c{i}"), code)
+            })
+            .collect();
+        let cells: Vec<(&str, &str)> = codes
+            .iter()
+            .map(|(name, code)| (name.as_str(), code.as_str()))
+            .collect();
+        let notebook = notebook_of(&cells);
+        let evaluator = Evaluator::new(
+            Arc::new(executor_core::DefaultExecutor::new(&Limits::default())),
+            Vec::new(),
+        );
+        let finished: Arc<Mutex<Vec<(String, Status, String)>>> = Arc::default();
+        let early: Arc<Mutex<Vec<String>>> = Arc::default();
+        let ok: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let mut hooks = Hooks::new();
+        {
+            let (early, ok) = (early.clone(), ok.clone());
+            let parents: Vec<Vec<String>> = (0..dag.n)
+                .map(|i| {
+                    dag.parents(CellId::new(i))
+                        .iter()
+                        .map(|parent| format!("c{}", parent.index()))
+                        .collect()
+                })
+                .collect();
+            hooks.on_pre_execution(crate::Priority::Normal, move |cell| {
+                let ok = ok.lock().unwrap();
+                for parent in &parents[cell.id().index()] {
+                    if !ok.contains(parent) {
+                        early
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} before {parent}", cell.name()));
+                    }
+                }
+            });
+        }
+        {
+            let (finished, ok) = (finished.clone(), ok.clone());
+            hooks.on_post_execution(crate::Priority::Normal, move |outcome| {
+                if outcome.status == Status::Ok {
+                    ok.lock().unwrap().insert(outcome.cell.name().to_owned());
+                }
+                finished.lock().unwrap().push((
+                    outcome.cell.name().to_owned(),
+                    outcome.status,
+                    outcome.result.output.to_string(),
+                ));
+            });
+        }
+        run_all(&notebook, &evaluator, jobs, &mut hooks, &mut Globals::new());
+        let mut finished = finished.lock().unwrap().clone();
+        finished.sort_by(|a, b| a.0.cmp(&b.0));
+        let early = early.lock().unwrap().clone();
+        (finished, early)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Real Rhai cells on worker threads: `--jobs 4` gives every cell the
+        /// status and output of `--jobs 1`, and no cell starts before all its
+        /// parents finished.
+        #[test]
+        fn random_notebooks_end_alike_with_one_or_four_jobs(
+            dag in crate::graph::testing::random_dag(16),
+            failing in proptest::collection::vec(proptest::bool::weighted(0.2), 16),
+        ) {
+            let (sequential, early) = run_dag(&dag, &failing, 1);
+            proptest::prop_assert!(early.is_empty(), "{:?}", early);
+            let (parallel, early) = run_dag(&dag, &failing, 4);
+            proptest::prop_assert!(early.is_empty(), "{:?}", early);
+            proptest::prop_assert_eq!(parallel, sequential);
+        }
+    }
 }
