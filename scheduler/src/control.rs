@@ -151,10 +151,22 @@ impl RunControl {
     /// checked too, and a cell that ends over the memory limit is the one
     /// blamed, not the next one.
     pub(crate) fn end(&self, cell: &ActiveCell) {
+        self.end_releasing(cell, |_| {});
+    }
+
+    /// [`end`](RunControl::end), calling `release` with the cell's final
+    /// token before the watch lets go: a cell stopped over the memory limit
+    /// frees what it held there, and until then no other running cell is
+    /// stopped for memory the stopped one still holds.
+    pub(crate) fn end_releasing(&self, cell: &ActiveCell, release: impl FnOnce(&CancelToken)) {
         if let Some(watchdog) = &self.watchdog {
             if let Some(reason) = watchdog.disarm(cell.key, cell.slot) {
                 cell.token.stop(reason);
             }
+        }
+        release(&cell.token);
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.released(cell.key);
         }
         let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(at) = active.iter().position(|(key, _)| *key == cell.key) {
@@ -214,6 +226,25 @@ impl Watched {
         let growth = cell.slot.map_or(0, accounting.held_by);
         let excess = held.saturating_sub(cell.max_bytes) as isize;
         growth > 0 && growth.saturating_mul(n_over as isize) >= excess
+    }
+
+    /// Stops, over the memory limit, the watched cell that grew the heap
+    /// most; no other is stopped for memory before it frees what it held.
+    fn stop_the_biggest(&mut self) {
+        let Some(accounting) = self.accounting else {
+            return;
+        };
+        let biggest = self
+            .cells
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, cell)| cell.slot.map_or(0, accounting.held_by))
+            .map(|(at, _)| at);
+        if let Some(at) = biggest {
+            let cell = self.cells.swap_remove(at);
+            self.memory_stop = Some(cell.key);
+            cell.token.stop(StopReason::MemoryLimit);
+        }
     }
 
     /// Whether, of the cells over their memory bound at `held` bytes, the
@@ -312,24 +343,30 @@ impl Watchdog {
     fn disarm(&self, key: u64, slot: Option<usize>) -> Option<StopReason> {
         let (lock, _) = &*self.shared;
         let mut watched = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if watched.memory_stop == Some(key) {
-            watched.memory_stop = None;
-        }
         let reason = match watched.cells.iter().position(|cell| cell.key == key) {
             None => None,
             Some(at) => {
-                let cell = &watched.cells[at];
+                let cell = watched.cells.swap_remove(at);
                 let reason = match cell.over_limit(Instant::now(), self.memory) {
                     // Another cell was stopped for the memory and has not
                     // freed it yet, or this one did not cross the bound.
                     Some(StopReason::MemoryLimit)
-                        if watched.memory_stop.is_some() || !watched.crossed(cell, self.memory) =>
+                        if watched.memory_stop.is_some()
+                            || !watched.crossed(&cell, self.memory) =>
                     {
+                        None
+                    }
+                    // Another running cell grew the heap more: it is the
+                    // one stopped, not this one that added a little.
+                    Some(StopReason::MemoryLimit) if !watched.grew_most(&cell) => {
+                        watched.stop_the_biggest();
                         None
                     }
                     reason => reason,
                 };
-                watched.cells.swap_remove(at);
+                if reason == Some(StopReason::MemoryLimit) {
+                    watched.memory_stop = Some(key);
+                }
                 reason
             }
         };
@@ -337,6 +374,18 @@ impl Watchdog {
             (accounting.leave)(slot);
         }
         reason
+    }
+}
+
+impl Watchdog {
+    /// The cell armed under `key` freed what it held: if it was stopped over
+    /// the memory limit, other cells may be stopped for memory again.
+    fn released(&self, key: u64) {
+        let (lock, _) = &*self.shared;
+        let mut watched = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if watched.memory_stop == Some(key) {
+            watched.memory_stop = None;
+        }
     }
 }
 
@@ -576,5 +625,49 @@ mod tests {
         HELD.store(12000, Ordering::SeqCst);
         control.end(&grower);
         assert_eq!(grower.reason(), Some(StopReason::MemoryLimit));
+    }
+
+    #[test]
+    fn a_cell_ending_while_another_holds_the_excess_is_not_blamed() {
+        use std::sync::atomic::AtomicIsize;
+        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static GROWTH: [AtomicIsize; 2] = [const { AtomicIsize::new(0) }; 2];
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let limit = MemoryLimit {
+            bytes: 1000,
+            probe: || HELD.load(Ordering::SeqCst),
+        };
+        let accounting = CellMemory {
+            enter: || Some(NEXT.fetch_add(1, Ordering::SeqCst)),
+            held_by: |slot| GROWTH[slot].load(Ordering::SeqCst),
+            leave: |_| {},
+        };
+        let control = RunControl::with_limits(None, Some(limit)).with_cell_memory(accounting);
+        let hog = control.begin();
+        GROWTH[0].store(5000, Ordering::SeqCst);
+        HELD.store(5000, Ordering::SeqCst);
+        // Starting over the limit, `late` may leave the heap where it found
+        // it; it adds a little and ends, before or after the watchdog looks.
+        let late = control.begin();
+        GROWTH[1].store(10, Ordering::SeqCst);
+        HELD.store(5010, Ordering::SeqCst);
+        control.end(&late);
+        assert_eq!(
+            late.reason(),
+            None,
+            "the cell that added a little is not blamed"
+        );
+        let start = Instant::now();
+        while !hog.is_stopped() && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(hog.reason(), Some(StopReason::MemoryLimit));
+        // Until the hog frees what it held, nobody else is stopped for it.
+        let bystander = control.begin();
+        thread::sleep(POLL * 3);
+        assert_eq!(bystander.reason(), None);
+        control.end_releasing(&hog, |_| HELD.store(10, Ordering::SeqCst));
+        control.end(&bystander);
+        assert_eq!(bystander.reason(), None);
     }
 }

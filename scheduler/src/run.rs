@@ -192,14 +192,15 @@ impl Pipeline<'_> {
             let start = Instant::now();
             let result = self.evaluator.evaluate(cell, globals, &token);
             let duration = start.elapsed();
-            self.control.end(&token);
-            let settled = self.settle(cell, result, token.reason(), duration);
-            if token.reason() == Some(StopReason::MemoryLimit) {
-                // What filled the memory would stop every later cell.
-                for def in cell.defs() {
-                    globals.remove(def);
+            self.control.end_releasing(&token, |token| {
+                if token.reason() == Some(StopReason::MemoryLimit) {
+                    // What filled the memory would stop every later cell.
+                    for def in cell.defs() {
+                        globals.remove(def);
+                    }
                 }
-            }
+            });
+            let settled = self.settle(cell, result, token.reason(), duration);
             self.conclude(scheduler, hooks, &mut summary, cell, &settled);
         }
         self.finish(scheduler, hooks, summary, &[])
@@ -428,7 +429,15 @@ impl Pipeline<'_> {
         let start = Instant::now();
         let result = self.evaluator.evaluate(cell, &mut globals, &token);
         let duration = start.elapsed();
-        self.control.end(&token);
+        self.control.end_releasing(&token, |token| {
+            if token.reason() == Some(StopReason::MemoryLimit) {
+                // What filled the memory would stop every later cell; until
+                // it is freed, no other running cell is stopped for it.
+                for def in cell.defs() {
+                    drop(globals.remove(def));
+                }
+            }
+        });
         Evaluated {
             cell: cell.id(),
             result,
@@ -441,7 +450,25 @@ impl Pipeline<'_> {
     /// A worker's loop: evaluates cells until the exchange closes.
     fn work(&self, exchange: &Exchange) {
         while let Some(job) = exchange.next_job() {
-            let evaluated = self.evaluate_alone(self.notebook.cell(job.cell), job.globals);
+            let cell = job.cell;
+            // A bug here must fail the cell, not leave the coordinator
+            // waiting for a cell that never finishes.
+            let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.evaluate_alone(self.notebook.cell(cell), job.globals)
+            }))
+            .unwrap_or_else(|payload| Evaluated {
+                cell,
+                result: RunResult::failed(CellError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "internal error: {}",
+                        executor_core::panic_message(payload.as_ref())
+                    ),
+                )),
+                globals: Globals::new(),
+                duration: Duration::ZERO,
+                stop: None,
+            });
             exchange.finished(evaluated);
         }
     }
