@@ -146,15 +146,16 @@ impl RunControl {
         ActiveCell { key, slot, token }
     }
 
-    /// Disarms the token of the cell that just finished, after checking the
-    /// limits once more: a cell shorter than the watchdog's period is
-    /// checked too, and a cell that ends over the memory limit is the one
-    /// blamed, not the next one.
+    /// [`end_releasing`](RunControl::end_releasing) with nothing to free.
+    #[cfg(test)]
     pub(crate) fn end(&self, cell: &ActiveCell) {
         self.end_releasing(cell, |_| {});
     }
 
-    /// [`end`](RunControl::end), calling `release` with the cell's final
+    /// Disarms the token of the cell that just finished, after checking the
+    /// limits once more: a cell shorter than the watchdog's period is
+    /// checked too, and a cell that ends over the memory limit is the one
+    /// blamed, not the next one. `release` is called with the cell's final
     /// token before the watch lets go: a cell stopped over the memory limit
     /// frees what it held there, and until then no other running cell is
     /// stopped for memory the stopped one still holds.

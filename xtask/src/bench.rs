@@ -71,7 +71,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         print!("{report}");
         return Ok(());
     }
-    if args.iter().any(|arg| arg == "parallel" || arg == "--parallel") {
+    if args
+        .iter()
+        .any(|arg| arg == "parallel" || arg == "--parallel")
+    {
         let mut report = String::from("# cellrun benchmarks: --jobs\n");
         parallel(&cellrun, &out_dir, if quick { 3 } else { 7 }, &mut report)?;
         print!("{report}");
