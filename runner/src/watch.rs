@@ -28,7 +28,9 @@ use executor_core::{
 };
 use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, DebouncedEventKind};
-use scheduler::{Hooks, Pipeline, Plan, Priority, RunControl, RunSummary, SequentialScheduler};
+use scheduler::{
+    Hooks, Pipeline, Plan, Priority, ReadyScheduler, RunControl, RunSummary, SequentialScheduler,
+};
 use serde::Serialize;
 
 use crate::cli::WatchArgs;
@@ -643,7 +645,11 @@ impl Watch<'_> {
             Ui::Screen(screen) => screen.attach(&mut hooks, &header, plan.order(), &self.stale),
         }
         let control = Arc::new(self.session.control());
-        let context = commands::run_context(&version.loaded, self.session.timeout());
+        let jobs = self.session.jobs();
+        let context = RunContext {
+            jobs,
+            ..commands::run_context(&version.loaded, self.session.timeout())
+        };
         let globals = self.globals.take().unwrap_or_default();
         let sender = self.sender.clone();
         let run_control = control.clone();
@@ -665,13 +671,18 @@ impl Watch<'_> {
                         control: &run_control,
                         context: &context,
                     };
-                    let mut scheduler =
-                        SequentialScheduler::new(&version.loaded.graph, plan.order().to_vec());
-                    let summary = pipeline.run(&mut scheduler, &mut hooks, &mut globals);
+                    let order = plan.order().to_vec();
+                    let summary = if jobs > 1 {
+                        let mut scheduler =
+                            ReadyScheduler::new(&version.loaded.graph, order, plan.n_errored());
+                        pipeline.run_parallel(&mut scheduler, &mut hooks, &mut globals)
+                    } else {
+                        let mut scheduler = SequentialScheduler::new(&version.loaded.graph, order);
+                        pipeline.run(&mut scheduler, &mut hooks, &mut globals)
+                    };
                     // Everything of the run goes before its end is told: once
                     // the loop hears of it, the process may exit, and a plugin
                     // lifecycle writes its output when its last handle drops.
-                    drop(scheduler);
                     drop(hooks);
                     drop(evaluator);
                     let statuses = std::mem::take(

@@ -528,3 +528,50 @@ fn without_a_terminal_the_runs_are_plain_lines() {
     screen.press("q\n");
     assert_eq!(screen.exit_code(), 0);
 }
+
+/// `a`, then `b` and `c` reading it, independent of each other.
+const FAN: &str = "\
+// %% a
+let x = 1;
+// %% b
+let s = 0;
+for i in 0..20000 { s += i; }
+s + x
+// %% c
+let t = 0;
+for i in 0..20000 { t += i; }
+t + x * 2
+";
+
+#[test]
+fn with_jobs_a_rerun_starts_independent_cells_together() {
+    let dir = Dir::new("watch-jobs");
+    let mut watching = Watching::start(&dir, FAN, &["--jobs", "2"]);
+    let first = watching.run();
+    assert_eq!(first.events("run_started")[0]["jobs"], 2);
+    assert_eq!(first.counts(), (3, 0, 0, 0));
+
+    dir.write("nb.rhai", &FAN.replace("let x = 1;", "let x = 10;"));
+    let (rerun, run) = watching.rerun();
+    assert_eq!(cells(&rerun), ["a", "b", "c"]);
+    assert_eq!(run.events("run_started")[0]["jobs"], 2);
+    // Both siblings start before either finishes: they are in flight at once.
+    let kinds: Vec<String> = run
+        .events
+        .iter()
+        .filter(|event| event["cell"] == "b" || event["cell"] == "c")
+        .map(|event| event["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        &kinds[..2],
+        ["cell_started", "cell_started"],
+        "{:#?}",
+        run.events
+    );
+    let sum: i64 = (0..20000).sum();
+    assert_eq!(
+        (output(&run, "b"), output(&run, "c")),
+        ((sum + 10).into(), (sum + 20).into())
+    );
+    assert_eq!(watching.quit(), 0);
+}
