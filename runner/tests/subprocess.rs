@@ -87,30 +87,31 @@ const GENEROUS: &str = "5";
 /// The time limit for notebooks that run until they are stopped.
 const SHORT: &str = "1";
 
-/// Runs `notebook` with the built-in executor and through the subprocess
-/// executor (with `options`), and returns the first difference.
+/// Runs `notebook` with `cellrun run`'s arguments `extra`, with the built-in
+/// executor and through the subprocess executor (with `options`), and
+/// returns the first difference.
 ///
 /// A notebook with a cell that runs until stopped (it timed out under the
 /// generous limit) is compared under a short one, so each such cell costs a
 /// second, not the generous limit twice.
-fn compare(dir: &Dir, notebook: &str, options: &[&str]) -> Option<String> {
+fn compare(dir: &Dir, notebook: &str, options: &[&str], extra: &[&str]) -> Option<String> {
     dir.write("nb.rhai", notebook);
     let mut options = options.to_vec();
     options.push(WORKER_MEMORY);
     let mut limit = GENEROUS;
-    let mut built_in = run(dir, None, &[&["--timeout", limit], MEMORY].concat());
+    let mut built_in = run(dir, None, &[&["--timeout", limit], MEMORY, extra].concat());
     let timed_out = built_in
         .events("cell_finished")
         .iter()
         .any(|event| event["error"]["kind"] == "timeout");
     if timed_out {
         limit = SHORT;
-        built_in = run(dir, None, &[&["--timeout", limit], MEMORY].concat());
+        built_in = run(dir, None, &[&["--timeout", limit], MEMORY, extra].concat());
     }
     let subprocess = run(
         dir,
         Some(&options),
-        &[&["--timeout", limit], MEMORY].concat(),
+        &[&["--timeout", limit], MEMORY, extra].concat(),
     );
     // A notebook the runner refuses (a repeated cell name) has no run.
     let used = |run: &Run| {
@@ -262,11 +263,11 @@ fn examples() -> Vec<(String, String)> {
 }
 
 /// Compares every notebook of `notebooks`; fails naming each that differs.
-fn check_all(notebooks: &[(String, String)], options: &[&str]) {
+fn check_all(notebooks: &[(String, String)], options: &[&str], extra: &[&str]) {
     let dir = Dir::new("subprocess-same");
     let mut failures = Vec::new();
     for (source, notebook) in notebooks {
-        if let Some(difference) = compare(&dir, notebook, options) {
+        if let Some(difference) = compare(&dir, notebook, options, extra) {
             failures.push(format!(
                 "--- a notebook of {source}:\n{notebook}\n{difference}"
             ));
@@ -274,7 +275,7 @@ fn check_all(notebooks: &[(String, String)], options: &[&str]) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} notebooks differ with options {options:?}:\n{}",
+        "{} of {} notebooks differ with options {options:?} and {extra:?}:\n{}",
         failures.len(),
         notebooks.len(),
         failures.join("\n")
@@ -282,11 +283,12 @@ fn check_all(notebooks: &[(String, String)], options: &[&str]) {
 }
 
 #[test]
-fn the_examples_give_the_built_in_executors_events_with_reused_and_fresh_workers() {
+fn the_examples_give_the_built_in_executors_events_with_reused_and_fresh_workers_and_strict() {
     let examples = examples();
     assert!(examples.len() >= 3, "{examples:?}");
-    check_all(&examples, &[]);
-    check_all(&examples, &["reuse=false"]);
+    check_all(&examples, &[], &[]);
+    check_all(&examples, &["reuse=false"], &[]);
+    check_all(&examples, &[], &["--strict"]);
 }
 
 #[test]
@@ -297,7 +299,7 @@ fn every_test_notebook_gives_the_built_in_executors_events() {
         "the notebooks of the tests are found: {}",
         notebooks.len()
     );
-    check_all(&notebooks, &[]);
+    check_all(&notebooks, &[], &[]);
 }
 
 #[test]
@@ -356,7 +358,8 @@ xs.len() + total
 #[test]
 fn functions_closures_errors_and_mutations_cross_cells_as_in_one_process() {
     let dir = Dir::new("subprocess-across");
-    assert_eq!(compare(&dir, ACROSS, &[]), None);
+    assert_eq!(compare(&dir, ACROSS, &[], &[]), None);
+    assert_eq!(compare(&dir, ACROSS, &[], &["--strict"]), None);
     let run = run(&dir, Some(&[]), &[]);
     assert_eq!(run.finished("use")["output"]["total"], 50);
     let error = &run.finished("failing")["error"];
