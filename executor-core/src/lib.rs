@@ -74,7 +74,7 @@ pub use crate::{
     globals::Globals,
     lang::{Limits, CELL_THREAD_STACK},
     lifecycle::{Lifecycle, Setup},
-    notebook::{AnalysedCell, CellSource, FnSource, Notebook, PYTHON, RHAI},
+    notebook::{AnalysedCell, CellSource, FnSource, Notebook, NotebookCompiler, PYTHON, RHAI},
     registry::{ExecutorFactory, ExecutorRegistry, NameFilter, Selection},
     result::{CellError, Display, ErrorKind, RunResult, Status},
 };

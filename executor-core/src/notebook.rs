@@ -96,12 +96,38 @@ pub(crate) struct Program {
     pub(crate) defs: Arc<[String]>,
 }
 
+/// Compiles notebooks with one engine, built once.
+///
+/// Building the engine costs far more than compiling a cell: a process that
+/// compiles many small notebooks (a worker, one per request) keeps one
+/// compiler; [`Notebook::compile`] builds its own.
+pub struct NotebookCompiler {
+    engine: rhai::Engine,
+}
+
+impl NotebookCompiler {
+    /// A compiler with the engine rules of `limits`.
+    pub fn new(limits: &Limits) -> NotebookCompiler {
+        NotebookCompiler {
+            engine: new_engine(limits),
+        }
+    }
+
+    /// Compiles `sources` (in file order), as [`Notebook::compile`] does.
+    pub fn compile(&self, sources: Vec<CellSource>) -> Notebook {
+        Notebook::compile_with(&self.engine, sources)
+    }
+}
+
 impl Notebook {
     /// Compiles `sources` (in file order) with the engine rules of `limits`.
     pub fn compile(sources: Vec<CellSource>, limits: &Limits) -> Notebook {
+        NotebookCompiler::new(limits).compile(sources)
+    }
+
+    fn compile_with(engine: &rhai::Engine, sources: Vec<CellSource>) -> Notebook {
         let _span = tracing::debug_span!("compile", n_cells = sources.len()).entered();
-        let engine = new_engine(limits);
-        let analyses = analyze_all(&engine, &sources);
+        let analyses = analyze_all(engine, &sources);
 
         let codes: Vec<Arc<str>> = sources
             .iter()
@@ -364,11 +390,15 @@ fn analyze_all(engine: &rhai::Engine, sources: &[CellSource]) -> Vec<Result<Anal
     let analyze_one = |source: &CellSource| {
         analysis::analyze(engine, &source.code).map_err(|error| syntax_error(source, error))
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(sources.len() / PARALLEL_CHUNK)
-        .max(1);
-    if threads == 1 {
+    // Asking for the parallelism reads cgroup files: not for a small notebook.
+    let threads = if sources.len() < 2 * PARALLEL_CHUNK {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(sources.len() / PARALLEL_CHUNK)
+    };
+    if threads <= 1 {
         return sources.iter().map(analyze_one).collect();
     }
     let chunk = sources.len().div_ceil(threads);

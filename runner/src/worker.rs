@@ -85,7 +85,7 @@ use anyhow::Context;
 use executor_core::wire::{self, Decoder, WireSource};
 use executor_core::{
     CancelToken, CellError, CellSource, DefaultExecutor, ErrorKind, Evaluator, Globals, Limits,
-    Notebook, RunResult, StopReason, CELL_THREAD_STACK,
+    Notebook, NotebookCompiler, RunResult, StopReason, CELL_THREAD_STACK,
 };
 use rhai::Dynamic;
 use serde_json::{json, Value};
@@ -222,6 +222,7 @@ fn serve(state: &State, watchdog: &Watchdog, max_bytes: usize) -> io::Result<()>
         ..Limits::default()
     };
     let evaluator = Evaluator::new(Arc::new(DefaultExecutor::new(&limits)), Vec::new());
+    let compiler = NotebookCompiler::new(&limits);
     let mut stdout = io::stdout().lock();
     let ready = json!({"protocol": PROTOCOL, "ready": true, "cellrun": env!("CARGO_PKG_VERSION")});
     writeln!(stdout, "{ready}")?;
@@ -245,7 +246,7 @@ fn serve(state: &State, watchdog: &Watchdog, max_bytes: usize) -> io::Result<()>
                     state,
                     watchdog,
                     evaluator: &evaluator,
-                    limits: &limits,
+                    compiler: &compiler,
                 };
                 server.answer(&request, &mut kept)
             }
@@ -267,7 +268,7 @@ struct Server<'a> {
     state: &'a State,
     watchdog: &'a Watchdog,
     evaluator: &'a Evaluator,
-    limits: &'a Limits,
+    compiler: &'a NotebookCompiler,
 }
 
 /// A request's cell, read and checked.
@@ -312,7 +313,7 @@ impl Server<'_> {
             sent.push((name, fingerprint(&value)));
             globals.set(name, value);
         }
-        let notebook = compile(&parsed, decoder.sources(), self.limits);
+        let notebook = compile(&parsed, decoder.sources(), self.compiler);
         let Some(cell) = notebook.cells().last() else {
             return protocol_error(id, "internal error: the cell is missing after compiling");
         };
@@ -454,7 +455,11 @@ fn line_of(object: &Value) -> Option<u32> {
 /// A notebook of the cell, last, and before it the cells defining the
 /// functions it reaches (its request's and its inputs'), each code once.
 /// Only the cell is ever run.
-fn compile(request: &Request<'_>, from_inputs: &[WireSource], limits: &Limits) -> Notebook {
+fn compile(
+    request: &Request<'_>,
+    from_inputs: &[WireSource],
+    compiler: &NotebookCompiler,
+) -> Notebook {
     let mut sources: Vec<CellSource> = Vec::new();
     let mut seen: Vec<&str> = vec![request.code];
     for function in request.functions.iter().chain(from_inputs) {
@@ -473,7 +478,7 @@ fn compile(request: &Request<'_>, from_inputs: &[WireSource], limits: &Limits) -
         request.code,
         request.first_line,
     ));
-    Notebook::compile(sources, limits)
+    compiler.compile(sources)
 }
 
 /// The inputs the cell changed in place (pushed to an array it read, set a

@@ -9,7 +9,9 @@
 //! - A cell in flight has a worker of its own; an idle worker serves the
 //!   next cell (with `reuse`), else a new one starts, so there are as many
 //!   workers as cells in flight, never a queue in which a cell could wait
-//!   for another one's completion.
+//!   for another one's completion. Without `reuse`, a worker that answered
+//!   has its input closed and is reaped once it has ended, off the path of
+//!   the next cell.
 //! - When the host asks a cell to stop, its worker gets SIGINT (at once for
 //!   an interrupt or the memory limit; [`TIMEOUT_SLACK`] after a timeout,
 //!   since the worker has the same deadline and stops by itself; never
@@ -158,9 +160,12 @@ impl Worker {
         request.write_to(&mut BufWriter::with_capacity(1 << 16, stdin))
     }
 
-    /// Whether the process is still running.
+    /// Whether the process is still running; reaps it once it ended.
     fn is_running(&mut self) -> bool {
-        !self.reaped && matches!(self.child.try_wait(), Ok(None))
+        if !self.reaped && !matches!(self.child.try_wait(), Ok(None)) {
+            self.reaped = true;
+        }
+        !self.reaped
     }
 
     /// Waits for the answer to the request sent, passing on the stops
@@ -349,6 +354,9 @@ pub struct Pool {
 struct State {
     /// Workers that answered and wait for a cell (with `reuse`).
     idle: Vec<Worker>,
+    /// Workers whose input is closed, ending (without `reuse`): reaped as
+    /// they end, not while a cell waits.
+    retiring: Vec<Worker>,
 }
 
 impl Pool {
@@ -369,6 +377,7 @@ impl Pool {
     /// # Errors
     /// When a new worker cannot start.
     pub fn send(&self, request: &Request) -> io::Result<Worker> {
+        self.lock().retiring.retain_mut(Worker::is_running);
         while let Some(mut worker) = self.lock().idle.pop() {
             if worker.is_running() && worker.send(request).is_ok() {
                 return Ok(worker);
@@ -382,11 +391,12 @@ impl Pool {
     }
 
     /// Takes back a worker that answered.
-    pub fn release(&self, worker: Worker) {
+    pub fn release(&self, mut worker: Worker) {
         if self.config.reuse {
             self.lock().idle.push(worker);
         } else {
-            worker.close();
+            drop(worker.stdin.take());
+            self.lock().retiring.push(worker);
         }
     }
 
@@ -395,12 +405,19 @@ impl Pool {
         drop(worker);
     }
 
-    /// Ends every idle worker.
+    /// Ends every idle worker and waits for the ending ones.
     pub fn shutdown(&self) {
-        let idle = std::mem::take(&mut self.lock().idle);
+        let (idle, retiring) = {
+            let mut state = self.lock();
+            (
+                std::mem::take(&mut state.idle),
+                std::mem::take(&mut state.retiring),
+            )
+        };
         // Close every input first, so the workers end together.
         let closing: Vec<Worker> = idle
             .into_iter()
+            .chain(retiring)
             .map(|mut worker| {
                 drop(worker.stdin.take());
                 worker
