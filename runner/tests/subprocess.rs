@@ -50,8 +50,17 @@ fn comparable(run: &Run) -> Vec<Value> {
 }
 
 /// The first difference between the two runs' events, if any.
-fn difference(built_in: &Run, subprocess: &Run) -> Option<String> {
-    let (left, right) = (comparable(built_in), comparable(subprocess));
+///
+/// With `in_order`, the events must come in the same order; else (a run of
+/// several jobs, where independent cells may finish in either order) only
+/// the same events must come.
+fn difference(built_in: &Run, subprocess: &Run, in_order: bool) -> Option<String> {
+    let (mut left, mut right) = (comparable(built_in), comparable(subprocess));
+    if !in_order {
+        let key = |event: &Value| event.to_string();
+        left.sort_by_key(key);
+        right.sort_by_key(key);
+    }
     for index in 0..left.len().max(right.len()) {
         if left.get(index) != right.get(index) {
             return Some(format!(
@@ -96,6 +105,15 @@ const SHORT: &str = "1";
 /// second, not the generous limit twice.
 fn compare(dir: &Dir, notebook: &str, options: &[&str], extra: &[&str]) -> Option<String> {
     dir.write("nb.rhai", notebook);
+    // One cell at a time unless `extra` says otherwise: then the order of
+    // the events is the queue's, the same for both executors.
+    let in_order = !extra.iter().any(|arg| arg.starts_with("--jobs"));
+    let extra = if in_order {
+        [extra, &["--jobs", "1"]].concat()
+    } else {
+        extra.to_vec()
+    };
+    let extra = extra.as_slice();
     let mut options = options.to_vec();
     options.push(WORKER_MEMORY);
     let mut limit = GENEROUS;
@@ -125,7 +143,7 @@ fn compare(dir: &Dir, notebook: &str, options: &[&str], extra: &[&str]) -> Optio
             subprocess.stderr
         ));
     }
-    difference(&built_in, &subprocess)
+    difference(&built_in, &subprocess, in_order)
 }
 
 /// Every string literal in the Rust source `text` that holds a notebook (a
@@ -283,12 +301,13 @@ fn check_all(notebooks: &[(String, String)], options: &[&str], extra: &[&str]) {
 }
 
 #[test]
-fn the_examples_give_the_built_in_executors_events_with_reused_and_fresh_workers_and_strict() {
+fn the_examples_give_the_built_in_executors_events_with_reused_and_fresh_workers_strict_and_jobs() {
     let examples = examples();
     assert!(examples.len() >= 3, "{examples:?}");
     check_all(&examples, &[], &[]);
     check_all(&examples, &["reuse=false"], &[]);
     check_all(&examples, &[], &["--strict"]);
+    check_all(&examples, &[], &["--jobs", "4"]);
 }
 
 #[test]
@@ -435,7 +454,7 @@ fn ctrl_c_interrupts_the_cell_in_its_worker_and_leaves_no_worker_behind() {
     dir.write("nb.rhai", BUSY);
     let mut runs = Vec::new();
     for subprocess in [None, Some(&[][..])] {
-        let started = Started::new(run_command(&dir, subprocess, &[]), "busy");
+        let started = Started::new(run_command(&dir, subprocess, &["--jobs", "1"]), "busy");
         let worker = subprocess.map(|_| worker_of(&started.child));
         started.signal(started.child.id(), "INT");
         let run = started.finish();
@@ -446,7 +465,7 @@ fn ctrl_c_interrupts_the_cell_in_its_worker_and_leaves_no_worker_behind() {
         runs.push(run);
     }
     assert_eq!(runs[1].status("busy"), "interrupted");
-    assert_eq!(difference(&runs[0], &runs[1]), None);
+    assert_eq!(difference(&runs[0], &runs[1], true), None);
 }
 
 #[test]
@@ -456,7 +475,8 @@ fn a_worker_killed_from_outside_fails_its_cell_by_name_and_the_run_goes_on() {
         "nb.rhai",
         "// %% a\nlet x = 1;\n// %% doomed\nlet n = 0;\nloop { n += 1; }\n// %% child\nn + 1\n// %% other\nx + 1\n",
     );
-    let started = Started::new(run_command(&dir, Some(&[]), &[]), "doomed");
+    // One cell at a time: the worker that runs `doomed` is the only one.
+    let started = Started::new(run_command(&dir, Some(&[]), &["--jobs", "1"]), "doomed");
     let worker = worker_of(&started.child);
     started.signal(worker, "KILL");
     let run = started.finish();
@@ -539,4 +559,43 @@ fn a_worker_that_cannot_start_fails_each_cell_and_a_bad_option_stops_the_run() {
     );
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("max-memory=lots"), "{}", bad.stderr);
+}
+
+#[test]
+fn with_jobs_independent_cells_run_in_workers_at_the_same_time() {
+    let dir = Dir::new("subprocess-jobs");
+    dir.write(
+        "nb.rhai",
+        "// %% a\nlet x = 1;\n// %% spin1\nlet n1 = x;\nloop { n1 += 1; }\n\
+         // %% spin2\nlet n2 = x;\nloop { n2 += 1; }\n// %% spin3\nlet n3 = x;\nloop { n3 += 1; }\n",
+    );
+    let started = Started::new(
+        run_command(&dir, Some(&[]), &["--jobs", "4", "--timeout", "5"]),
+        "spin1",
+    );
+    let cellrun = started.child.id();
+    let workers = |child: u32| {
+        children_of(child)
+            .into_iter()
+            .filter(|pid| command_line(*pid).contains("worker"))
+            .collect::<Vec<_>>()
+    };
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while seen.len() < 3 {
+        seen = workers(cellrun);
+        assert!(
+            start.elapsed() < DEADLINE && exists(cellrun),
+            "never three workers at once: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run = started.finish();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for spin in ["spin1", "spin2", "spin3"] {
+        assert_eq!(run.finished(spin)["error"]["kind"], "timeout", "{spin}");
+    }
+    for worker in seen {
+        assert!(!exists(worker), "worker {worker} outlived the run");
+    }
 }
