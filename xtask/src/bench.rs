@@ -64,6 +64,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         print!("{report}");
         return Ok(());
     }
+    if args.iter().any(|arg| arg == "python") {
+        // The Python section alone: it takes minutes, most of them marimo's.
+        let mut report = String::new();
+        crate::python_bench::run(&root, &cellrun, &out_dir, quick, &mut report)?;
+        print!("{report}");
+        return Ok(());
+    }
     if args.iter().any(|arg| arg == "medium-cache") {
         // One case alone, for a quick figure.
         let mut report = String::new();

@@ -62,7 +62,7 @@ fn print_help() {
                     in the current cellrun; fail when the ABI version policy is broken
   abi-check --layout
                     check and update the committed ABI layout snapshot (executor-abi/abi-layout.txt)
-  bench [--quick] [medium-cache|watch|report|plugin-reads|subprocess]
+  bench [--quick] [medium-cache|watch|report|plugin-reads|subprocess|python]
                     time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
                     (`medium-cache`: only the cache on a 1,000,000-integer array;
                     `watch`: only the save-to-result latency of `cellrun watch`;

@@ -72,20 +72,36 @@ class _Capture(io.TextIOBase):
         return "".join(self.parts)
 
 
+def _shifted(code, delta):
+    """`code` with every line number `delta` lines further, nested code too.
+
+    Shifting the first line of each code object moves the whole line table,
+    which is cheaper than shifting every node of the syntax tree.
+    """
+    consts = code.co_consts
+    if any(isinstance(const, types.CodeType) for const in consts):
+        consts = tuple(
+            _shifted(const, delta) if isinstance(const, types.CodeType) else const
+            for const in consts
+        )
+    return code.replace(co_firstlineno=code.co_firstlineno + delta, co_consts=consts)
+
+
 def _compile(code, filename, first_line):
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     tree = compile(code, filename, "exec", flags=flags, dont_inherit=True)
-    ast.increment_lineno(tree, first_line - 1)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr) and not _ends_with_semicolon(code):
         last = tree.body.pop()
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+    delta = first_line - 1
+    body = _shifted(compile(tree, filename, "exec", flags=flags, dont_inherit=True), delta)
     expr = None
     if last is not None:
         expression = ast.Expression(last.value)
         ast.copy_location(expression, last)
         expr = compile(expression, filename, "eval", flags=flags, dont_inherit=True)
+        expr = _shifted(expr, delta)
     return body, expr
 
 

@@ -76,9 +76,13 @@ impl ExecutorPlugin for PythonPlugin {
         let interpreter = self.interpreter().map_err(PluginError::new)?;
         let notebook = self.notebook_path();
         interpreter.set_file(&notebook);
-        let private_defs = python_notebook::analyze(cell.code.as_str())
-            .map(|analysis| analysis.private_defs)
-            .unwrap_or_default();
+        let private_defs = if may_define_private(cell.code.as_str()) {
+            python_notebook::analyze(cell.code.as_str())
+                .map(|analysis| analysis.private_defs)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let refs: Vec<String> = cell.refs.iter().map(|name| name.to_string()).collect();
         let defs: Vec<String> = cell.defs.iter().map(|name| name.to_string()).collect();
         let code = CellCode {
@@ -137,6 +141,19 @@ impl ExecutorPlugin for PythonPlugin {
     }
 }
 
+/// Whether `code` may define a private name: it has a name starting with
+/// `_`. Most cells have none, and are then not parsed again here.
+pub(crate) fn may_define_private(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    bytes.iter().enumerate().any(|(index, byte)| {
+        *byte == b'_'
+            && (index == 0 || {
+                let before = bytes[index - 1];
+                !(before.is_ascii_alphanumeric() || before == b'_' || before >= 0x80)
+            })
+    })
+}
+
 /// The host's globals as a cell run sees them.
 struct Globals<'h, 'a> {
     host: &'h mut Host<'a>,
@@ -171,8 +188,8 @@ impl HostGlobals for Globals<'_, '_> {
     }
 
     fn set(&mut self, name: &str, value: Py<PyAny>) {
+        let type_name = self.interpreter.type_name(&value);
         let held = Held::new(self.interpreter, value);
-        let type_name = held.describe().type_name;
         let id = self.values.insert(held);
         let _ = self.host.set_owned(name, id, &type_name);
     }

@@ -249,6 +249,21 @@ impl Interpreter {
             }
             match result {
                 Ok(tuple) => CellRun::from_tuple(py, &tuple),
+                // An interrupt that landed in the helper itself, outside the
+                // cell's code (as it starts or ends), is still an interrupt.
+                Err(error) if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
+                    CellRun {
+                        output: None,
+                        stdout: String::new(),
+                        failure: Some(Failure {
+                            kind: FailureKind::Interrupted,
+                            message: "KeyboardInterrupt".to_owned(),
+                            line: None,
+                            traceback: String::new(),
+                            missing_name: None,
+                        }),
+                    }
+                }
                 Err(error) => CellRun {
                     output: None,
                     stdout: String::new(),
@@ -314,6 +329,16 @@ impl Interpreter {
         Python::attach(|py| {
             let _ = py.import("gc").and_then(|gc| gc.call_method0("collect"));
         });
+    }
+
+    /// The value's type as `module.Qualname` (builtins unqualified).
+    pub fn type_name(&self, value: &Py<PyAny>) -> String {
+        Python::attach(|py| {
+            self.helper_call(py, "type_name", (value.bind(py),))
+                .ok()
+                .and_then(|text| text.extract::<String>().ok())
+                .unwrap_or_else(|| "object".to_owned())
+        })
     }
 
     /// What printing a value needs: its type, display form, JSON and rich forms.

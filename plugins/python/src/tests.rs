@@ -335,3 +335,14 @@ fn a_virtual_environment_states_its_version_without_starting_python() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn only_cells_with_a_name_starting_with_an_underscore_are_parsed_for_private_names() {
+    use crate::executor::may_define_private;
+    assert!(!may_define_private("x_1 = x_0 + 1"));
+    assert!(!may_define_private("c_12 = root + 12"));
+    assert!(may_define_private("_scratch = 1"));
+    assert!(may_define_private("y = f(_z)"));
+    assert!(may_define_private("for _ in range(3):\n    pass"));
+    assert!(may_define_private("print(__file__)"));
+}
