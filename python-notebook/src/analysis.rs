@@ -253,6 +253,48 @@ pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
     Ok(visitor.finish())
 }
 
+/// A cell's code cut before its last statement when that statement is an
+/// expression whose value is the cell's output (no `;` after it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputSplit<'a> {
+    /// Everything before the last statement.
+    pub body: &'a str,
+    /// The last statement's expression, when it is the cell's output.
+    pub output: Option<&'a str>,
+    /// How many lines of the code come before `output`'s first line.
+    pub output_line: usize,
+}
+
+/// `code` cut into its statements and the expression whose value is its
+/// output, as marimo shows a cell's last expression; `None` when the code
+/// does not parse.
+pub fn split_output(code: &str) -> Option<OutputSplit<'_>> {
+    let parsed = parse_unchecked(code, ParseOptions::from(Mode::Module));
+    if !parsed.errors().is_empty() {
+        return None;
+    }
+    let whole = OutputSplit {
+        body: code,
+        output: None,
+        output_line: 0,
+    };
+    let Some(Stmt::Expr(last)) = parsed.syntax().as_module()?.body.last() else {
+        return Some(whole);
+    };
+    let (start, end) = (usize::from(last.start()), usize::from(last.end()));
+    if code[end..]
+        .trim_start_matches([' ', '\t', '\x0c'])
+        .starts_with(';')
+    {
+        return Some(whole);
+    }
+    Some(OutputSplit {
+        body: &code[..start],
+        output: Some(&code[start..end]),
+        output_line: code[..start].matches('\n').count(),
+    })
+}
+
 /// The public names a cell that does not parse appears to mean to define,
 /// from the syntax tree the parser recovers.
 ///
@@ -1202,5 +1244,25 @@ mod tests {
         assert_eq!(error.message, "'yield' outside function");
         let error = analyze("nonlocal x").unwrap_err();
         assert_eq!(error.line, 1);
+    }
+
+    #[test]
+    fn the_output_is_the_last_expression_unless_a_semicolon_follows() {
+        let split = split_output("x = 1\ny = 2\n(x +\n y)  # sum\n").unwrap();
+        assert_eq!(split.body, "x = 1\ny = 2\n");
+        assert_eq!(split.output, Some("(x +\n y)"));
+        assert_eq!(split.output_line, 2);
+        let split = split_output("a = 1; a").unwrap();
+        assert_eq!((split.body, split.output), ("a = 1; ", Some("a")));
+        for silent in ["a = 1", "a = 1\na ;", "a;  # quiet", "for i in x:\n    i\n"] {
+            let split = split_output(silent).unwrap();
+            assert_eq!((split.body, split.output), (silent, None), "{silent:?}");
+        }
+        assert_eq!(split_output("a = (").map(|split| split.output), None);
+        assert_eq!(
+            split_output("await f()").unwrap().output,
+            Some("await f()"),
+            "a top-level await is an expression too"
+        );
     }
 }

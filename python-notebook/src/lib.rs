@@ -23,5 +23,8 @@
 mod analysis;
 mod format;
 
-pub use crate::analysis::{analyze, intended_defs, is_builtin, is_private, Analysis, SyntaxError};
+pub use crate::analysis::{
+    analyze, intended_defs, is_builtin, is_private, split_output, Analysis, OutputSplit,
+    SyntaxError,
+};
 pub use crate::format::{parse_notebook, CellKind, FormatError, PyCellSource, PyNotebook};

@@ -6,20 +6,16 @@ cell.  Compiling against the notebook's path with shifted line numbers makes
 tracebacks and `linecache` point at the notebook file itself.
 """
 
-import ast
-import asyncio
-import base64
-import copy
-import importlib
-import inspect
+# Only what every cell needs is imported here: the helper loads as the
+# interpreter starts, and asyncio alone takes about 0.1 s to import.  The
+# other modules are imported where they are used.
+import _ast
 import io
-import json
-import math
-import pickle
 import sys
-import tokenize
-import traceback
 import types
+
+# `inspect.CO_COROUTINE`: the code awaits at its top level.
+_CO_COROUTINE = 0x0080
 
 _loop = None
 
@@ -28,12 +24,16 @@ def _event_loop():
     """One event loop for the whole run, so async cells share it as in marimo."""
     global _loop
     if _loop is None or _loop.is_closed():
+        import asyncio
+
         _loop = asyncio.new_event_loop()
     return _loop
 
 
 def _ends_with_semicolon(code):
     """Whether the last token of the code, comments aside, is `;`."""
+    import tokenize
+
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
     except (tokenize.TokenError, SyntaxError):
@@ -88,6 +88,8 @@ def _shifted(code, delta):
 
 
 def _compile(code, filename, first_line):
+    import ast
+
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     tree = compile(code, filename, "exec", flags=flags, dont_inherit=True)
     last = None
@@ -105,15 +107,31 @@ def _compile(code, filename, first_line):
     return body, expr
 
 
+def _compile_split(split, filename, first_line):
+    """Compiles code already cut before its output expression: the
+    statements, and the expression starting `output_line` lines further."""
+    body, output, output_line = split
+    flags = _ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    delta = first_line - 1
+    compiled = _shifted(compile(body, filename, "exec", flags=flags, dont_inherit=True), delta)
+    expr = None
+    if output is not None:
+        expr = compile(output, filename, "eval", flags=flags, dont_inherit=True)
+        expr = _shifted(expr, delta + output_line)
+    return compiled, expr
+
+
 def _evaluate(code_object, globals_):
     result = eval(code_object, globals_)
-    if code_object.co_flags & inspect.CO_COROUTINE:
+    if code_object.co_flags & _CO_COROUTINE:
         result = _event_loop().run_until_complete(result)
     return result
 
 
 def _notebook_frames(error, filename):
     """The traceback of `error` limited to frames in the notebook file."""
+    import traceback
+
     frames = [
         frame
         for frame in traceback.extract_tb(error.__traceback__)
@@ -123,6 +141,8 @@ def _notebook_frames(error, filename):
 
 
 def _failure(error, filename):
+    import traceback
+
     frames = _notebook_frames(error, filename)
     line = frames[-1].lineno if frames else None
     if isinstance(error, SyntaxError) and error.filename == filename:
@@ -143,11 +163,13 @@ def _failure(error, filename):
     }
 
 
-def run_cell(code, filename, first_line, globals_):
+def run_cell(code, filename, first_line, globals_, split=None):
     """Runs `code` in `globals_`: returns (output, stdout, failure or None).
 
-    stdout and stderr are captured for the cell's duration and returned
-    together, in the order written.
+    `split` is the code already cut before its output expression
+    (statements, expression or None, the expression's line in the code);
+    without it the code is parsed here.  stdout and stderr are captured for
+    the cell's duration and returned together, in the order written.
     """
     capture = _Capture("<stdout>")
     saved = sys.stdout, sys.stderr
@@ -155,7 +177,10 @@ def run_cell(code, filename, first_line, globals_):
     output = None
     failure = None
     try:
-        body, expr = _compile(code, filename, first_line)
+        if split is None:
+            body, expr = _compile(code, filename, first_line)
+        else:
+            body, expr = _compile_split(split, filename, first_line)
         _evaluate(body, globals_)
         if expr is not None:
             output = _evaluate(expr, globals_)
@@ -176,6 +201,8 @@ def _json_form(value, depth=0):
     if isinstance(value, int):
         return value
     if isinstance(value, float):
+        import math
+
         if math.isfinite(value):
             return value
         raise TypeError("not finite")
@@ -190,6 +217,8 @@ def _json_form(value, depth=0):
 
 def to_json(value):
     """The value as JSON text, or None when it has no natural JSON form."""
+    import json
+
     try:
         return json.dumps(_json_form(value))
     except (TypeError, ValueError, RecursionError):
@@ -208,6 +237,9 @@ _REPR_METHODS = (
 
 
 def _text(data):
+    import base64
+    import json
+
     if isinstance(data, bytes):
         return base64.b64encode(data).decode("ascii")
     if isinstance(data, str):
@@ -260,56 +292,12 @@ def deep_copy(value):
     """An independent copy for `--strict`, or None when the value cannot be copied."""
     if _shared(value):
         return value
+    import copy
+
     try:
         return copy.deepcopy(value)
     except Exception:  # noqa: BLE001 - an uncopyable value is refused, not fatal
         return None
-
-
-class _Fingerprinter(pickle.Pickler):
-    """A pickler whose output is equal exactly when the values are equal.
-
-    It differs from a plain pickle where a plain pickle is not a faithful
-    key: a function or class defined in the notebook pickles by its name
-    alone, so here it is its code, defaults, closure and the globals its code
-    names (recursively); a module is its name and version; a set is its
-    items' fingerprints sorted, since its order changes with string hashing
-    from one process to the next.
-    """
-
-    def __init__(self, file, active=None):
-        super().__init__(file, protocol=5)
-        # The notebook functions and classes being fingerprinted, by id.
-        self._active = set() if active is None else active
-
-    def persistent_id(self, obj):
-        kind = type(obj)
-        if kind in _PLAIN:
-            return None
-        if isinstance(obj, types.ModuleType):
-            return ("module", obj.__name__, str(getattr(obj, "__version__", "")))
-        if kind in (set, frozenset):
-            return (kind.__name__, sorted(self._nested(item) for item in obj))
-        if isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__":
-            if id(obj) in self._active:
-                # A recursive function or a class naming itself: its name
-                # stands for the code already being fingerprinted.
-                return ("recursive", obj.__qualname__)
-            self._active.add(id(obj))
-            try:
-                if isinstance(obj, type):
-                    return ("class", self._nested(_class_key(obj)))
-                return ("function", self._nested(_function_key(obj)))
-            finally:
-                self._active.discard(id(obj))
-        return None
-
-    def _nested(self, value):
-        """The fingerprint of a part, made now, while `_active` says what
-        encloses it."""
-        buffer = io.BytesIO()
-        _Fingerprinter(buffer, self._active).dump(value)
-        return buffer.getvalue()
 
 
 _PLAIN = frozenset((type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict))
@@ -379,23 +367,84 @@ def fingerprint(value):
     """Bytes equal exactly when the values are equal, or None."""
     try:
         buffer = io.BytesIO()
-        _Fingerprinter(buffer).dump(value)
+        fingerprinter, _ = _picklers()
+        fingerprinter(buffer).dump(value)
         return buffer.getvalue()
     except Exception:  # noqa: BLE001 - unpicklable values make the cell run live
         return None
 
 
-class _Storer(pickle.Pickler):
-    """A pickler for the cache: a module is stored as its name and imported
-    again."""
+_PICKLERS = None
 
-    def __init__(self, file):
-        super().__init__(file, protocol=5)
 
-    def reducer_override(self, obj):
-        if isinstance(obj, types.ModuleType):
-            return importlib.import_module, (obj.__name__,)
-        return NotImplemented
+def _picklers():
+    """The fingerprinting and storing picklers, made on first use: pickle
+    is imported only when `--cache` asks."""
+    global _PICKLERS
+    if _PICKLERS is not None:
+        return _PICKLERS
+    import importlib
+    import pickle
+
+    class _Fingerprinter(pickle.Pickler):
+        """A pickler whose output is equal exactly when the values are equal.
+
+        It differs from a plain pickle where a plain pickle is not a faithful
+        key: a function or class defined in the notebook pickles by its name
+        alone, so here it is its code, defaults, closure and the globals its code
+        names (recursively); a module is its name and version; a set is its
+        items' fingerprints sorted, since its order changes with string hashing
+        from one process to the next.
+        """
+
+        def __init__(self, file, active=None):
+            super().__init__(file, protocol=5)
+            # The notebook functions and classes being fingerprinted, by id.
+            self._active = set() if active is None else active
+
+        def persistent_id(self, obj):
+            kind = type(obj)
+            if kind in _PLAIN:
+                return None
+            if isinstance(obj, types.ModuleType):
+                return ("module", obj.__name__, str(getattr(obj, "__version__", "")))
+            if kind in (set, frozenset):
+                return (kind.__name__, sorted(self._nested(item) for item in obj))
+            if isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__":
+                if id(obj) in self._active:
+                    # A recursive function or a class naming itself: its name
+                    # stands for the code already being fingerprinted.
+                    return ("recursive", obj.__qualname__)
+                self._active.add(id(obj))
+                try:
+                    if isinstance(obj, type):
+                        return ("class", self._nested(_class_key(obj)))
+                    return ("function", self._nested(_function_key(obj)))
+                finally:
+                    self._active.discard(id(obj))
+            return None
+
+        def _nested(self, value):
+            """The fingerprint of a part, made now, while `_active` says what
+            encloses it."""
+            buffer = io.BytesIO()
+            _Fingerprinter(buffer, self._active).dump(value)
+            return buffer.getvalue()
+
+    class _Storer(pickle.Pickler):
+        """A pickler for the cache: a module is stored as its name and imported
+        again."""
+
+        def __init__(self, file):
+            super().__init__(file, protocol=5)
+
+        def reducer_override(self, obj):
+            if isinstance(obj, types.ModuleType):
+                return importlib.import_module, (obj.__name__,)
+            return NotImplemented
+
+    _PICKLERS = (_Fingerprinter, _Storer)
+    return _PICKLERS
 
 
 def _defined_in_notebook(value):
@@ -414,8 +463,11 @@ def encode(value):
         return None
     try:
         buffer = io.BytesIO()
-        _Storer(buffer).dump(value)
+        _, storer = _picklers()
+        storer(buffer).dump(value)
         data = buffer.getvalue()
+        import pickle
+
         pickle.loads(data)
         return data
     except Exception:  # noqa: BLE001
@@ -423,4 +475,6 @@ def encode(value):
 
 
 def decode(data):
+    import pickle
+
     return pickle.loads(data)

@@ -71,6 +71,7 @@ pub fn run_cell(
     cell: &CellCode<'_>,
     host: &mut dyn HostGlobals,
 ) -> CellRun {
+    interpreter.keep_thread_state();
     for name in cell.refs {
         if let Some(value) = host.get(name) {
             interpreter.set_global(name, &value);
@@ -151,6 +152,7 @@ fn python_thread(interpreter: &'static Interpreter) -> mpsc::Sender<Job> {
                 .name("cellrun-python".into())
                 .stack_size(PYTHON_STACK)
                 .spawn(move || {
+                    interpreter.keep_thread_state();
                     for job in queue {
                         let run = interpreter.run(&job.code, &job.filename, job.first_line);
                         let _ = job.reply.send(run);

@@ -209,6 +209,32 @@ impl Interpreter {
         })
     }
 
+    /// Gives the calling thread a Python thread state for as long as the
+    /// thread lives, without holding the GIL.
+    ///
+    /// Without it every attach of a thread that has none creates a thread
+    /// state and destroys it again on release, with its frame stack (an
+    /// `mmap` and a `munmap`), several times per cell; a kept one makes an
+    /// attach a lock.
+    pub fn keep_thread_state(&self) {
+        thread_local! {
+            static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        KEPT.with(|kept| {
+            if !kept.get() {
+                // SAFETY: the interpreter is initialised (`self` exists).
+                // Ensure makes this thread's state and takes the GIL; saving
+                // the thread releases the GIL and keeps the state, which
+                // later Ensure calls on this thread find and reuse.
+                unsafe {
+                    let _ = ffi::PyGILState_Ensure();
+                    ffi::PyEval_SaveThread();
+                }
+                kept.set(true);
+            }
+        });
+    }
+
     /// The interpreter's program path.
     pub fn python(&self) -> &Path {
         &self.python
@@ -229,7 +255,14 @@ impl Interpreter {
     /// `filename` and `first_line` place the code in the notebook, for
     /// tracebacks. The thread is interruptible through [`Interrupter`]
     /// while the code runs.
+    ///
+    /// The code is cut before its output expression here, with Rust's
+    /// parser, so Python compiles the source as it is instead of building a
+    /// syntax tree of Python objects and compiling that; code that does not
+    /// parse goes to Python whole, to fail with Python's own error.
     pub fn run(&self, code: &str, filename: &str, first_line: u32) -> CellRun {
+        let split = python_notebook::split_output(code)
+            .map(|split| (split.body, split.output, split.output_line));
         Python::attach(|py| {
             // SAFETY: reads the current thread's id; the GIL is held.
             let ident = unsafe { ffi::PyThread_get_thread_ident() } as u64;
@@ -237,7 +270,7 @@ impl Interpreter {
             let result = self
                 .helper(py)
                 .getattr(intern!(py, "run_cell"))
-                .and_then(|run| run.call1((code, filename, first_line, self.globals(py))));
+                .and_then(|run| run.call1((code, filename, first_line, self.globals(py), split)));
             {
                 let mut running = self.running_cells();
                 running.retain(|running| *running != ident);
