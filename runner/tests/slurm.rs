@@ -337,3 +337,105 @@ fn the_cluster_example_gives_the_built_in_executors_results() {
     assert_eq!((remote.code, local.code), (0, 0), "{}", remote.stderr);
     assert_eq!(outcome(&remote), outcome(&local), "{}", remote.stderr);
 }
+
+#[test]
+fn with_jobs_two_independent_cells_are_jobs_on_the_cluster_at_once() {
+    let dir = Dir::new("slurm-jobs");
+    let (left, right) = (unique("left"), unique("right"));
+    dir.write(
+        "nb.rhai",
+        &format!(
+            "// %% base\nlet x = 1;\n// %% {left} [slurm: cpus=1]\nsleep(4);\nlet l = x + 1;\nl\n\
+             // %% {right} [slurm: cpus=1]\nsleep(4);\nlet r = x + 2;\nr\n// %% both\nl + r\n"
+        ),
+    );
+    let mut child = run_command(&dir, true, &["--jobs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both cells' jobs are seen running together in the cluster's queue.
+    let start = Instant::now();
+    let together = loop {
+        let states: Vec<(String, String)> = jobs();
+        let running = |cell: &str| {
+            states
+                .iter()
+                .any(|(name, state)| name.ends_with(&format!("-{cell}")) && state == "RUNNING")
+        };
+        if running(&left) && running(&right) {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run::from_output(child.wait_with_output().unwrap());
+    assert!(
+        together,
+        "the two jobs never ran at once: {:#?}",
+        run.events
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run_started(&run)["jobs"], 2);
+    assert_eq!(run.finished("both")["output"], 5);
+    assert_eq!(
+        (
+            run.finished(&left)["output"].clone(),
+            run.finished(&right)["output"].clone()
+        ),
+        (2.into(), 3.into())
+    );
+    wait_until_no_job_runs(&left);
+    wait_until_no_job_runs(&right);
+}
+
+#[test]
+fn functions_defined_in_one_cell_are_callable_in_a_job() {
+    let dir = Dir::new("slurm-functions");
+    let (define, call) = (unique("define"), unique("call"));
+    dir.write(
+        "nb.rhai",
+        &format!(
+            "// %% {define}\nlet factor = 3;\nfn scale(v) {{ v * 2 }}\nlet add = |v| v + 1;\n\
+             // %% {call}\nlet y = scale(20) + factor + add.call(0);\ny\n"
+        ),
+    );
+    let here = run(&dir, false, &[]);
+    let there = run(&dir, true, &[]);
+    assert_eq!(there.code, 0, "{}", there.stderr);
+    assert_eq!(run_started(&there)["executor"], "slurm");
+    assert_eq!(there.finished(&call)["output"], 44);
+    assert_eq!(outcome(&there), outcome(&here));
+    wait_until_no_job_runs(&call);
+    assert_eq!(job_states(&call), ["COMPLETED"]);
+}
+
+#[test]
+fn naming_slurm_with_an_unreachable_cluster_stops_before_any_cell() {
+    let dir = Dir::new("slurm-named");
+    let conf: String = std::fs::read_to_string(cluster())
+        .unwrap()
+        .lines()
+        .map(|line| {
+            if line.starts_with("SlurmctldPort=") {
+                "SlurmctldPort=9\n".to_owned()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let conf = dir.write("slurm.conf", &conf);
+    dir.write("nb.rhai", "// %% a\n1 + 1\n");
+    let output = cellrun_command(dir.path())
+        .args(["run", "nb.rhai", "--json", "--executor", "slurm"])
+        .args(plugin_dirs(&["slurm"]))
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    let run = Run::from_output(output);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.events("cell_finished").is_empty(), "{:#?}", run.events);
+    assert!(run.stderr.contains("slurm"), "{}", run.stderr);
+}

@@ -3,7 +3,9 @@
 //! Each cell sent to the cluster becomes one blocking `srun` job that runs
 //! `cellrun worker` on a node; the request and the response are files in
 //! the job's directory under the shared work directory ([`job`]). A cell
-//! asks for resources with a `slurm:` comment ([`resources`]).
+//! asks for resources with a `slurm:` comment ([`resources`]) or with
+//! `[slurm: ...]` options on its marker line; `--timeout` caps the job's
+//! time limit. Up to `--jobs` cells are in flight at once, one `srun` each.
 //!
 //! Options (`--plugin-opt slurm.KEY=VALUE`):
 //! - `partition`, `cpus`, `mem`, `time`: defaults for every cell's job,
@@ -11,7 +13,7 @@
 //! - `workdir`: the shared directory for the jobs' files (default
 //!   `.cellrun/slurm` beside the notebook);
 //! - `route`: `all` (default) sends every cell to the cluster, `marked`
-//!   only the cells with a `slurm:` directive; the others run here with the
+//!   only the cells with a `slurm:` directive or marker options; the others run here with the
 //!   built-in evaluation;
 //! - `cellrun`: the `cellrun` binary on the nodes (default: the one running).
 //!
@@ -111,19 +113,45 @@ pub enum Placement {
 /// When the cell's `slurm:` directive is invalid: a cell error at the
 /// directive's notebook line.
 pub fn place(config: &Config, cell: &FfiCellContext) -> Result<Placement, FfiCellError> {
-    let directive = find_directive(&cell.code).map_err(|err| FfiCellError {
+    let error_at = |line: u32, message: String| FfiCellError {
         kind: FfiErrorKind::RUNTIME,
-        message: RString::from(err.to_string()),
-        line: RSome(cell.first_line + err.line as u32),
+        message: RString::from(message),
+        line: RSome(line),
         column: RNone,
         blamed: RNone,
         missing_name: ROption::RNone,
-    })?;
-    Ok(match (directive, config.route) {
-        (Some(directive), _) => Placement::Cluster(directive.resources.or(&config.defaults)),
+    };
+    let directive = find_directive(&cell.code)
+        .map_err(|err| error_at(cell.first_line + err.line as u32, err.to_string()))?
+        .map(|directive| directive.resources);
+    // The marker line's `[slurm: ...]` options, one line above the code.
+    let marker = marker_resources(cell)
+        .map_err(|message| error_at(cell.first_line.saturating_sub(1).max(1), message))?;
+    let asked = match (marker, directive) {
+        (Some(marker), Some(directive)) => Some(marker.or(&directive)),
+        (marker, directive) => marker.or(directive),
+    };
+    Ok(match (asked, config.route) {
+        (Some(asked), _) => Placement::Cluster(asked.or(&config.defaults)),
         (None, Route::All) => Placement::Cluster(config.defaults.clone()),
         (None, Route::Marked) => Placement::Local,
     })
+}
+
+/// The resources the cell's marker options ask for (`slurm.cpus=2`, as
+/// `// %% name [slurm: cpus=2]` gives them), or `None` when it names none.
+fn marker_resources(cell: &FfiCellContext) -> Result<Option<Resources>, String> {
+    let mut resources = None;
+    for option in cell.options.iter() {
+        let Some(key) = option.key.as_str().strip_prefix("slurm.") else {
+            continue;
+        };
+        resources
+            .get_or_insert_with(Resources::default)
+            .set(key, option.value.as_str())
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(resources)
 }
 
 /// Runs cells on a Slurm cluster; see the crate docs.
@@ -142,6 +170,20 @@ impl Slurm {
         host: &mut Host<'_>,
         resources: Resources,
     ) -> Result<Outcome, PluginError> {
+        // The job's time limit backs up the cell's deadline (`--timeout`).
+        let resources = match cell.deadline_unix_ms.into_option() {
+            Some(deadline) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| {
+                        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                    });
+                resources.within(std::time::Duration::from_millis(
+                    deadline.saturating_sub(now),
+                ))
+            }
+            None => resources,
+        };
         let request = worker_client::Request::for_cell(cell, host, 0)?;
         let command = vec![
             self.config.cellrun.display().to_string(),
@@ -198,6 +240,9 @@ impl Slurm {
 
 impl ExecutorPlugin for Slurm {
     const NAME: &'static str = "slurm";
+    /// Each cell in flight is one blocking `srun` on its own thread: up to
+    /// `--jobs` of them at once, the cluster's scheduler placing them.
+    const CONCURRENCY: u32 = 256;
     const DESCRIPTION: &'static str =
         "runs cells as jobs on a Slurm cluster (slurm.partition, slurm.route, slurm.workdir)";
 
@@ -320,5 +365,36 @@ mod tests {
             "{}",
             error.message
         );
+    }
+
+    #[test]
+    fn marker_options_ask_for_resources_and_a_bad_one_names_the_marker_line() {
+        let config = Config::from_options(&options(&[("route", "marked")])).unwrap();
+        let mut marked = cell("let x = 1;\n");
+        marked.options = RVec::from(vec![
+            executor_abi::FfiOption {
+                key: "slurm.cpus".into(),
+                value: "2".into(),
+            },
+            executor_abi::FfiOption {
+                key: "other.flag".into(),
+                value: "x".into(),
+            },
+        ]);
+        let Placement::Cluster(resources) = place(&config, &marked).unwrap() else {
+            panic!("a cell with marker resources runs on the cluster");
+        };
+        assert_eq!(resources.srun_args(), ["--cpus-per-task=2"]);
+        marked.options = RVec::from(vec![executor_abi::FfiOption {
+            key: "slurm.gpus".into(),
+            value: "1".into(),
+        }]);
+        let error = place(&config, &marked).unwrap_err();
+        assert_eq!(
+            error.line,
+            RSome(9),
+            "the marker is the line above the code"
+        );
+        assert!(error.message.contains("unknown slurm option `gpus`"));
     }
 }
