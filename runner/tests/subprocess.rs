@@ -425,6 +425,14 @@ fn exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether process `pid` still runs (exists and is not a zombie).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
 /// The command line of process `pid`.
 fn command_line(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -466,6 +474,24 @@ fn ctrl_c_interrupts_the_cell_in_its_worker_and_leaves_no_worker_behind() {
     }
     assert_eq!(runs[1].status("busy"), "interrupted");
     assert_eq!(difference(&runs[0], &runs[1], true), None);
+}
+
+#[test]
+fn a_worker_whose_cellrun_is_killed_ends_by_itself() {
+    let dir = Dir::new("subprocess-orphan");
+    dir.write("nb.rhai", BUSY);
+    let mut started = Started::new(run_command(&dir, Some(&[]), &["--jobs", "1"]), "busy");
+    let worker = worker_of(&started.child);
+    started.signal(started.child.id(), "KILL");
+    let _ = started.child.wait();
+    let start = Instant::now();
+    while is_running(worker) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "worker {worker} runs on without its cellrun"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
