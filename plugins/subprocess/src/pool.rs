@@ -219,6 +219,10 @@ impl Worker {
 
     /// Sends SIGINT: the worker interrupts its cell and answers.
     fn interrupt(&self) {
+        if self.reaped {
+            // Its pid may name another process by now.
+            return;
+        }
         if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
             // SAFETY: `kill` has no memory-safety preconditions; the pid is
             // our child's, not yet waited for, so it names no other process.
