@@ -93,16 +93,17 @@ const WORKER_MEMORY: &str = "max-memory=64";
 /// a debug build on a busy machine.
 const GENEROUS: &str = "5";
 
-/// The time limit for notebooks that run until they are stopped.
-const SHORT: &str = "1";
+/// The time limit for notebooks that run until they are stopped: enough
+/// for a debug worker to start on a busy machine.
+const SHORT: &str = "2";
 
 /// Runs `notebook` with `cellrun run`'s arguments `extra`, with the built-in
 /// executor and through the subprocess executor (with `options`), and
 /// returns the first difference.
 ///
 /// A notebook with a cell that runs until stopped (it timed out under the
-/// generous limit) is compared under a short one, so each such cell costs a
-/// second, not the generous limit twice.
+/// generous limit) is compared under a short one, so each such cell costs
+/// two seconds, not the generous limit twice.
 fn compare(dir: &Dir, notebook: &str, options: &[&str], extra: &[&str]) -> Option<String> {
     dir.write("nb.rhai", notebook);
     // One cell at a time unless `extra` says otherwise: then the order of

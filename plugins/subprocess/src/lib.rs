@@ -199,8 +199,11 @@ impl ExecutorPlugin for Subprocess {
         }
     }
 
+    /// Starts the first worker, so the first cell does not wait for it.
     fn run_started(&self, _run: &FfiRunInfo) -> Result<(), PluginError> {
-        Ok(())
+        self.pool
+            .warm()
+            .map_err(|error| PluginError::new(format!("cannot start `cellrun worker`: {error}")))
     }
 
     /// Ends every worker: none outlives the run.

@@ -394,6 +394,19 @@ impl Pool {
         Ok(worker)
     }
 
+    /// Starts a worker for the first cell when none is idle, so that its
+    /// start overlaps with what the run does before that cell.
+    ///
+    /// # Errors
+    /// When the worker cannot start.
+    pub fn warm(&self) -> io::Result<()> {
+        if self.lock().idle.is_empty() {
+            let worker = Worker::spawn(&self.config, &self.logger)?;
+            self.lock().idle.push(worker);
+        }
+        Ok(())
+    }
+
     /// Takes back a worker that answered.
     pub fn release(&self, mut worker: Worker) {
         if self.config.reuse {
