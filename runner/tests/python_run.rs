@@ -562,3 +562,32 @@ fn the_python_plugin_is_found_beside_cellrun_without_a_flag() {
         missing.stderr
     );
 }
+
+#[test]
+fn watch_reruns_a_python_notebook_on_save() {
+    let dir = Dir::new("py-watch");
+    let text = notebook(&[("_", "x = 1"), ("_", "y = x + 1\ny")]);
+    dir.write("nb.py", &text);
+    let Some(mut command) = python_cellrun(dir.path()) else {
+        return;
+    };
+    // `python_cellrun` says `run`; the watch takes the same options.
+    let args: Vec<std::ffi::OsString> = command.get_args().skip(1).map(ToOwned::to_owned).collect();
+    let mut watch = cellrun_command(dir.path());
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            watch.env(key, value);
+        }
+    }
+    watch.arg("watch").args(args).args(["nb.py", "--json"]);
+    let mut watching = crate::util::Watching::spawn(watch);
+    let first = watching.run();
+    assert_eq!(first.counts(), (2, 0, 0, 0));
+    assert_eq!(first.finished("cell-2")["output"], 2);
+    dir.write("nb.py", &text.replace("x = 1", "x = 10"));
+    let (rerun, run) = watching.rerun();
+    assert_eq!(rerun["reason"], "save");
+    assert_eq!(run.started(), ["cell-1", "cell-2"]);
+    assert_eq!(run.finished("cell-2")["output"], 11);
+    assert_eq!(watching.quit(), 0);
+}

@@ -318,9 +318,14 @@ impl Watching {
     /// `--json` and `args`.
     pub(crate) fn start(dir: &Dir, notebook: &str, args: &[&str]) -> Watching {
         dir.write("nb.rhai", notebook);
-        let mut child = cellrun_command(dir.path())
-            .args(["watch", "nb.rhai", "--json"])
-            .args(args)
+        let mut command = cellrun_command(dir.path());
+        command.args(["watch", "nb.rhai", "--json"]).args(args);
+        Watching::spawn(command)
+    }
+
+    /// Starts `command`, a `cellrun watch ... --json`, and follows its events.
+    pub(crate) fn spawn(mut command: Command) -> Watching {
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
