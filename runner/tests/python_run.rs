@@ -568,7 +568,7 @@ fn watch_reruns_a_python_notebook_on_save() {
     let dir = Dir::new("py-watch");
     let text = notebook(&[("_", "x = 1"), ("_", "y = x + 1\ny")]);
     dir.write("nb.py", &text);
-    let Some(mut command) = python_cellrun(dir.path()) else {
+    let Some(command) = python_cellrun(dir.path()) else {
         return;
     };
     // `python_cellrun` says `run`; the watch takes the same options.
