@@ -592,22 +592,32 @@ mod tests {
         control.end(&second);
     }
 
+    /// Declares `$held` (the process's heap) and `$growth` (each cell's
+    /// share, slot by slot) as statics of the calling test, and binds
+    /// `$control` to a run control with a 1,000-byte limit counting cells
+    /// through them.
+    macro_rules! counted_control {
+        ($control:ident, $held:ident, $growth:ident, $n:literal) => {
+            static $held: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            static $growth: [std::sync::atomic::AtomicIsize; $n] =
+                [const { std::sync::atomic::AtomicIsize::new(0) }; $n];
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let limit = MemoryLimit {
+                bytes: 1000,
+                probe: || $held.load(Ordering::SeqCst),
+            };
+            let accounting = CellMemory {
+                enter: || Some(NEXT.fetch_add(1, Ordering::SeqCst)),
+                held_by: |slot| $growth[slot].load(Ordering::SeqCst),
+                leave: |_| {},
+            };
+            let $control = RunControl::with_limits(None, Some(limit)).with_cell_memory(accounting);
+        };
+    }
+
     #[test]
     fn counted_per_cell_the_cell_that_grew_the_heap_is_stopped_alone() {
-        use std::sync::atomic::AtomicIsize;
-        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        static GROWTH: [AtomicIsize; 3] = [const { AtomicIsize::new(0) }; 3];
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let limit = MemoryLimit {
-            bytes: 1000,
-            probe: || HELD.load(Ordering::SeqCst),
-        };
-        let accounting = CellMemory {
-            enter: || Some(NEXT.fetch_add(1, Ordering::SeqCst)),
-            held_by: |slot| GROWTH[slot].load(Ordering::SeqCst),
-            leave: |_| {},
-        };
-        let control = RunControl::with_limits(None, Some(limit)).with_cell_memory(accounting);
+        counted_control!(control, HELD, GROWTH, 3);
         let quiet = control.begin();
         let hog = control.begin();
         GROWTH[1].store(5000, Ordering::SeqCst);
@@ -630,20 +640,7 @@ mod tests {
 
     #[test]
     fn a_cell_ending_while_another_holds_the_excess_is_not_blamed() {
-        use std::sync::atomic::AtomicIsize;
-        static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        static GROWTH: [AtomicIsize; 2] = [const { AtomicIsize::new(0) }; 2];
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let limit = MemoryLimit {
-            bytes: 1000,
-            probe: || HELD.load(Ordering::SeqCst),
-        };
-        let accounting = CellMemory {
-            enter: || Some(NEXT.fetch_add(1, Ordering::SeqCst)),
-            held_by: |slot| GROWTH[slot].load(Ordering::SeqCst),
-            leave: |_| {},
-        };
-        let control = RunControl::with_limits(None, Some(limit)).with_cell_memory(accounting);
+        counted_control!(control, HELD, GROWTH, 2);
         let hog = control.begin();
         GROWTH[0].store(5000, Ordering::SeqCst);
         HELD.store(5000, Ordering::SeqCst);
