@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use foldhash::fast::RandomState;
 use rhai::Dynamic;
 
 /// Every public name the cells of a notebook have defined, with its value.
@@ -25,14 +26,22 @@ use rhai::Dynamic;
 /// every global.
 #[derive(Clone, Debug, Default)]
 pub struct Globals {
-    values: HashMap<String, Dynamic>,
-    visible: Option<HashSet<String>>,
+    values: HashMap<String, Dynamic, RandomState>,
+    visible: Option<HashSet<String, RandomState>>,
 }
 
 impl Globals {
     /// An empty set of globals.
     pub fn new() -> Globals {
         Globals::default()
+    }
+
+    /// An empty set of globals with room for `capacity` names.
+    pub fn with_capacity(capacity: usize) -> Globals {
+        Globals {
+            values: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
+            visible: None,
+        }
     }
 
     /// The value of `name`, if a cell defined it and it is visible.
@@ -65,6 +74,11 @@ impl Globals {
     /// Removes `name`, returning its value, even if it is hidden.
     pub fn remove(&mut self, name: &str) -> Option<Dynamic> {
         self.values.remove(name)
+    }
+
+    /// Removes `name`, returning it with its value, even if it is hidden.
+    pub fn remove_entry(&mut self, name: &str) -> Option<(String, Dynamic)> {
+        self.values.remove_entry(name)
     }
 
     /// The defined visible names, in no particular order.

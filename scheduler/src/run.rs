@@ -1,6 +1,7 @@
 //! The run loop: the pipeline every cell of a run goes through.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -188,22 +189,36 @@ impl Pipeline<'_> {
                 continue;
             }
             hooks.pre_execution(cell);
-            let token = self.control.begin();
-            let start = Instant::now();
-            let result = self.evaluator.evaluate(cell, globals, &token);
-            let duration = start.elapsed();
-            self.control.end_releasing(&token, |token| {
-                if token.reason() == Some(StopReason::MemoryLimit) {
-                    // What filled the memory would stop every later cell.
-                    for def in cell.defs() {
-                        globals.remove(def);
-                    }
-                }
-            });
-            let settled = self.settle(cell, result, token.reason(), duration);
-            self.conclude(scheduler, hooks, &mut summary, cell, &settled);
+            self.evaluate_in_place(scheduler, hooks, &mut summary, cell, globals);
         }
         self.finish(scheduler, hooks, summary, &[])
+    }
+
+    /// Evaluates `cell` on this thread against the run's `globals` and
+    /// concludes it; returns how long the evaluation took.
+    fn evaluate_in_place(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        hooks: &mut Hooks,
+        summary: &mut RunSummary,
+        cell: &Cell,
+        globals: &mut Globals,
+    ) -> Duration {
+        let token = self.control.begin();
+        let start = Instant::now();
+        let result = self.evaluator.evaluate(cell, globals, &token);
+        let duration = start.elapsed();
+        self.control.end_releasing(&token, |token| {
+            if token.reason() == Some(StopReason::MemoryLimit) {
+                // What filled the memory would stop every later cell.
+                for def in cell.defs() {
+                    globals.remove(def);
+                }
+            }
+        });
+        let settled = self.settle(cell, result, token.reason(), duration);
+        self.conclude(scheduler, hooks, summary, cell, &settled);
+        duration
     }
 
     /// Runs the planned cells like [`Pipeline::run`], with up to
@@ -222,7 +237,12 @@ impl Pipeline<'_> {
     ///
     /// When one cell is ready and none is running, the coordinator
     /// evaluates it itself: nothing could start beside it, and a chain of
-    /// cells pays no hand-over between threads.
+    /// cells pays no hand-over between threads. It also evaluates ready
+    /// cells itself while the last [`QUICK_STREAK`] cells each took less
+    /// than [`QUICK_CELL`], about what handing a cell to a worker costs:
+    /// parallelism cannot win on such cells, and a run of thousands of
+    /// them would otherwise be slower than with one job. The first slower
+    /// cell ends the streak; at most that one cell holds the others back.
     ///
     /// The statuses are those of a sequential run: a failure cancels the
     /// queued descendants of the cell (running cells go on), an interrupt
@@ -253,6 +273,7 @@ impl Pipeline<'_> {
         // in file order.
         let mut waiting: Vec<CellId> = Vec::new();
         let exchange = Exchange::default();
+        let mut pace = Pace::default();
         thread::scope(|scope| {
             let mut workers = 0;
             let mut max_in_flight = jobs;
@@ -267,6 +288,7 @@ impl Pipeline<'_> {
                 } else {
                     std::mem::take(&mut waiting).into_iter()
                 };
+                let mut ran_here = false;
                 while in_flight < max_in_flight {
                     let id = match candidates.next() {
                         Some(id) => id,
@@ -289,7 +311,8 @@ impl Pipeline<'_> {
                     }
                     hooks.pre_execution(cell);
                     let visible = visible_globals(cell, globals);
-                    let alone = in_flight == 0 && !scheduler.has_ready();
+                    let alone =
+                        (in_flight == 0 && !scheduler.has_ready()) || pace.cells_are_quick();
                     if !alone && workers < max_in_flight {
                         let spawned = thread::Builder::new()
                             .name(format!("cellrun-worker-{workers}"))
@@ -305,10 +328,14 @@ impl Pipeline<'_> {
                     }
                     if alone || workers == 0 {
                         let evaluated = self.evaluate_alone(cell, visible);
+                        pace.saw(evaluated.duration);
                         self.merge(scheduler, hooks, &mut summary, globals, evaluated);
                         shared.conclude(id);
                         record(&mut shared, &summary);
-                        continue;
+                        // What the workers finished meanwhile may free
+                        // cells to hand them.
+                        ran_here = true;
+                        break;
                     }
                     exchange.submit(Job {
                         cell: id,
@@ -319,10 +346,19 @@ impl Pipeline<'_> {
                 waiting.extend(candidates);
                 waiting.sort_unstable();
                 if in_flight == 0 {
+                    if ran_here {
+                        continue;
+                    }
                     break;
                 }
-                for evaluated in exchange.wait_finished() {
+                let finished = if ran_here {
+                    exchange.take_finished()
+                } else {
+                    exchange.wait_finished()
+                };
+                for evaluated in finished {
                     in_flight -= 1;
+                    pace.saw(evaluated.duration);
                     let id = evaluated.cell;
                     self.merge(scheduler, hooks, &mut summary, globals, evaluated);
                     shared.conclude(id);
@@ -486,10 +522,10 @@ impl Pipeline<'_> {
         let cell = self.notebook.cell(evaluated.cell);
         let mut own = evaluated.globals;
         for def in cell.defs() {
-            match own.remove(def) {
+            match own.remove_entry(def) {
                 // What filled the memory would stop every later cell.
-                Some(value) if evaluated.stop != Some(StopReason::MemoryLimit) => {
-                    globals.set(def.as_str(), value);
+                Some((name, value)) if evaluated.stop != Some(StopReason::MemoryLimit) => {
+                    globals.set(name, value);
                 }
                 _ => {
                     globals.remove(def);
@@ -693,7 +729,8 @@ impl Settled {
 /// globals its functions read, and its own earlier definitions (which a
 /// lifecycle may remove). Values are shared, so this copies no data.
 fn visible_globals(cell: &Cell, globals: &Globals) -> Globals {
-    let mut visible = Globals::new();
+    let mut visible =
+        Globals::with_capacity(cell.refs().len() + cell.fn_refs().len() + cell.defs().len());
     for name in cell.refs().iter().chain(cell.fn_refs()).chain(cell.defs()) {
         if let Some(value) = globals.get(name) {
             visible.set(name.as_str(), value.clone());
@@ -719,6 +756,42 @@ struct Evaluated {
     stop: Option<StopReason>,
 }
 
+/// A cell evaluated faster than this gains nothing from another thread:
+/// handing it over and back costs about as much.
+const QUICK_CELL: Duration = Duration::from_micros(50);
+
+/// How many quick cells in a row make the coordinator evaluate the next
+/// ready cells itself (see [`Pipeline::run_parallel`]).
+const QUICK_STREAK: usize = 16;
+
+/// How long the latest cells of a parallel run took, as far as deciding
+/// where the next one runs needs.
+#[derive(Default)]
+struct Pace {
+    /// How many of the latest evaluated cells in a row were quick.
+    quick_in_a_row: usize,
+}
+
+impl Pace {
+    fn saw(&mut self, duration: Duration) {
+        if duration < QUICK_CELL {
+            self.quick_in_a_row += 1;
+        } else {
+            self.quick_in_a_row = 0;
+        }
+    }
+
+    fn cells_are_quick(&self) -> bool {
+        self.quick_in_a_row >= QUICK_STREAK
+    }
+}
+
+/// How long a thread waiting at the exchange keeps looking (yielding its
+/// core to any other thread) before it sleeps. Trivial cells finish in a
+/// few microseconds, less than a sleep and a wake-up cost; waits for longer
+/// cells lose at most this much CPU time.
+const LOOK_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
 /// Where the coordinator leaves cells for the workers and the workers
 /// leave what they evaluated.
 #[derive(Default)]
@@ -728,6 +801,12 @@ struct Exchange {
     work: Condvar,
     /// Signalled when a cell is evaluated while the coordinator waits.
     done: Condvar,
+    /// How many jobs wait, or `usize::MAX` once closed: read without the
+    /// lock while a worker looks for work.
+    n_jobs: AtomicUsize,
+    /// How many evaluated cells wait: read without the lock while the
+    /// coordinator looks for them.
+    n_finished: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -747,6 +826,7 @@ impl Exchange {
     fn submit(&self, job: Job) {
         let mut state = self.lock();
         state.jobs.push_back(job);
+        self.n_jobs.store(state.jobs.len(), Ordering::Release);
         if state.idle_workers > 0 {
             self.work.notify_one();
         }
@@ -754,9 +834,13 @@ impl Exchange {
 
     /// The next job, waiting for one; `None` once the exchange is closed.
     fn next_job(&self) -> Option<Job> {
+        look_before_sleep(&self.n_jobs);
         let mut state = self.lock();
         loop {
             if let Some(job) = state.jobs.pop_front() {
+                if !state.closed {
+                    self.n_jobs.store(state.jobs.len(), Ordering::Release);
+                }
                 return Some(job);
             }
             if state.closed {
@@ -774,13 +858,26 @@ impl Exchange {
     fn finished(&self, evaluated: Evaluated) {
         let mut state = self.lock();
         state.finished.push(evaluated);
+        self.n_finished
+            .store(state.finished.len(), Ordering::Release);
         if state.coordinator_waits {
             self.done.notify_one();
         }
     }
 
+    /// Every cell evaluated since the last call, without waiting.
+    fn take_finished(&self) -> Vec<Evaluated> {
+        if self.n_finished.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let mut state = self.lock();
+        self.n_finished.store(0, Ordering::Release);
+        std::mem::take(&mut state.finished)
+    }
+
     /// Every cell evaluated since the last call, waiting for at least one.
     fn wait_finished(&self) -> Vec<Evaluated> {
+        look_before_sleep(&self.n_finished);
         let mut state = self.lock();
         while state.finished.is_empty() {
             state.coordinator_waits = true;
@@ -790,12 +887,30 @@ impl Exchange {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         state.coordinator_waits = false;
+        self.n_finished.store(0, Ordering::Release);
         std::mem::take(&mut state.finished)
     }
 
     fn close(&self) {
-        self.lock().closed = true;
+        let mut state = self.lock();
+        state.closed = true;
+        self.n_jobs.store(usize::MAX, Ordering::Release);
+        drop(state);
         self.work.notify_all();
+    }
+}
+
+/// Returns once `count` is not zero or [`LOOK_BEFORE_SLEEP`] has passed,
+/// yielding the core between looks.
+fn look_before_sleep(count: &AtomicUsize) {
+    if count.load(Ordering::Acquire) != 0 {
+        return;
+    }
+    let start = Instant::now();
+    while count.load(Ordering::Acquire) == 0 && start.elapsed() < LOOK_BEFORE_SLEEP {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
     }
 }
 
@@ -1148,6 +1263,9 @@ mod tests {
                     count = all_here.wait_timeout(count, left).unwrap().0;
                 }
             }
+            if cell.name().starts_with("slow") {
+                thread::sleep(QUICK_CELL * 20);
+            }
             for def in cell.defs() {
                 globals.set(def.as_str(), executor_core::RunResult::default().output);
             }
@@ -1192,6 +1310,58 @@ mod tests {
         let mut names: Vec<&str> = globals.names().collect();
         names.sort_unstable();
         assert_eq!(names, ["a", "b", "c", "d"], "definitions are merged back");
+    }
+
+    #[test]
+    fn quick_cells_stay_on_the_coordinator_and_slow_ones_spread_again() {
+        let quick: Vec<(String, String)> = (0..QUICK_STREAK * 8)
+            .map(|i| (format!("quick{i}"), format!("let q{i} = {i};")))
+            .collect();
+        let mut cells: Vec<(&str, &str)> = quick
+            .iter()
+            .map(|(name, code)| (name.as_str(), code.as_str()))
+            .collect();
+        cells.extend([
+            ("slow", "let s = 1;"),
+            ("meet1", "let a = 1;"),
+            ("meet2", "let b = 2;"),
+        ]);
+        let notebook = notebook_of(&cells);
+        let probe = Arc::new(Probe {
+            seen: Mutex::new(Vec::new()),
+            meeting: (Mutex::new(0), Condvar::new()),
+            n_meeting: 2,
+        });
+        let evaluator = Evaluator::new(probe.clone(), Vec::new());
+        let summary = run_all(
+            &notebook,
+            &evaluator,
+            2,
+            &mut Hooks::new(),
+            &mut Globals::new(),
+        );
+        assert_eq!((summary.ok, summary.error), (cells.len(), 0));
+        let seen = probe.seen.lock().unwrap();
+        let coordinator = thread::current().id();
+        let on_coordinator = seen
+            .iter()
+            .filter(|(name, _, id)| name.starts_with("quick") && *id == coordinator)
+            .count();
+        // A preempted cell may look slow and end a streak: ask for one.
+        assert!(
+            on_coordinator > 0,
+            "after a streak of quick cells the coordinator evaluates them"
+        );
+        let meeting: std::collections::HashSet<_> = seen
+            .iter()
+            .filter(|(name, ..)| name.starts_with("meet"))
+            .map(|(.., id)| *id)
+            .collect();
+        assert_eq!(
+            meeting.len(),
+            2,
+            "after a slow cell, cells run side by side again"
+        );
     }
 
     #[test]

@@ -13,10 +13,11 @@
 use std::collections::HashMap;
 
 use executor_core::{Cell, CellId, Globals, Notebook};
+use foldhash::fast::RandomState;
 
 /// The readers of each name, in queue order, and which have concluded.
 pub(crate) struct SharedInputs<'a> {
-    readers: HashMap<&'a str, Readers>,
+    readers: HashMap<&'a str, Readers, RandomState>,
     concluded: Vec<bool>,
 }
 
@@ -30,7 +31,7 @@ struct Readers {
 impl<'a> SharedInputs<'a> {
     /// The readers of every name the cells of `order` read.
     pub(crate) fn new(notebook: &'a Notebook, order: &[CellId]) -> SharedInputs<'a> {
-        let mut readers: HashMap<&str, Readers> = HashMap::new();
+        let mut readers: HashMap<&str, Readers, RandomState> = HashMap::default();
         for &id in order {
             let cell = notebook.cell(id);
             for name in inputs(cell) {
