@@ -552,3 +552,36 @@ fn issue_12_carets_and_messages_point_at_the_cause() {
         "the caret is under the error:\n{code_line}\n{caret_line}"
     );
 }
+
+// Point 10: a cell whose code reaches what the cache cannot see (an
+// imported module file) is never a cache hit, and neither are the cells
+// reading what it defines once the module changed.
+#[test]
+fn issue_12_an_imported_module_is_never_a_stale_cache_hit() {
+    let dir = Dir::new("cache-import");
+    let notebook = "// %% uses\nimport \"m\" as m;\nlet r = m::f();\n// %% below\nr + 10\n";
+    dir.write("m.rhai", "fn f() { 1 }");
+    let first = dir.run_json(notebook, &["--cache=c"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.finished("below")["output"], 11);
+    let second = dir.run_json(notebook, &["--cache=c"]);
+    assert_eq!(
+        second.finished("uses")["cached"],
+        false,
+        "an import runs live"
+    );
+    assert_eq!(
+        second.finished("below")["cached"],
+        true,
+        "its inputs did not change"
+    );
+    dir.write("m.rhai", "fn f() { 2 }");
+    let changed = dir.run_json(notebook, &["--cache=c"]);
+    assert_eq!(changed.finished("uses")["cached"], false);
+    assert_eq!(changed.finished("below")["cached"], false);
+    assert_eq!(
+        changed.finished("below")["output"],
+        12,
+        "the module's new value"
+    );
+}
