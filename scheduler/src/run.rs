@@ -189,36 +189,22 @@ impl Pipeline<'_> {
                 continue;
             }
             hooks.pre_execution(cell);
-            self.evaluate_in_place(scheduler, hooks, &mut summary, cell, globals);
+            let token = self.control.begin();
+            let start = Instant::now();
+            let result = self.evaluator.evaluate(cell, globals, &token);
+            let duration = start.elapsed();
+            self.control.end_releasing(&token, |token| {
+                if token.reason() == Some(StopReason::MemoryLimit) {
+                    // What filled the memory would stop every later cell.
+                    for def in cell.defs() {
+                        globals.remove(def);
+                    }
+                }
+            });
+            let settled = self.settle(cell, result, token.reason(), duration);
+            self.conclude(scheduler, hooks, &mut summary, cell, &settled);
         }
         self.finish(scheduler, hooks, summary, &[])
-    }
-
-    /// Evaluates `cell` on this thread against the run's `globals` and
-    /// concludes it; returns how long the evaluation took.
-    fn evaluate_in_place(
-        &self,
-        scheduler: &mut dyn Scheduler,
-        hooks: &mut Hooks,
-        summary: &mut RunSummary,
-        cell: &Cell,
-        globals: &mut Globals,
-    ) -> Duration {
-        let token = self.control.begin();
-        let start = Instant::now();
-        let result = self.evaluator.evaluate(cell, globals, &token);
-        let duration = start.elapsed();
-        self.control.end_releasing(&token, |token| {
-            if token.reason() == Some(StopReason::MemoryLimit) {
-                // What filled the memory would stop every later cell.
-                for def in cell.defs() {
-                    globals.remove(def);
-                }
-            }
-        });
-        let settled = self.settle(cell, result, token.reason(), duration);
-        self.conclude(scheduler, hooks, summary, cell, &settled);
-        duration
     }
 
     /// Runs the planned cells like [`Pipeline::run`], with up to
@@ -786,8 +772,8 @@ impl Pace {
     }
 }
 
-/// How long a thread waiting at the exchange keeps looking (yielding its
-/// core to any other thread) before it sleeps. Trivial cells finish in a
+/// How long a thread waiting at the exchange keeps looking (spinning on
+/// an atomic count, without the lock) before it sleeps. Trivial cells finish in a
 /// few microseconds, less than a sleep and a wake-up cost; waits for longer
 /// cells lose at most this much CPU time.
 const LOOK_BEFORE_SLEEP: Duration = Duration::from_micros(50);
@@ -901,7 +887,7 @@ impl Exchange {
 }
 
 /// Returns once `count` is not zero or [`LOOK_BEFORE_SLEEP`] has passed,
-/// yielding the core between looks.
+/// spinning between looks.
 fn look_before_sleep(count: &AtomicUsize) {
     if count.load(Ordering::Acquire) != 0 {
         return;
