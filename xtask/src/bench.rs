@@ -71,6 +71,21 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         print!("{report}");
         return Ok(());
     }
+    if args.iter().any(|arg| arg == "interrupt") {
+        if root.join("target/py-venv/bin/python").is_file() {
+            release_plugin(&root, "python")?;
+        }
+        let mut report = String::new();
+        crate::interrupt_bench::run(
+            &root,
+            &cellrun,
+            &out_dir,
+            if quick { 5 } else { 15 },
+            &mut report,
+        )?;
+        print!("{report}");
+        return Ok(());
+    }
     if args.iter().any(|arg| arg == "medium-cache") {
         // One case alone, for a quick figure.
         let mut report = String::new();
@@ -135,6 +150,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     reads_and_cache(&cellrun, &out_dir, repeats, &mut report)?;
     parallel(&cellrun, &out_dir, repeats, &mut report)?;
+    crate::interrupt_bench::run(&root, &cellrun, &out_dir, repeats, &mut report)?;
     plugins(&root, &cellrun, &out_dir, repeats, &mut report)?;
     plugin_reads(&root, &mut report)?;
     subprocess(&root, &cellrun, &out_dir, repeats.min(5), &mut report)?;
@@ -736,6 +752,6 @@ fn parallel(
     Ok(())
 }
 
-fn ms(duration: Duration) -> f64 {
+pub(crate) fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }

@@ -22,6 +22,7 @@
 mod abi_check;
 mod bench;
 mod fuzz;
+mod interrupt_bench;
 mod new_plugin;
 mod plugins;
 mod python_bench;
@@ -62,7 +63,7 @@ fn print_help() {
                     in the current cellrun; fail when the ABI version policy is broken
   abi-check --layout
                     check and update the committed ABI layout snapshot (executor-abi/abi-layout.txt)
-  bench [--quick] [medium-cache|watch|report|plugin-reads|subprocess|python]
+  bench [--quick] [medium-cache|watch|report|plugin-reads|subprocess|python|parallel|interrupt]
                     time `cellrun run` on generated chains and fan-outs, and the pipeline benchmarks
                     (`medium-cache`: only the cache on a 1,000,000-integer array;
                     `watch`: only the save-to-result latency of `cellrun watch`;
