@@ -66,6 +66,10 @@ pub(crate) enum Command {
         /// (default: a quarter of the machine's memory).
         #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
         max_memory: Option<u64>,
+        /// The Python program whose environment runs Python cells (default:
+        /// the active virtual environment's, else `python3` on PATH).
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
     },
     /// Write an HTML report from the NDJSON events of an earlier
     /// `cellrun run --json` (`-` reads standard input).

@@ -35,7 +35,7 @@ pub(crate) fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Graph { notebook, format } => graph(&notebook, format),
         Command::Cache { action } => cache(action),
         Command::Plugins { plugins, json } => list_plugins(&plugins, json),
-        Command::Worker { max_memory } => crate::worker::run(max_memory),
+        Command::Worker { max_memory, python } => crate::worker::run(max_memory, python),
     }
 }
 

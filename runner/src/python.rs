@@ -47,6 +47,34 @@ pub(crate) fn compile(text: &str) -> Result<(Notebook, Vec<String>), python_note
     Ok((Notebook::from_analysed(PYTHON, cells), parsed.warnings))
 }
 
+/// The notebook of one cell sent to `cellrun worker`: the cell analysed
+/// as [`compile`] analyses a notebook's cells, its marker options kept.
+/// A name Python resolves by itself stays out of its references unless
+/// `provided` (the globals its request brings) has it.
+pub(crate) fn worker_notebook(
+    name: &str,
+    code: &str,
+    first_line: u32,
+    options: Vec<(String, String)>,
+    provided: &dyn Fn(&str) -> bool,
+) -> Notebook {
+    let cell = PyCellSource {
+        name: name.to_owned(),
+        code: code.to_owned(),
+        first_line,
+        column_offset: 0,
+        kind: CellKind::Cell,
+        is_async: false,
+        disabled: false,
+    };
+    let mut analysed = analyse(&cell);
+    analysed.source.options = options;
+    analysed
+        .refs
+        .retain(|name| !is_builtin(name) || provided(name));
+    Notebook::from_analysed(PYTHON, vec![analysed])
+}
+
 /// One cell's analysis, with errors placed in the notebook.
 fn analyse(cell: &PyCellSource) -> AnalysedCell {
     let mut options = Vec::new();

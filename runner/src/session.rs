@@ -338,9 +338,9 @@ fn memory_probe(language: &str) -> fn() -> usize {
     }
 }
 
-/// Makes plugin-owned values from cache entries through `executor`, the
-/// run's executor, which asks the plugin owning them.
-fn foreign_decoder(executor: Arc<dyn Executor>) -> ForeignDecoder {
+/// Makes plugin-owned values (from cache entries, from a worker's request)
+/// through `executor`, which asks the plugin owning them.
+pub(crate) fn foreign_decoder(executor: Arc<dyn Executor>) -> ForeignDecoder {
     Box::new(
         move |owner, type_name, data| match executor.decode_foreign(owner, type_name, &data) {
             Some(decoded) => decoded.map(ForeignValue::into_dynamic),

@@ -26,8 +26,17 @@
 //! - `id` is any JSON value, echoed in the answer (null when absent).
 //! - `cell`: `name`, `code` and `first_line` (the notebook line of the
 //!   code's first line, so errors carry notebook lines) are required;
-//!   `language` must be `rhai` when given. The worker analyses the code
-//!   itself: `defs`, `refs` and `options` are informational.
+//!   `language` is `rhai` (the default) or `python`. The worker analyses the
+//!   code itself: `defs` and `refs` are informational; `options` (pairs) go
+//!   to the cell.
+//! - A `python` cell runs in the python executor plugin cellrun ships (found
+//!   as `cellrun run` finds it, beside the executable), loaded on the first
+//!   such request, in the interpreter of `--python`, else of the active
+//!   virtual environment, else `python3` on PATH. Its values cross as
+//!   `foreign` wire values holding a pickle; functions and classes the
+//!   notebook defines travel by value when that Python has cloudpickle.
+//! - `notebook`: the notebook's path (optional), which a Python cell's
+//!   tracebacks name (and show lines of, when the file is there).
 //! - `functions`: the notebook functions the cell reaches, each with the
 //!   whole code of the cell defining it and that cell's `first_line` (1 when
 //!   absent). The worker compiles that code for its functions only: the
@@ -84,8 +93,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use executor_core::wire::{self, Decoder, WireSource};
 use executor_core::{
-    CancelToken, CellError, CellSource, DefaultExecutor, ErrorKind, Evaluator, Globals, Limits,
-    Notebook, NotebookCompiler, RunResult, StopReason, CELL_THREAD_STACK,
+    CancelToken, CellError, CellSource, DefaultExecutor, ErrorKind, Evaluator, Executor,
+    ForeignValue, Globals, Limits, Notebook, NotebookCompiler, RunResult, StopReason,
+    CELL_THREAD_STACK, PYTHON,
 };
 use rhai::Dynamic;
 use serde_json::{json, Value};
@@ -108,7 +118,10 @@ const LINE_KEEP: usize = 1 << 20;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// `cellrun worker`: serves requests until the end of standard input.
-pub(crate) fn run(max_memory_mib: Option<u64>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    max_memory_mib: Option<u64>,
+    python: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let max_bytes = max_memory_mib
         .unwrap_or_else(crate::memory::default_limit_mib)
         .checked_mul(1 << 20)
@@ -122,7 +135,7 @@ pub(crate) fn run(max_memory_mib: Option<u64>) -> anyhow::Result<ExitCode> {
     let served = thread::Builder::new()
         .name("cellrun-worker".into())
         .stack_size(CELL_THREAD_STACK)
-        .spawn(move || serve(&state, &watchdog, max_bytes))
+        .spawn(move || serve(&state, &watchdog, max_bytes, python))
         .context("cannot start the worker thread")?
         .join()
         .map_err(|payload| {
@@ -216,12 +229,24 @@ impl State {
 }
 
 /// Reads requests and writes answers until the end of input.
-fn serve(state: &State, watchdog: &Watchdog, max_bytes: usize) -> io::Result<()> {
+fn serve(
+    state: &State,
+    watchdog: &Watchdog,
+    max_bytes: usize,
+    python: Option<std::path::PathBuf>,
+) -> io::Result<()> {
     let limits = Limits {
         max_alloc_bytes: max_bytes,
         ..Limits::default()
     };
-    let evaluator = Evaluator::new(Arc::new(DefaultExecutor::new(&limits)), Vec::new());
+    let default = Arc::new(DefaultExecutor::new(&limits));
+    let evaluator = Evaluator::new(default.clone(), Vec::new());
+    let python = Python {
+        program: python,
+        default,
+        runtime: std::sync::OnceLock::new(),
+        notebook: Mutex::new(String::new()),
+    };
     let compiler = NotebookCompiler::new(&limits);
     let mut stdout = io::stdout().lock();
     let ready = json!({"protocol": PROTOCOL, "ready": true, "cellrun": env!("CARGO_PKG_VERSION")});
@@ -247,6 +272,7 @@ fn serve(state: &State, watchdog: &Watchdog, max_bytes: usize) -> io::Result<()>
                     watchdog,
                     evaluator: &evaluator,
                     compiler: &compiler,
+                    python: &python,
                 };
                 server.answer(&request, &mut kept)
             }
@@ -269,13 +295,103 @@ struct Server<'a> {
     watchdog: &'a Watchdog,
     evaluator: &'a Evaluator,
     compiler: &'a NotebookCompiler,
+    python: &'a Python,
+}
+
+/// The python executor and an evaluator around it.
+type PythonRuntime = (Arc<dyn Executor>, Evaluator);
+
+/// The python executor plugin, loaded on the first Python request.
+struct Python {
+    /// `--python`.
+    program: Option<std::path::PathBuf>,
+    /// What the plugin's host falls back to (its built-in body).
+    default: Arc<DefaultExecutor>,
+    runtime: std::sync::OnceLock<Result<PythonRuntime, String>>,
+    /// The notebook path the executor was last told of.
+    notebook: Mutex<String>,
+}
+
+impl Python {
+    /// Tells the executor the notebook's path (as a run's start does), when
+    /// it changed since the last request.
+    fn notebook(&self, evaluator: &Evaluator, path: &str) {
+        let mut told = self.notebook.lock().unwrap_or_else(PoisonError::into_inner);
+        if *told == path {
+            return;
+        }
+        path.clone_into(&mut told);
+        evaluator.run_started(&executor_core::RunContext {
+            run_id: format!("worker-{}", std::process::id()),
+            notebook_path: path.to_owned(),
+            notebook_hash: String::new(),
+            language: PYTHON,
+            jobs: 1,
+            timeout: None,
+            cell_names: Vec::new(),
+            parents: Vec::new(),
+        });
+    }
+
+    /// The python executor and an evaluator around it, or why there is none.
+    fn runtime(&self) -> Result<&PythonRuntime, &str> {
+        self.runtime
+            .get_or_init(|| {
+                let executor = load_python(self.program.as_deref(), &self.default)?;
+                let evaluator = Evaluator::new(executor.clone(), Vec::new());
+                Ok((executor, evaluator))
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// Loads the python plugin cellrun ships and constructs its executor,
+/// encoding values for another process (`python.portable`).
+fn load_python(
+    program: Option<&std::path::Path>,
+    default: &Arc<DefaultExecutor>,
+) -> Result<Arc<dyn Executor>, String> {
+    use crate::plugins::{self, PluginConfig};
+
+    let mut options = vec![(
+        "python".to_owned(),
+        "portable".to_owned(),
+        "true".to_owned(),
+    )];
+    if let Some(program) = program {
+        options.push((
+            "python".to_owned(),
+            "python".to_owned(),
+            program.display().to_string(),
+        ));
+    }
+    let config = PluginConfig::new(&[], false, options);
+    let mut inventory = plugins::Inventory::default();
+    if plugins::add_bundled(&mut inventory, &config, PYTHON).is_err() {
+        return Err(crate::python::missing_executor_hint(PYTHON));
+    }
+    if let Some(problem) = inventory.warnings.first() {
+        return Err(problem.clone());
+    }
+    let mut registry = executor_core::ExecutorRegistry::new();
+    plugins::register_executors(&mut registry, &inventory, &config, default, PYTHON);
+    registry
+        .select_named("python", &executor_core::NameFilter::from_lists(None, None))
+        .map(|selection| selection.executor)
 }
 
 /// A request's cell, read and checked.
 struct Request<'a> {
     name: &'a str,
+    /// `rhai` or `python`.
+    language: &'a str,
     code: &'a str,
     first_line: u32,
+    /// The cell's options, for a Python cell.
+    options: Vec<(String, String)>,
+    /// The notebook's path, when given.
+    notebook: Option<&'a str>,
     functions: Vec<WireSource>,
     /// The time limit, counted from when the cell starts.
     timeout: Option<Duration>,
@@ -292,7 +408,23 @@ impl Server<'_> {
             Ok(parsed) => parsed,
             Err(message) => return protocol_error(id, &message),
         };
+        let python = if parsed.language == PYTHON {
+            match self.python.runtime() {
+                Ok(runtime) => Some(runtime),
+                Err(reason) => {
+                    return protocol_error(
+                        id,
+                        &format!("this worker cannot run python cells: {reason}"),
+                    )
+                }
+            }
+        } else {
+            None
+        };
         let mut decoder = Decoder::new();
+        if let Some((executor, _)) = python {
+            decoder = decoder.with_foreign(crate::session::foreign_decoder(executor.clone()));
+        }
         let mut inputs = Vec::new();
         if let Some(wires) = request.get("inputs") {
             let Some(wires) = wires.as_object() else {
@@ -313,7 +445,27 @@ impl Server<'_> {
             sent.push((name, fingerprint(&value)));
             globals.set(name, value);
         }
-        let notebook = compile(&parsed, decoder.sources(), self.compiler);
+        let notebook = match python {
+            Some(_) => crate::python::worker_notebook(
+                parsed.name,
+                parsed.code,
+                parsed.first_line,
+                parsed.options.clone(),
+                &|name| globals.get(name).is_some(),
+            ),
+            None => compile(&parsed, decoder.sources(), self.compiler),
+        };
+        // Python allocates outside the counting allocator: its memory is
+        // the process's.
+        let (evaluator, probe): (&Evaluator, fn() -> usize) = match python {
+            Some((_, evaluator)) => {
+                if let Some(path) = parsed.notebook {
+                    self.python.notebook(evaluator, path);
+                }
+                (evaluator, crate::memory::held_by_process)
+            }
+            None => (self.evaluator, crate::memory::held),
+        };
         let Some(cell) = notebook.cells().last() else {
             return protocol_error(id, "internal error: the cell is missing after compiling");
         };
@@ -328,8 +480,8 @@ impl Server<'_> {
         };
         self.state.running(&token);
         tracing::debug!(cell = parsed.name, "worker: cell started");
-        self.watchdog.arm(&token);
-        let mut result = self.evaluator.evaluate(cell, &mut globals, &token);
+        self.watchdog.arm(&token, probe);
+        let mut result = evaluator.evaluate(cell, &mut globals, &token);
         self.watchdog.disarm(&token);
         self.state.answering();
         if let Some(reason) = token.reason() {
@@ -386,12 +538,26 @@ fn read_request(request: &Value) -> Result<Request<'_>, String> {
     let name = text("name")?;
     let code = text("code")?;
     let first_line = line_of(cell).ok_or("the cell needs a positive `first_line`")?;
-    if let Some(language) = cell.get("language") {
-        if language.as_str() != Some(executor_core::RHAI) {
-            return Err(format!(
-                "the worker runs rhai cells, not {language} cells",
-                language = language.as_str().unwrap_or("such")
-            ));
+    let language = match cell.get("language") {
+        None | Some(Value::Null) => executor_core::RHAI,
+        Some(language) => match language.as_str() {
+            Some(known @ (executor_core::RHAI | PYTHON)) => known,
+            other => {
+                return Err(format!(
+                    "the worker runs rhai and python cells, not {} cells",
+                    other.unwrap_or("such")
+                ))
+            }
+        },
+    };
+    let mut options = Vec::new();
+    if let Some(Value::Array(pairs)) = cell.get("options") {
+        for pair in pairs {
+            if let Some([Value::String(key), Value::String(value)]) =
+                pair.as_array().map(Vec::as_slice)
+            {
+                options.push((key.clone(), value.clone()));
+            }
         }
     }
     let mut functions = Vec::new();
@@ -434,8 +600,11 @@ fn read_request(request: &Value) -> Result<Request<'_>, String> {
     };
     Ok(Request {
         name,
+        language,
         code,
         first_line,
+        options,
+        notebook: request.get("notebook").and_then(Value::as_str),
         functions,
         timeout,
         deadline,
@@ -558,6 +727,19 @@ fn digest(value: &Dynamic, hasher: &mut blake3::Hasher, depth: usize) {
             hasher.update(key.as_bytes());
             digest(item, hasher, depth + 1);
         }
+    } else if let Some(foreign) = value.read_lock::<ForeignValue>() {
+        // A plugin's value: what its owner says it holds.
+        let object = foreign.object();
+        hasher.update(b"F");
+        match object.fingerprint().or_else(|| object.encode()) {
+            Some(bytes) => {
+                length(hasher, bytes.len());
+                hasher.update(&bytes);
+            }
+            None => {
+                hasher.update(object.type_name().as_bytes());
+            }
+        }
     } else if let Some(pointer) = value.read_lock::<rhai::FnPtr>() {
         hasher.update(b"p");
         length(hasher, pointer.fn_name().len());
@@ -602,7 +784,7 @@ fn answer_line(
             Ok(()) => first = false,
             Err(error) => {
                 out.truncate(before);
-                no_wire.insert(name.clone(), Value::from(error.to_string()));
+                no_wire.insert(name.clone(), Value::from(no_wire_reason(value, &error)));
             }
         }
     }
@@ -652,6 +834,23 @@ fn answer_line(
     out
 }
 
+/// Why a definition has no wire form, with what to install when it is a
+/// Python function or class.
+fn no_wire_reason(value: &Dynamic, error: &wire::WireError) -> String {
+    let by_value = value.read_lock::<ForeignValue>().is_some_and(|foreign| {
+        foreign.object().owner() == PYTHON
+            && matches!(foreign.object().type_name(), "function" | "type")
+    });
+    if by_value {
+        format!(
+            "{error}; a function or class the notebook defines leaves the worker by value with \
+             cloudpickle: install it in the worker's Python environment (pip install cloudpickle)"
+        )
+    } else {
+        error.to_string()
+    }
+}
+
 fn error_json(error: &CellError) -> Value {
     json!({
         "kind": error.kind.as_str(),
@@ -692,6 +891,8 @@ struct Watched {
     token: CancelToken,
     deadline: Option<Instant>,
     max_bytes: usize,
+    /// The memory the worker holds, as its cell's language counts it.
+    held: fn() -> usize,
 }
 
 impl Watched {
@@ -701,7 +902,7 @@ impl Watched {
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
             Some(StopReason::TimedOut)
-        } else if crate::memory::held() > self.max_bytes {
+        } else if (self.held)() > self.max_bytes {
             Some(StopReason::MemoryLimit)
         } else {
             None
@@ -723,14 +924,15 @@ impl Watchdog {
         Watchdog { shared, max_bytes }
     }
 
-    fn arm(&self, token: &CancelToken) {
+    fn arm(&self, token: &CancelToken, held: fn() -> usize) {
         let (lock, wake) = &*self.shared;
         *lock.lock().unwrap_or_else(PoisonError::into_inner) = Some(Watched {
             token: token.clone(),
             deadline: token.deadline(),
             // A cell is blamed only for memory above what the worker held
             // when it started.
-            max_bytes: self.max_bytes.max(crate::memory::held()),
+            max_bytes: self.max_bytes.max(held()),
+            held,
         });
         wake.notify_one();
     }

@@ -149,7 +149,7 @@ pub(crate) fn marimo_python() -> Option<PathBuf> {
     }
     panic!(
         "{} cannot import marimo; create the environment with `bash .ci/run` or \
-         `python3 -m venv target/py-venv && target/py-venv/bin/pip install marimo==0.25.2` \
+         `python3 -m venv target/py-venv && target/py-venv/bin/pip install marimo==0.25.2 cloudpickle==3.1.3` \
          (or set CELLRUN_SKIP_MARIMO=1 to skip this test)",
         python.display()
     );

@@ -18,7 +18,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The python plugin, built once, alone in a directory of its own.
-fn plugin_dir() -> &'static Path {
+pub(crate) fn plugin_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

@@ -439,3 +439,167 @@ fn naming_slurm_with_an_unreachable_cluster_stops_before_any_cell() {
     assert!(run.events("cell_finished").is_empty(), "{:#?}", run.events);
     assert!(run.stderr.contains("slurm"), "{}", run.stderr);
 }
+
+/// A marimo notebook `nb.py` in `dir` run on the cluster (`--executor
+/// slurm`, the python plugin beside `cellrun` for the workers) or here by
+/// the python plugin, with marimo's environment active; `None` when that
+/// environment is missing and `CELLRUN_SKIP_MARIMO` asks to skip.
+fn run_python(dir: &Dir, slurm: bool, extra: &[&str]) -> Option<Run> {
+    let python = crate::python::marimo_python()?;
+    let venv = python.parent().and_then(std::path::Path::parent).unwrap();
+    // Builds the plugin into target/debug, beside the `cellrun` the jobs run.
+    let python_plugin = crate::python_run::plugin_dir();
+    let mut command = cellrun_command(dir.path());
+    command
+        .args(["run", "nb.py", "--json"])
+        .args(extra)
+        .env("VIRTUAL_ENV", venv);
+    if slurm {
+        command
+            .args(plugin_dirs(&["slurm"]))
+            .args(["--executor", "slurm"])
+            .env("SLURM_CONF", cluster());
+    } else {
+        command.arg("--plugin-dir").arg(python_plugin);
+    }
+    Some(Run::from_output(command.output().unwrap()))
+}
+
+/// Outcomes in the order of their cells' names: with `--jobs 2` cells
+/// that do not depend on each other finish in either order.
+fn by_cell(mut outcomes: Vec<Value>) -> Vec<Value> {
+    outcomes.sort_by(|a, b| a["cell"].as_str().cmp(&b["cell"].as_str()));
+    outcomes
+}
+
+#[test]
+fn python_notebooks_give_the_python_executors_results_on_the_cluster() {
+    let dir = Dir::new("slurm-python");
+    for example in ["tour.py", "inventory.py"] {
+        let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
+        dir.write("nb.py", &std::fs::read_to_string(path).unwrap());
+        let Some(here) = run_python(&dir, false, &[]) else {
+            return;
+        };
+        let there = run_python(&dir, true, &["--jobs", "2"]).unwrap();
+        assert_eq!(run_started(&there)["executor"], "slurm", "{}", there.stderr);
+        assert_eq!(there.code, here.code, "{example}: {}", there.stderr);
+        assert_eq!(
+            by_cell(outcome(&there)),
+            by_cell(outcome(&here)),
+            "{example}: {}",
+            there.stderr
+        );
+    }
+    // Functions, closures and classes cross between jobs by value; a failure
+    // on a node cancels its descendants and shows the notebook's line.
+    let (define, call) = (unique("py_define"), unique("py_call"));
+    dir.write(
+        "nb.py",
+        &format!(
+            r#"import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def {define}():
+    rate = 3
+
+    def scale(v):
+        return v * rate
+
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+        def norm(self):
+            return abs(self.x)
+
+    p = Point(-4)
+    return Point, p, rate, scale
+
+
+@app.function
+def double(v):
+    return v * 2
+
+
+@app.cell
+def {call}(Point, p, scale):
+    y = scale(10) + double(1) + p.norm() + Point(5).norm()
+    print("y =", y)
+    y
+    return (y,)
+
+
+@app.cell
+def broken(y):
+    z = y / 0
+    return (z,)
+
+
+@app.cell
+def after(z):
+    z + 1
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+"#
+        ),
+    );
+    let here = run_python(&dir, false, &[]).unwrap();
+    let there = run_python(&dir, true, &["--jobs", "2"]).unwrap();
+    assert_eq!(there.code, 1, "{}", there.stderr);
+    assert_eq!(there.finished(&call)["output"], 41, "{}", there.stderr);
+    assert_eq!(there.finished(&call)["stdout"], "y = 41\n");
+    let broken = there.finished("broken");
+    assert_eq!(
+        broken["error"]["message"],
+        "ZeroDivisionError: division by zero"
+    );
+    assert_eq!(broken["error"]["line"], 39);
+    assert_eq!(there.status("after"), "cancelled");
+    assert_eq!(
+        by_cell(outcome(&there)),
+        by_cell(outcome(&here)),
+        "{}",
+        there.stderr
+    );
+    wait_until_no_job_runs(&call);
+    assert_eq!(job_states(&call), ["COMPLETED"]);
+}
+
+#[test]
+fn python_cells_time_out_on_the_cluster_and_marked_routing_keeps_the_others_here() {
+    let dir = Dir::new("slurm-python-route");
+    let (here_cell, there_cell, busy) = (unique("py_here"), unique("py_there"), unique("py_busy"));
+    dir.write(
+        "nb.py",
+        &format!(
+            "import marimo\n\napp = marimo.App()\n\n\n@app.cell\ndef {here_cell}():\n    \
+             xs = [1, 2]\n    return (xs,)\n\n\n@app.cell\ndef {there_cell}(xs):\n    \
+             # slurm: cpus=1\n    total = sum(xs) * 10\n    total\n    return (total,)\n\n\n\
+             @app.cell\ndef {busy}(total):\n    # slurm: cpus=1\n    n = total\n    \
+             while True:\n        n += 1\n    return (n,)\n"
+        ),
+    );
+    let Some(run) = run_python(
+        &dir,
+        true,
+        &["--plugin-opt", "slurm.route=marked", "--timeout", "2"],
+    ) else {
+        return;
+    };
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.finished(&there_cell)["output"], 30, "{}", run.stderr);
+    let timed_out = run.finished(&busy);
+    assert_eq!(timed_out["status"], "error");
+    assert_eq!(timed_out["error"]["kind"], "timeout", "{timed_out}");
+    wait_until_no_job_runs(&there_cell);
+    wait_until_no_job_runs(&busy);
+    assert_eq!(job_states(&there_cell), ["COMPLETED"]);
+    assert_eq!(job_states(&here_cell), Vec::<String>::new());
+}

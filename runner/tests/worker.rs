@@ -315,8 +315,8 @@ fn malformed_requests_get_an_error_line_and_the_worker_goes_on() {
             "the cell needs a positive `first_line`",
         ),
         (
-            "{\"protocol\":1,\"cell\":{\"name\":\"a\",\"code\":\"1\",\"first_line\":1,\"language\":\"python\"}}",
-            "the worker runs rhai cells, not python cells",
+            "{\"protocol\":1,\"cell\":{\"name\":\"a\",\"code\":\"1\",\"first_line\":1,\"language\":\"cobol\"}}",
+            "the worker runs rhai and python cells, not cobol cells",
         ),
         (
             "{\"protocol\":1,\"cell\":{\"name\":\"a\",\"code\":\"x\",\"first_line\":1},\"inputs\":{\"x\":{\"int\":\"1\"}}}",
@@ -434,4 +434,77 @@ fn values_of_other_plugins_pass_through_a_worker_unchanged() {
     assert_eq!(answer["defs"]["copy"], frame);
     assert_eq!(answer["output"], frame);
     assert_eq!(answer["output_json"], "<pandas.DataFrame of python>");
+}
+
+/// A worker for Python cells: the python plugin built beside `cellrun`,
+/// marimo's environment active; `None` when it is missing and
+/// `CELLRUN_SKIP_MARIMO` asks to skip.
+fn python_worker() -> Option<Worker> {
+    let python = crate::python::marimo_python()?;
+    let venv = python.parent().and_then(std::path::Path::parent).unwrap();
+    crate::python_run::plugin_dir();
+    let dir = Dir::new("worker-python");
+    let mut command = cellrun_command(dir.path());
+    command.arg("worker").env("VIRTUAL_ENV", venv);
+    let mut worker = Worker::spawn(&mut command, dir);
+    assert_eq!(worker.read()["ready"], true);
+    Some(worker)
+}
+
+fn python_request(id: u64, name: &str, code: &str, first_line: u32, inputs: Value) -> Value {
+    json!({
+        "protocol": 1,
+        "id": id,
+        "cell": {"name": name, "language": "python", "code": code, "first_line": first_line},
+        "inputs": inputs,
+    })
+}
+
+#[test]
+fn python_cells_send_pickles_back_and_functions_travel_by_value() {
+    let Some(mut worker) = python_worker() else {
+        return;
+    };
+    let code = "xs = [1, 2]\nk = 10\ndef f(v):\n    return v * k\nprint('made')\nxs";
+    let first = worker.ask(&python_request(1, "a", code, 5, json!({})));
+    assert_eq!(first["status"], "ok", "{first}");
+    assert_eq!(first["output_json"], json!([1, 2]));
+    assert_eq!(first["stdout"], "made\n");
+    let defs = &first["defs"];
+    assert_eq!(defs["xs"]["foreign"]["owner"], "python", "{first}");
+    assert_eq!(defs["xs"]["foreign"]["type"], "list");
+    assert_eq!(defs["f"]["foreign"]["type"], "function", "{first}");
+    // The worker keeps nothing: the function arrives as an input, by value,
+    // with the global it reads; the list is changed in place.
+    let inputs = json!({"f": defs["f"].clone(), "xs": defs["xs"].clone()});
+    let second = worker.ask(&python_request(
+        2,
+        "b",
+        "xs.append(3)\ny = f(len(xs))\ny",
+        20,
+        inputs,
+    ));
+    assert_eq!(second["status"], "ok", "{second}");
+    assert_eq!(second["output_json"], 30);
+    assert_eq!(second["defs"]["y"]["foreign"]["type"], "int");
+    assert_eq!(
+        second["changed"]["xs"]["foreign"]["type"], "list",
+        "{second}"
+    );
+    let third = worker.ask(&python_request(
+        3,
+        "c",
+        "len(xs)",
+        30,
+        json!({"xs": second["changed"]["xs"].clone()}),
+    ));
+    assert_eq!(third["output_json"], 3, "the change came back: {third}");
+    let failed = worker.ask(&python_request(4, "d", "x = 1\nx / 0", 40, json!({})));
+    assert_eq!(failed["status"], "error");
+    assert_eq!(
+        failed["error"]["message"],
+        "ZeroDivisionError: division by zero"
+    );
+    assert_eq!(failed["error"]["line"], 41);
+    assert_eq!(worker.finish(), 0);
 }

@@ -59,8 +59,15 @@ pub struct Request {
     pub id: u64,
     /// The cell's name.
     pub name: String,
+    /// The cell's language: `rhai` or `python`.
+    pub language: String,
     /// The cell's code.
     pub code: String,
+    /// The options the notebook gives the cell, in order.
+    pub options: Vec<(String, String)>,
+    /// The notebook's absolute path, for tracebacks that show its lines
+    /// when the worker's machine sees the file at that path.
+    pub notebook: String,
     /// The notebook line of the code's first line.
     pub first_line: u32,
     /// The inputs, each as the host's wire-form text.
@@ -98,7 +105,17 @@ impl Request {
         Ok(Request {
             id,
             name: cell.name.to_string(),
+            language: cell.language.to_string(),
             code: cell.code.to_string(),
+            options: cell
+                .options
+                .iter()
+                .map(|option| (option.key.to_string(), option.value.to_string()))
+                .collect(),
+            notebook: std::path::absolute(cell.notebook_path.as_str()).map_or_else(
+                |_| cell.notebook_path.to_string(),
+                |path| path.display().to_string(),
+            ),
             first_line: cell.first_line,
             inputs,
             functions: cell
@@ -145,11 +162,13 @@ impl Request {
             "id": self.id,
             "cell": {
                 "name": self.name,
-                "language": "rhai",
+                "language": self.language,
                 "code": self.code,
                 "first_line": self.first_line,
+                "options": self.options,
             },
             "functions": functions,
+            "notebook": self.notebook,
             "deadline_unix_ms": self.deadline_unix_ms,
         })
         .to_string();
@@ -271,6 +290,11 @@ impl Answer {
             host.set_wire(name, text)?;
         }
         let output = match &self.output {
+            // A plugin's value (a Python object) lives in the worker's
+            // process: its JSON rendering stands for it here.
+            Some(wire) if wire.get("foreign").is_some() => SdkValue::from_json(&self.output_json)
+                .to_ffi()
+                .unwrap_or(FfiValue::Unit),
             Some(wire) => output_value(wire, host)?,
             None if self.output_json.is_null() => FfiValue::Unit,
             // No wire form (a timestamp): its JSON rendering stands in.

@@ -474,6 +474,24 @@ def encode(value):
         return None
 
 
+def encode_portable(value):
+    """A pickle of the value for another process, or None.
+
+    Unlike `encode`, a function or class the notebook defines travels by
+    value (its code, defaults, closure and the globals it reads), with
+    cloudpickle, so that a worker without the defining cell can call it.
+    Without cloudpickle it falls back to `encode`.
+    """
+    try:
+        import cloudpickle
+    except ImportError:
+        return encode(value)
+    try:
+        return cloudpickle.dumps(value, protocol=5)
+    except Exception:  # noqa: BLE001 - no wire form: the worker says which name
+        return None
+
+
 def decode(data):
     import pickle
 

@@ -48,11 +48,21 @@ impl ExecutorPlugin for PythonPlugin {
     const LANGUAGES: &'static [&'static str] = &["python"];
 
     fn new(options: &Options, _logger: Logger) -> Result<PythonPlugin, PluginError> {
-        options.reject_unknown(&["python"])?;
+        options.reject_unknown(&["python", "portable"])?;
+        let portable = match options.get("portable") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(PluginError::new(format!(
+                    "python.portable is `true` or `false`, not `{other}`"
+                )))
+            }
+        };
         Ok(PythonPlugin {
             notebook: Mutex::new("<notebook>".to_owned()),
             values: PythonValues {
                 python: options.get("python").map(PathBuf::from),
+                portable,
                 ..PythonValues::default()
             },
         })
@@ -227,6 +237,9 @@ pub struct PythonValues {
     values: Mutex<HashMap<u64, Arc<Held>>>,
     /// `--python PATH` (the plugin option `python.python`), when given.
     python: Option<PathBuf>,
+    /// The plugin option `python.portable`: encodings go to another process
+    /// (`cellrun worker`), so notebook functions and classes travel by value.
+    portable: bool,
     interpreter: OnceLock<Result<&'static Interpreter, String>>,
 }
 
@@ -301,7 +314,12 @@ impl OwnedValues for PythonValues {
     }
 
     fn encode(&self, id: u64) -> Option<Vec<u8>> {
-        self.started()?.encode(&self.held(id)?.object)
+        let object = &self.held(id)?.object;
+        if self.portable {
+            self.started()?.encode_portable(object)
+        } else {
+            self.started()?.encode(object)
+        }
     }
 
     fn decode(&self, _type_name: &str, bytes: &[u8]) -> Option<u64> {

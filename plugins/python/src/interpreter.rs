@@ -420,6 +420,13 @@ impl Interpreter {
         self.bytes_of("encode", value)
     }
 
+    /// A pickle for another process: like [`Interpreter::encode`], but a
+    /// function or class the notebook defines travels by value (with
+    /// cloudpickle, when the environment has it).
+    pub fn encode_portable(&self, value: &Py<PyAny>) -> Option<Vec<u8>> {
+        self.bytes_of("encode_portable", value)
+    }
+
     fn bytes_of(&self, function: &str, value: &Py<PyAny>) -> Option<Vec<u8>> {
         Python::attach(|py| {
             self.helper_call(py, function, (value.bind(py),))

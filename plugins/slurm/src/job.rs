@@ -300,6 +300,81 @@ impl JobSpec {
         })
     }
 
+    /// Runs the job's command here, without Slurm, on the same files:
+    /// what a cell the routing keeps on this machine does when the built-in
+    /// evaluation does not run its language. `stop` is called about every
+    /// 10 ms; when it says why, the process is killed.
+    ///
+    /// # Errors
+    /// As [`JobSpec::run`]; a failure carries the tail of the log.
+    pub fn run_here(
+        &self,
+        request: &[u8],
+        mut stop: impl FnMut() -> Option<StopCause>,
+    ) -> Result<Vec<u8>, JobFailure> {
+        let io = |what: String| move |source| JobFailure::Job(JobError::Io { what, source });
+        fs::write(self.files.request(), request).map_err(io(format!(
+            "cannot write {}",
+            self.files.request().display()
+        )))?;
+        let open = |path: PathBuf, create: bool| {
+            let file = if create {
+                fs::File::create(&path)
+            } else {
+                fs::File::open(&path)
+            };
+            file.map_err(io(format!("cannot open {}", path.display())))
+        };
+        let (program, args) = self.command.split_first().ok_or_else(|| {
+            JobFailure::Job(JobError::Io {
+                what: "the job has no command".to_owned(),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            })
+        })?;
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(self.files.dir())
+            .stdin(open(self.files.request(), false)?)
+            .stdout(open(self.files.response(), true)?)
+            .stderr(open(self.files.log(), true)?)
+            .process_group(0)
+            .spawn()
+            .map_err(io(format!("cannot run {program}")))?;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(JobFailure::Job(JobError::Io {
+                        what: format!("cannot wait for {program}"),
+                        source,
+                    }))
+                }
+            }
+            if let Some(cause) = stop() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(JobFailure::Stopped(cause));
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        if !status.success() {
+            let mut message = format!("`{program} worker` on this machine failed: {status}");
+            let tail = tail(&self.files.log(), LOG_LINES);
+            if !tail.trim().is_empty() {
+                message.push_str(&format!("\nlog ({}):\n{tail}", self.files.log().display()));
+            }
+            return Err(JobFailure::Failed {
+                state: None,
+                message,
+            });
+        }
+        fs::read(self.files.response()).map_err(io(format!(
+            "cannot read {}",
+            self.files.response().display()
+        )))
+    }
+
     /// Says why the job failed: Slurm's view of it when Slurm still knows
     /// it, `srun`'s exit status otherwise, then the tails of its logs.
     fn failure(&self, status: ExitStatus) -> JobFailure {

@@ -15,7 +15,14 @@
 //! - `route`: `all` (default) sends every cell to the cluster, `marked`
 //!   only the cells with a `slurm:` directive or marker options; the others run here with the
 //!   built-in evaluation;
-//! - `cellrun`: the `cellrun` binary on the nodes (default: the one running).
+//! - `cellrun`: the `cellrun` binary on the nodes (default: the one running);
+//! - `python`: the Python program of the environment the nodes run Python
+//!   cells in (`cellrun worker --python`; default: the job's `VIRTUAL_ENV`,
+//!   else `python3` on its PATH, as Slurm passes the environment on).
+//!
+//! Python cells run on the nodes like Rhai cells, in the python plugin
+//! cellrun ships; their values stay pickles here. With `route=marked`, a
+//! Python cell that stays here runs in a `cellrun worker` on this machine.
 //!
 //! Constructing the executor asks the cluster for its partitions; when it
 //! does not answer, construction fails and says why.
@@ -54,6 +61,9 @@ pub struct Config {
     pub route: Route,
     /// The `cellrun` binary the nodes run.
     pub cellrun: PathBuf,
+    /// The Python program the nodes' workers run Python cells with, when
+    /// given (`slurm.python`); else theirs is found as `cellrun run` finds it.
+    pub python: Option<PathBuf>,
 }
 
 impl Config {
@@ -70,6 +80,7 @@ impl Config {
             "workdir",
             "route",
             "cellrun",
+            "python",
         ])?;
         let mut defaults = Resources::default();
         for key in ["partition", "cpus", "mem", "time"] {
@@ -94,6 +105,7 @@ impl Config {
             workdir: options.get("workdir").map(PathBuf::from),
             route,
             cellrun,
+            python: options.get("python").map(PathBuf::from),
         })
     }
 }
@@ -170,6 +182,20 @@ impl Slurm {
         host: &mut Host<'_>,
         resources: Resources,
     ) -> Result<Outcome, PluginError> {
+        self.run_worker(cell, host, Some(resources))
+    }
+
+    /// Runs `cell` in `cellrun worker`: as a job on the cluster with
+    /// `resources`, or here without them (a cell the routing keeps here
+    /// whose language the built-in evaluation does not run).
+    fn run_worker(
+        &self,
+        cell: &FfiCellContext,
+        host: &mut Host<'_>,
+        resources: Option<Resources>,
+    ) -> Result<Outcome, PluginError> {
+        let here = resources.is_none();
+        let resources = resources.unwrap_or_default();
         // The job's time limit backs up the cell's deadline (`--timeout`).
         let resources = match cell.deadline_unix_ms.into_option() {
             Some(deadline) => {
@@ -185,10 +211,14 @@ impl Slurm {
             None => resources,
         };
         let request = worker_client::Request::for_cell(cell, host, 0)?;
-        let command = vec![
+        let mut command = vec![
             self.config.cellrun.display().to_string(),
             "worker".to_owned(),
         ];
+        if let Some(python) = &self.config.python {
+            command.push("--python".to_owned());
+            command.push(python.display().to_string());
+        }
         let spec = self
             .run
             .job(cell.id, &cell.name, resources, command)
@@ -200,7 +230,13 @@ impl Slurm {
                 StopReason::Memory => StopCause::Other,
             })
         };
-        let response = match spec.run(request.to_line().as_bytes(), stop) {
+        let line = request.to_line();
+        let ran = if here {
+            spec.run_here(line.as_bytes(), stop)
+        } else {
+            spec.run(line.as_bytes(), stop)
+        };
+        let response = match ran {
             Ok(response) => response,
             Err(JobFailure::Stopped(cause)) => {
                 let reason = host.stop_reason().unwrap_or(match cause {
@@ -245,6 +281,7 @@ impl ExecutorPlugin for Slurm {
     const CONCURRENCY: u32 = 256;
     const DESCRIPTION: &'static str =
         "runs cells as jobs on a Slurm cluster (slurm.partition, slurm.route, slurm.workdir)";
+    const LANGUAGES: &'static [&'static str] = &["rhai", "python"];
 
     fn new(options: &Options, _logger: Logger) -> Result<Slurm, PluginError> {
         let config = Config::from_options(options)?;
@@ -274,7 +311,8 @@ impl ExecutorPlugin for Slurm {
     fn execute(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
         match place(&self.config, cell) {
             Err(error) => Ok(failed(error)),
-            Ok(Placement::Local) => host.run_default(),
+            Ok(Placement::Local) if cell.language.as_str() == "rhai" => host.run_default(),
+            Ok(Placement::Local) => self.run_worker(cell, host, None),
             Ok(Placement::Cluster(resources)) => self.run_on_cluster(cell, host, resources),
         }
     }
