@@ -378,6 +378,54 @@ pub(crate) fn executor(
             (ms(slurm) - ms(floor)) / 20.0
         )?;
     }
+    // Python cells on the cluster: the worker on the node starts CPython
+    // and the python plugin for every job.
+    let venv = root.join("target/py-venv");
+    if venv.join("bin/python").is_file() {
+        let status = Command::new(cargo())
+            .args(["build", "--release", "-p", "plugin-python"])
+            .current_dir(root)
+            .status()?;
+        if !status.success() {
+            bail!("building the python plugin failed");
+        }
+        let path = out_dir.join("slurm_chain_20.py");
+        fs::write(&path, crate::python_bench::generate(true, 20))?;
+        let venv = venv.display().to_string();
+        let run_python = |slurm: bool| -> anyhow::Result<Duration> {
+            let mut best = Duration::MAX;
+            for _ in 0..repeats {
+                let mut command = cluster.client(&cellrun.display().to_string());
+                command.arg("run").arg(&path).env("VIRTUAL_ENV", &venv);
+                if slurm {
+                    command
+                        .arg(format!("--plugin-dir={}", plugin_dir.display()))
+                        .args(["--executor", "slurm"]);
+                }
+                let start = Instant::now();
+                let out = output_within(&mut command, JOB_TIMEOUT * 5)?;
+                best = best.min(start.elapsed());
+                if !out.success {
+                    bail!(
+                        "cellrun run {} failed: {}",
+                        path.display(),
+                        out.stderr.trim()
+                    );
+                }
+            }
+            Ok(best)
+        };
+        let local = run_python(false)?;
+        let slurm = run_python(true)?;
+        writeln!(
+            report,
+            "| 20-cell Python chain (python plugin here) | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            ms(local),
+            ms(slurm),
+            ms(slurm) / 20.0,
+            (ms(slurm) - ms(floor)) / 20.0
+        )?;
+    }
     let help = Command::new(cellrun).args(["run", "--help"]).output()?;
     if !String::from_utf8_lossy(&help.stdout).contains("--jobs") {
         writeln!(
