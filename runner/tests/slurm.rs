@@ -322,20 +322,33 @@ fn ctrl_c_cancels_the_runs_job_and_reports_the_cells() {
 }
 
 #[test]
-fn the_cluster_example_gives_the_built_in_executors_results() {
+fn the_rhai_examples_give_the_built_in_executors_results() {
     let dir = Dir::new("slurm-example");
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cluster.rhai");
-    dir.write("nb.rhai", &std::fs::read_to_string(example).unwrap());
-    let local = run(&dir, false, &[]);
-    let remote = run(&dir, true, &[]);
-    assert_eq!(
-        run_started(&remote)["executor"],
-        "slurm",
-        "{}",
-        remote.stderr
-    );
-    assert_eq!((remote.code, local.code), (0, 0), "{}", remote.stderr);
-    assert_eq!(outcome(&remote), outcome(&local), "{}", remote.stderr);
+    // The tour fails one cell on purpose.
+    for (example, code) in [("cluster.rhai", 0), ("stats.rhai", 0), ("tour.rhai", 1)] {
+        let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
+        dir.write("nb.rhai", &std::fs::read_to_string(path).unwrap());
+        let local = run(&dir, false, &["--jobs", "1"]);
+        let remote = run(&dir, true, &["--jobs", "1"]);
+        assert_eq!(
+            run_started(&remote)["executor"],
+            "slurm",
+            "{}",
+            remote.stderr
+        );
+        assert_eq!(
+            (remote.code, local.code),
+            (code, code),
+            "{example}: {}",
+            remote.stderr
+        );
+        assert_eq!(
+            outcome(&remote),
+            outcome(&local),
+            "{example}: {}",
+            remote.stderr
+        );
+    }
 }
 
 #[test]
@@ -440,11 +453,11 @@ fn naming_slurm_with_an_unreachable_cluster_stops_before_any_cell() {
     assert!(run.stderr.contains("slurm"), "{}", run.stderr);
 }
 
-/// A marimo notebook `nb.py` in `dir` run on the cluster (`--executor
+/// `cellrun run nb.py --json` in `dir`, on the cluster (`--executor
 /// slurm`, the python plugin beside `cellrun` for the workers) or here by
 /// the python plugin, with marimo's environment active; `None` when that
 /// environment is missing and `CELLRUN_SKIP_MARIMO` asks to skip.
-fn run_python(dir: &Dir, slurm: bool, extra: &[&str]) -> Option<Run> {
+fn python_command(dir: &Dir, slurm: bool, extra: &[&str]) -> Option<Command> {
     let python = crate::python::marimo_python()?;
     let venv = python.parent().and_then(std::path::Path::parent).unwrap();
     // Builds the plugin into target/debug, beside the `cellrun` the jobs run.
@@ -462,6 +475,11 @@ fn run_python(dir: &Dir, slurm: bool, extra: &[&str]) -> Option<Run> {
     } else {
         command.arg("--plugin-dir").arg(python_plugin);
     }
+    Some(command)
+}
+
+fn run_python(dir: &Dir, slurm: bool, extra: &[&str]) -> Option<Run> {
+    let mut command = python_command(dir, slurm, extra)?;
     Some(Run::from_output(command.output().unwrap()))
 }
 
@@ -602,4 +620,37 @@ fn python_cells_time_out_on_the_cluster_and_marked_routing_keeps_the_others_here
     wait_until_no_job_runs(&busy);
     assert_eq!(job_states(&there_cell), ["COMPLETED"]);
     assert_eq!(job_states(&here_cell), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_cancels_a_python_cells_job() {
+    let dir = Dir::new("slurm-python-sigint");
+    let busy = unique("py_spin");
+    dir.write(
+        "nb.py",
+        &format!(
+            "import marimo\n\napp = marimo.App()\n\n\n@app.cell\ndef {busy}():\n    n = 0\n    \
+             while True:\n        n += 1\n    return (n,)\n\n\n@app.cell\ndef later(n):\n    \
+             n + 1\n    return\n"
+        ),
+    );
+    let Some(command) = python_command(&dir, true, &[]) else {
+        return;
+    };
+    let started = Started::new(command, &busy);
+    let start = Instant::now();
+    while !job_states(&busy).iter().any(|state| state == "RUNNING") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.signal(started.child.id(), "INT");
+    let run = started.finish();
+    assert_eq!(run.code, 130, "{}", run.stderr);
+    assert_eq!(run.status(&busy), "interrupted");
+    assert_eq!(run.status("later"), "cancelled");
+    wait_until_no_job_runs(&busy);
+    assert_eq!(job_states(&busy), ["CANCELLED"]);
 }
