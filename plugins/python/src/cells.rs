@@ -6,9 +6,9 @@
 //! its definitions go back to the host as Python objects, and its private
 //! names are unbound, as marimo deletes them.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
@@ -17,6 +17,25 @@ use crate::{CellRun, Failure, FailureKind, Interpreter};
 /// How often a running cell checks for a stop request: well under the
 /// 100 ms an interrupt may take.
 const STOP_POLL: Duration = Duration::from_millis(5);
+
+/// How long a thread waiting for the other one (for a cell's result, for
+/// the next cell) looks before it sleeps: a trivial cell takes less, and a
+/// sleep and wake-up on each side costs more than the cell itself. The look
+/// yields the core between tries, so it takes nothing from a thread that
+/// has work.
+const LOOK_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// Waits up to [`LOOK_BEFORE_SLEEP`] for a message on `receiver`, yielding
+/// the core between tries: the message, or the reason none came.
+fn look<T>(receiver: &mpsc::Receiver<T>) -> Result<T, TryRecvError> {
+    let until = Instant::now() + LOOK_BEFORE_SLEEP;
+    loop {
+        match receiver.try_recv() {
+            Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+}
 
 /// What the plugin needs of a cell.
 pub struct CellCode<'a> {
@@ -87,7 +106,12 @@ pub fn run_cell(
     let run = match python_thread(interpreter).send(job) {
         Err(_) => None,
         Ok(()) => loop {
-            match replies.recv_timeout(STOP_POLL) {
+            let reply = match look(&replies) {
+                Ok(run) => Ok(run),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => replies.recv_timeout(STOP_POLL),
+            };
+            match reply {
                 Ok(run) => break Some(run),
                 Err(RecvTimeoutError::Timeout) => {
                     if host.should_stop() {
@@ -153,7 +177,15 @@ fn python_thread(interpreter: &'static Interpreter) -> mpsc::Sender<Job> {
                 .stack_size(PYTHON_STACK)
                 .spawn(move || {
                     interpreter.keep_thread_state();
-                    for job in queue {
+                    loop {
+                        let job = match look(&queue) {
+                            Ok(job) => job,
+                            Err(TryRecvError::Disconnected) => break,
+                            Err(TryRecvError::Empty) => match queue.recv() {
+                                Ok(job) => job,
+                                Err(_) => break,
+                            },
+                        };
                         let run = interpreter.run(&job.code, &job.filename, job.first_line);
                         let _ = job.reply.send(run);
                     }
