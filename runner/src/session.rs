@@ -117,7 +117,11 @@ impl Session {
         let plugin_config = PluginConfig::new(
             &args.plugins.plugin_dirs,
             args.plugins.allow_untrusted_plugins,
-            args.plugin_opts.clone(),
+            if language == RHAI {
+                args.plugin_opts.clone()
+            } else {
+                with_python_memory_limit(args.plugin_opts.clone(), args.max_memory)
+            },
         );
         let mut inventory = plugins::discover(&plugin_config);
         if language != RHAI {
@@ -350,6 +354,27 @@ pub(crate) fn foreign_decoder(executor: Arc<dyn Executor>) -> ForeignDecoder {
             )),
         },
     )
+}
+
+/// `options` with the run's memory limit for the python plugin
+/// (`python.max_memory`, in MiB), unless they give it: the plugin refuses a
+/// single Python allocation above it.
+pub(crate) fn with_python_memory_limit(
+    mut options: Vec<(String, String, String)>,
+    max_memory_mib: Option<u64>,
+) -> Vec<(String, String, String)> {
+    let given = options
+        .iter()
+        .any(|(plugin, key, _)| plugin == "python" && key == "max_memory");
+    if !given {
+        let mib = max_memory_mib.unwrap_or_else(crate::memory::default_limit_mib);
+        options.push((
+            "python".to_owned(),
+            "max_memory".to_owned(),
+            mib.to_string(),
+        ));
+    }
+    options
 }
 
 /// The memory limit of `--max-memory MIB` (default: a quarter of the

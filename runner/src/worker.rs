@@ -244,6 +244,7 @@ fn serve(
     let python = Python {
         program: python,
         default,
+        max_bytes,
         runtime: std::sync::OnceLock::new(),
         notebook: Mutex::new(String::new()),
     };
@@ -307,6 +308,8 @@ struct Python {
     program: Option<std::path::PathBuf>,
     /// What the plugin's host falls back to (its built-in body).
     default: Arc<DefaultExecutor>,
+    /// The worker's memory limit, in bytes.
+    max_bytes: usize,
     runtime: std::sync::OnceLock<Result<PythonRuntime, String>>,
     /// The notebook path the executor was last told of.
     notebook: Mutex<String>,
@@ -337,7 +340,7 @@ impl Python {
     fn runtime(&self) -> Result<&PythonRuntime, &str> {
         self.runtime
             .get_or_init(|| {
-                let executor = load_python(self.program.as_deref(), &self.default)?;
+                let executor = load_python(self.program.as_deref(), &self.default, self.max_bytes)?;
                 let evaluator = Evaluator::new(executor.clone(), Vec::new());
                 Ok((executor, evaluator))
             })
@@ -351,14 +354,18 @@ impl Python {
 fn load_python(
     program: Option<&std::path::Path>,
     default: &Arc<DefaultExecutor>,
+    max_bytes: usize,
 ) -> Result<Arc<dyn Executor>, String> {
     use crate::plugins::{self, PluginConfig};
 
-    let mut options = vec![(
-        "python".to_owned(),
-        "portable".to_owned(),
-        "true".to_owned(),
-    )];
+    let mut options = crate::session::with_python_memory_limit(
+        vec![(
+            "python".to_owned(),
+            "portable".to_owned(),
+            "true".to_owned(),
+        )],
+        Some(u64::try_from(max_bytes >> 20).unwrap_or(u64::MAX).max(1)),
+    );
     if let Some(program) = program {
         options.push((
             "python".to_owned(),

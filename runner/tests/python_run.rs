@@ -486,6 +486,38 @@ fn the_memory_limit_stops_a_python_cell_allocating_past_it() {
     );
 }
 
+#[test]
+fn one_python_allocation_above_the_memory_limit_is_refused_before_it_is_made() {
+    let dir = Dir::new("py-one-allocation");
+    let text = notebook(&[
+        // Two gigabytes in one C call: no bytecode boundary to stop it at.
+        ("huge", "blob = b\"x\" * (2 * 2**30)"),
+        ("reader", "len(blob)"),
+        (
+            "careful",
+            "try:\n    big = bytearray(2**31)\nexcept MemoryError:\n    big = None\nbig is None",
+        ),
+        ("after", "z = [0] * 1000\nlen(z)"),
+    ]);
+    let Some(run) = run_py(&dir, &text, &["--max-memory", "300"]) else {
+        return;
+    };
+    let error = &run.finished("huge")["error"];
+    assert_eq!(error["kind"], "runtime", "{:#?}", run.events);
+    assert_eq!(
+        error["message"],
+        "MemoryError: one allocation of 2147483681 bytes is larger than the run's memory limit (300 MiB)",
+        "{error}"
+    );
+    assert_eq!(run.status("reader"), "cancelled");
+    assert_eq!(
+        run.finished("careful")["output"],
+        true,
+        "a cell may catch the refusal"
+    );
+    assert_eq!(run.finished("after")["output"], 1000);
+}
+
 /// A directory holding a copy of the `cellrun` binary (a hard link when it
 /// can), and the python plugin beside it when `with_plugin`.
 fn cellrun_elsewhere(dir: &Dir, with_plugin: bool) -> PathBuf {

@@ -91,6 +91,8 @@ pub fn run_cell(
     host: &mut dyn HostGlobals,
 ) -> CellRun {
     interpreter.keep_thread_state();
+    // A refusal before this cell is not this cell's.
+    let _ = crate::memory::take_refused();
     for name in cell.refs {
         if let Some(value) = host.get(name) {
             interpreter.set_global(name, &value);
@@ -122,7 +124,7 @@ pub fn run_cell(
             }
         },
     };
-    let run = run.unwrap_or_else(|| CellRun {
+    let mut run = run.unwrap_or_else(|| CellRun {
         output: None,
         stdout: String::new(),
         failure: Some(Failure {
@@ -133,6 +135,18 @@ pub fn run_cell(
             missing_name: None,
         }),
     });
+    if let Some(failure) = &mut run.failure {
+        if failure.message.starts_with("MemoryError") {
+            if let (Some(size), Some(limit)) =
+                (crate::memory::take_refused(), crate::memory::limit())
+            {
+                failure.message = format!(
+                    "MemoryError: one allocation of {size} bytes is larger than the run's memory limit ({} MiB)",
+                    limit >> 20
+                );
+            }
+        }
+    }
     for name in cell.refs {
         if !cell.defs.contains(name) {
             if let Some(original) = host.original(name) {

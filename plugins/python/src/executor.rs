@@ -48,7 +48,21 @@ impl ExecutorPlugin for PythonPlugin {
     const LANGUAGES: &'static [&'static str] = &["python"];
 
     fn new(options: &Options, _logger: Logger) -> Result<PythonPlugin, PluginError> {
-        options.reject_unknown(&["python", "portable"])?;
+        options.reject_unknown(&["python", "portable", "max_memory"])?;
+        if let Some(mib) = options.get("max_memory") {
+            let bytes = mib
+                .parse::<u64>()
+                .ok()
+                .filter(|mib| *mib > 0)
+                .and_then(|mib| mib.checked_mul(1 << 20))
+                .and_then(|bytes| usize::try_from(bytes).ok())
+                .ok_or_else(|| {
+                    PluginError::new(format!(
+                        "python.max_memory is a positive number of MiB, not `{mib}`"
+                    ))
+                })?;
+            crate::memory::set_limit(bytes);
+        }
         let portable = match options.get("portable") {
             None | Some("false") => false,
             Some("true") => true,

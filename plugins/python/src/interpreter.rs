@@ -187,6 +187,8 @@ impl Interpreter {
                 if ffi::PyStatus_Exception(status) != 0 {
                     return Err(status_message(status));
                 }
+                // The memory limit refuses a single allocation above it.
+                crate::memory::install();
                 // Release the GIL this thread holds after initialising, so
                 // any thread can attach (and interrupt) from now on.
                 ffi::PyEval_SaveThread();

@@ -11,6 +11,7 @@
 mod cells;
 mod executor;
 mod interpreter;
+pub mod memory;
 
 pub use crate::executor::{PythonPlugin, PythonValues};
 
