@@ -35,6 +35,8 @@
 //!   virtual environment, else `python3` on PATH. Its values cross as
 //!   `foreign` wire values holding a pickle; functions and classes the
 //!   notebook defines travel by value when that Python has cloudpickle.
+//!   Python cells of one worker share the interpreter's `__main__`: a name
+//!   an earlier request bound there stays visible, whatever `keep` says.
 //! - `notebook`: the notebook's path (optional), which a Python cell's
 //!   tracebacks name (and show lines of, when the file is there).
 //! - `functions`: the notebook functions the cell reaches, each with the
