@@ -490,7 +490,12 @@ impl Server<'_> {
         self.state.running(&token);
         tracing::debug!(cell = parsed.name, "worker: cell started");
         self.watchdog.arm(&token, probe);
-        let mut result = evaluator.evaluate(cell, &mut globals, &token);
+        // A cell that does not parse never runs, as in a run of the
+        // notebook: its error is the analysis's, at its notebook line.
+        let mut result = match cell.syntax_error() {
+            Some(error) => RunResult::failed(error.clone()),
+            None => evaluator.evaluate(cell, &mut globals, &token),
+        };
         self.watchdog.disarm(&token);
         self.state.answering();
         if let Some(reason) = token.reason() {

@@ -506,5 +506,8 @@ fn python_cells_send_pickles_back_and_functions_travel_by_value() {
         "ZeroDivisionError: division by zero"
     );
     assert_eq!(failed["error"]["line"], 41);
+    let unparsable = worker.ask(&python_request(5, "e", "x = (1", 50, json!({})));
+    assert_eq!(unparsable["error"]["kind"], "syntax", "{unparsable}");
+    assert_eq!(unparsable["error"]["line"], 50);
     assert_eq!(worker.finish(), 0);
 }
