@@ -11,7 +11,7 @@ use anyhow::bail;
 use executor_core::wire::ForeignDecoder;
 use executor_core::{
     DefaultExecutor, Evaluator, Executor, ExecutorRegistry, ForeignValue, Lifecycle, Limits,
-    Notebook, Selection, RHAI,
+    Notebook, Selection, PYTHON, RHAI,
 };
 use lifecycles::{CachedLifecycle, StrictLifecycle};
 use scheduler::{MemoryLimit, Plan, RunControl};
@@ -114,14 +114,10 @@ impl Session {
             crate::logging::forward_warnings_to(events);
         }
         let clock = RunClock::new();
-        let plugin_config = PluginConfig::new(
+        let mut plugin_config = PluginConfig::new(
             &args.plugins.plugin_dirs,
             args.plugins.allow_untrusted_plugins,
-            if language == RHAI {
-                args.plugin_opts.clone()
-            } else {
-                with_python_memory_limit(args.plugin_opts.clone(), args.max_memory)
-            },
+            args.plugin_opts.clone(),
         );
         let mut inventory = plugins::discover(&plugin_config);
         if language != RHAI {
@@ -132,6 +128,12 @@ impl Session {
         }
         let mut warnings = inventory.warnings.clone();
         warnings.extend(plugins::unknown_option_warnings(&plugin_config, &inventory));
+        if inventory.plugins.contains_key(PYTHON) {
+            plugin_config.options = with_python_memory_limit(
+                std::mem::take(&mut plugin_config.options),
+                args.max_memory,
+            );
+        }
         let default = Arc::new(DefaultExecutor::new(&limits));
         let mut registry = ExecutorRegistry::new();
         plugins::register_executors(
