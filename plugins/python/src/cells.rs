@@ -25,13 +25,23 @@ const STOP_POLL: Duration = Duration::from_millis(5);
 /// has work.
 const LOOK_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
-/// Waits up to [`LOOK_BEFORE_SLEEP`] for a message on `receiver`, yielding
-/// the core between tries: the message, or the reason none came.
+/// Waits up to [`LOOK_BEFORE_SLEEP`] for a message on `receiver`, spinning
+/// for the first few tries (a message that is microseconds away arrives
+/// without a system call) and yielding the core between the later ones:
+/// the message, or the reason none came.
 fn look<T>(receiver: &mpsc::Receiver<T>) -> Result<T, TryRecvError> {
     let until = Instant::now() + LOOK_BEFORE_SLEEP;
+    let mut tries = 0_u32;
     loop {
         match receiver.try_recv() {
-            Err(TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+            Err(TryRecvError::Empty) if Instant::now() < until => {
+                tries += 1;
+                if tries < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
             other => return other,
         }
     }
