@@ -277,6 +277,18 @@ fn a_timeout_fails_the_cell_and_cancels_its_job() {
 
 /// Waits (bounded) until no job of cells named `cell` is pending, running
 /// or completing.
+/// Waits until a job that runs cell `cell` is RUNNING on the node.
+fn wait_until_running(cell: &str) {
+    let start = Instant::now();
+    while !job_states(cell).iter().any(|state| state == "RUNNING") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_until_no_job_runs(cell: &str) {
     let start = Instant::now();
     loop {
@@ -305,14 +317,7 @@ fn ctrl_c_cancels_the_runs_job_and_reports_the_cells() {
     );
     let started = Started::new(run_command(&dir, true, &[]), &busy);
     // Interrupt once the job runs on the node.
-    let start = Instant::now();
-    while !job_states(&busy).iter().any(|state| state == "RUNNING") {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the job never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_running(&busy);
     started.signal(started.child.id(), "INT");
     let run = started.finish();
     assert_eq!(run.code, 130, "{}", run.stderr);
@@ -638,14 +643,7 @@ fn ctrl_c_cancels_a_python_cells_job() {
         return;
     };
     let started = Started::new(command, &busy);
-    let start = Instant::now();
-    while !job_states(&busy).iter().any(|state| state == "RUNNING") {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the job never ran"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_running(&busy);
     started.signal(started.child.id(), "INT");
     let run = started.finish();
     assert_eq!(run.code, 130, "{}", run.stderr);

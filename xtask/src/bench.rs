@@ -343,7 +343,7 @@ fn peak_rss(cellrun: &Path, notebook: &Path, args: &[&str]) -> Option<u64> {
 }
 
 /// Builds `plugins/NAME` in release and returns its library.
-fn release_plugin(root: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn release_plugin(root: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
     let status = Command::new(cargo())
         .args(["build", "--release", "-p", &format!("plugin-{name}")])
         .current_dir(root)

@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::cargo;
-
 /// A marimo notebook of `n` trivial cells: a chain (`x_i = x_{i-1} + 1`)
 /// or a fan-out (`c_i = root + i`).
 pub(crate) fn generate(chain: bool, n: usize) -> String {
@@ -86,13 +84,7 @@ pub(crate) fn run(
         return Ok(());
     }
     // Built beside the release `cellrun`, where it finds the plugin itself.
-    let status = Command::new(cargo())
-        .args(["build", "--release", "-p", "plugin-python"])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("building the python plugin failed");
-    }
+    crate::bench::release_plugin(root, "python")?;
     let sizes: &[usize] = if quick {
         &[1_000, 2_000]
     } else {

@@ -326,11 +326,18 @@ pub(crate) fn executor(
     let repeats = 3;
     let floor = bench.times(repeats, || (0..20).try_for_each(|_| bench.srun_true()))?;
     let floor = floor.iter().min().copied().unwrap_or_default();
+    // The environment a Python notebook's runs use, here and on the node;
+    // Rhai runs ignore it.
+    let venv = root.join("target/py-venv");
     let run = |notebook: &Path, extra: &[&str], slurm: bool| -> anyhow::Result<Duration> {
         let mut best = Duration::MAX;
         for _ in 0..repeats {
             let mut command = cluster.client(&cellrun.display().to_string());
-            command.arg("run").arg(notebook).args(extra);
+            command
+                .arg("run")
+                .arg(notebook)
+                .args(extra)
+                .env("VIRTUAL_ENV", &venv);
             if slurm {
                 command
                     .arg(format!("--plugin-dir={}", plugin_dir.display()))
@@ -380,43 +387,12 @@ pub(crate) fn executor(
     }
     // Python cells on the cluster: the worker on the node starts CPython
     // and the python plugin for every job.
-    let venv = root.join("target/py-venv");
     if venv.join("bin/python").is_file() {
-        let status = Command::new(cargo())
-            .args(["build", "--release", "-p", "plugin-python"])
-            .current_dir(root)
-            .status()?;
-        if !status.success() {
-            bail!("building the python plugin failed");
-        }
+        crate::bench::release_plugin(root, "python")?;
         let path = out_dir.join("slurm_chain_20.py");
         fs::write(&path, crate::python_bench::generate(true, 20))?;
-        let venv = venv.display().to_string();
-        let run_python = |slurm: bool| -> anyhow::Result<Duration> {
-            let mut best = Duration::MAX;
-            for _ in 0..repeats {
-                let mut command = cluster.client(&cellrun.display().to_string());
-                command.arg("run").arg(&path).env("VIRTUAL_ENV", &venv);
-                if slurm {
-                    command
-                        .arg(format!("--plugin-dir={}", plugin_dir.display()))
-                        .args(["--executor", "slurm"]);
-                }
-                let start = Instant::now();
-                let out = output_within(&mut command, JOB_TIMEOUT * 5)?;
-                best = best.min(start.elapsed());
-                if !out.success {
-                    bail!(
-                        "cellrun run {} failed: {}",
-                        path.display(),
-                        out.stderr.trim()
-                    );
-                }
-            }
-            Ok(best)
-        };
-        let local = run_python(false)?;
-        let slurm = run_python(true)?;
+        let local = run(&path, &[], false)?;
+        let slurm = run(&path, &[], true)?;
         writeln!(
             report,
             "| 20-cell Python chain (python plugin here) | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
