@@ -367,23 +367,14 @@ pub(crate) fn executor(
         "| notebook | built-in | slurm | slurm per cell | over the floor per cell |"
     )?;
     writeln!(report, "|---|---|---|---|---|")?;
-    let shapes = [
+    let mut notebooks = Vec::new();
+    for (name, text) in [
         ("20-cell chain", Shape::Chain.generate(20)),
         ("20-cell fan-out", Shape::Fan.generate(20)),
-    ];
-    for (name, text) in shapes {
+    ] {
         let path = out_dir.join(format!("slurm_{}.rhai", name.replace(' ', "_")));
         fs::write(&path, text)?;
-        let local = run(&path, &[], false)?;
-        let slurm = run(&path, &[], true)?;
-        writeln!(
-            report,
-            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
-            ms(local),
-            ms(slurm),
-            ms(slurm) / 20.0,
-            (ms(slurm) - ms(floor)) / 20.0
-        )?;
+        notebooks.push((name, path));
     }
     // Python cells on the cluster: the worker on the node starts CPython
     // and the python plugin for every job.
@@ -391,11 +382,14 @@ pub(crate) fn executor(
         crate::bench::release_plugin(root, "python")?;
         let path = out_dir.join("slurm_chain_20.py");
         fs::write(&path, crate::python_bench::generate(true, 20))?;
+        notebooks.push(("20-cell Python chain (python plugin here)", path));
+    }
+    for (name, path) in notebooks {
         let local = run(&path, &[], false)?;
         let slurm = run(&path, &[], true)?;
         writeln!(
             report,
-            "| 20-cell Python chain (python plugin here) | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
             ms(local),
             ms(slurm),
             ms(slurm) / 20.0,
