@@ -338,6 +338,9 @@ pub trait FfiHost {
     /// Only an executor's `execute` may call it; elsewhere it is an error.
     fn run_default(&mut self) -> RResult<FfiRunResult, FfiError>;
     /// Whether the cell was asked to stop (interrupt, timeout, memory).
+    ///
+    /// Any thread may call it while the call that received the host runs:
+    /// the host reads an atomic flag and nothing else.
     fn is_cancelled(&self) -> bool;
     /// Emits a log line through the runner's `tracing`, naming the plugin.
     #[sabi(last_prefix_field)]
@@ -604,6 +607,9 @@ pub trait FfiHost2 {
     /// Defines a global as a value this plugin owns (see `FfiExecutor2`'s `owned_*`).
     fn set_owned(&mut self, name: RStr<'_>, value: FfiOwnedRef);
     /// Why the cell must stop, or [`FfiStopReason::NONE`].
+    ///
+    /// Any thread may call it while the call that received the host runs:
+    /// the host reads an atomic flag and nothing else.
     fn stop_reason(&self) -> FfiStopReason;
     /// Emits a log line through the runner's `tracing`, naming the plugin.
     fn log(&self, level: FfiLogLevel, message: RStr<'_>);

@@ -37,7 +37,7 @@ use abi_stable::{
     std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
 };
 
-pub use self::host::{Host, StopReason, View};
+pub use self::host::{Host, StopReason, StopSignal, View};
 pub use self::outcome::{cell_from_legacy, Outcome};
 pub use self::value::{ffi_to_json, Value};
 use crate::{

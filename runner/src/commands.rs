@@ -47,6 +47,16 @@ pub(crate) struct Loaded {
     pub(crate) graph: DataflowGraph,
 }
 
+/// The cell language of the notebook at `path`, from its name: `python`
+/// for a marimo `.py` file, else `rhai`.
+pub(crate) fn language_of(path: &Path) -> &'static str {
+    if crate::python::is_python_notebook(path) {
+        executor_core::PYTHON
+    } else {
+        executor_core::RHAI
+    }
+}
+
 /// Reads, splits and compiles the notebook at `path`.
 pub(crate) fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
     let bytes =
@@ -81,6 +91,9 @@ pub(crate) fn load(path: &Path, limits: &Limits) -> anyhow::Result<Loaded> {
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let limits = crate::session::limits(&args);
+    // The plugins load before the notebook is analysed: an executor that
+    // starts a runtime (the python plugin's CPython) starts it meanwhile.
+    let session = Session::new(&args, limits.clone(), language_of(&args.notebook))?;
     let loaded = load(&args.notebook, &limits)?;
     let selected = select_cells(&loaded.notebook, &args.cells, &loaded.path)?;
     let plan = Plan::new(&loaded.notebook, &loaded.graph, selected.as_deref());
@@ -91,7 +104,6 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(crate::report::ReportFile::create)
         .transpose()?;
-    let session = Session::new(&args, limits, loaded.notebook.language())?;
     session.check_language(&loaded)?;
     let (evaluator, cache_warnings) =
         session.evaluator(&loaded.notebook, |lifecycle| lifecycle, |executor| executor);

@@ -142,15 +142,61 @@ pub(crate) fn held() -> usize {
     HELD.load(Ordering::Relaxed)
 }
 
+/// The smallest memory limit of this process's runs, in bytes (0 while
+/// none is known): below it, [`held_by_process`] may answer with a cheap
+/// upper bound instead of the exact figure.
+static SMALLEST_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// The memory limit in bytes of a run given `--max-memory max_memory_mib`
+/// (the default limit without it); noted, so that the probe knows the
+/// bound it is compared with.
+pub(crate) fn limit_bytes(max_memory_mib: Option<u64>) -> usize {
+    let bytes = max_memory_mib
+        .unwrap_or_else(default_limit_mib)
+        .checked_mul(1 << 20)
+        .and_then(|bytes| usize::try_from(bytes).ok())
+        .unwrap_or(usize::MAX);
+    let _ = SMALLEST_LIMIT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |smallest| {
+        (smallest == 0 || bytes < smallest).then_some(bytes)
+    });
+    bytes
+}
+
+/// The most memory the process has held at once (its peak resident set,
+/// file-backed pages included), from one `getrusage` call.
+fn peak_resident() -> Option<usize> {
+    // SAFETY: a zeroed rusage is a valid value for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    usize::try_from(usage.ru_maxrss).ok()?.checked_mul(1024)
+}
+
 /// The memory the process holds now, wherever it was allocated: the
 /// larger of the counted heap and the process's resident anonymous memory
 /// (resident pages less those backed by files), which covers what libraries
 /// allocate outside this allocator, such as an embedded Python's objects.
 ///
 /// Reads `/proc/self/statm` through a file kept open, one `pread` per call;
-/// where it cannot be read, the counted heap alone.
+/// where it cannot be read, the counted heap alone. While the process's
+/// peak resident set and the counted heap are both within every run's
+/// memory limit ([`limit_bytes`]), it answers the larger of those two
+/// instead, an upper bound that a `getrusage` call gives at a fraction of
+/// the cost: it is compared only with bounds at or above that limit, and
+/// every such comparison comes out as with the exact figure.
 pub(crate) fn held_by_process() -> usize {
     use std::os::unix::fs::FileExt;
+    let smallest = SMALLEST_LIMIT.load(Ordering::Relaxed);
+    if smallest != 0 {
+        if let Some(peak) = peak_resident() {
+            let bound = peak.max(held());
+            if bound <= smallest {
+                return bound;
+            }
+        }
+    }
     static STATM: std::sync::OnceLock<Option<(std::fs::File, usize)>> = std::sync::OnceLock::new();
     let statm = STATM.get_or_init(|| {
         // SAFETY: sysconf only reads a configuration value.

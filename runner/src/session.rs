@@ -383,11 +383,7 @@ pub(crate) fn with_python_memory_limit(
 /// machine's memory).
 fn memory_limit(max_memory_mib: Option<u64>) -> MemoryLimit {
     MemoryLimit {
-        bytes: max_memory_mib
-            .unwrap_or_else(crate::memory::default_limit_mib)
-            .checked_mul(1 << 20)
-            .and_then(|bytes| usize::try_from(bytes).ok())
-            .unwrap_or(usize::MAX),
+        bytes: crate::memory::limit_bytes(max_memory_mib),
         probe: crate::memory::held,
     }
 }

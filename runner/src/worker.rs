@@ -124,11 +124,7 @@ pub(crate) fn run(
     max_memory_mib: Option<u64>,
     python: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let max_bytes = max_memory_mib
-        .unwrap_or_else(crate::memory::default_limit_mib)
-        .checked_mul(1 << 20)
-        .and_then(|bytes| usize::try_from(bytes).ok())
-        .unwrap_or(usize::MAX);
+    let max_bytes = crate::memory::limit_bytes(max_memory_mib);
     let state = Arc::new(State::default());
     let signals = state.clone();
     ctrlc::set_handler(move || signals.signal())

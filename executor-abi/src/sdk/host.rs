@@ -32,6 +32,41 @@ impl StopReason {
     }
 }
 
+/// Why the cell must stop, from any thread: see [`Host::stop_signal`].
+///
+/// It borrows the host, so it cannot outlive the call that received it.
+#[derive(Clone, Copy)]
+pub struct StopSignal<'h> {
+    host: *const (),
+    read: unsafe fn(*const ()) -> Option<StopReason>,
+    call: std::marker::PhantomData<&'h ()>,
+}
+
+// SAFETY: a `StopSignal` only calls the host's `stop_reason` (or
+// `is_cancelled`), which every cellrun host answers from any thread by
+// reading an atomic flag (see `Host::stop_signal`).
+unsafe impl Send for StopSignal<'_> {}
+// SAFETY: as for `Send`; the method takes `&self` and reads only.
+unsafe impl Sync for StopSignal<'_> {}
+
+impl StopSignal<'_> {
+    /// Why the cell must stop, or `None` while it may run.
+    pub fn reason(&self) -> Option<StopReason> {
+        // SAFETY: `host` points at the `Host` this signal borrows, alive for
+        // the signal's lifetime; `read` is `read_stop` for that host type.
+        unsafe { (self.read)(self.host) }
+    }
+}
+
+/// Reads the stop reason of the `Host` behind `host`.
+///
+/// # Safety
+/// `host` points at a live `Host`.
+unsafe fn read_stop(host: *const ()) -> Option<StopReason> {
+    // SAFETY: the caller passes a live `Host`.
+    unsafe { &*host.cast::<Host<'_>>() }.stop_reason()
+}
+
 enum Inner<'a> {
     Current(FfiHost2Mut<'a>),
     Legacy(FfiHostMut<'a>),
@@ -188,6 +223,21 @@ impl<'a> Host<'a> {
     /// Whether the cell was asked to stop; return promptly when it was.
     pub fn is_cancelled(&self) -> bool {
         self.stop_reason().is_some()
+    }
+
+    /// The stop reason, readable from any thread for as long as this call
+    /// lasts: a thread of the plugin's watches it while the calling thread
+    /// is busy (in an embedded runtime's code, say) and cannot poll.
+    ///
+    /// Every cellrun host answers `stop_reason` (`is_cancelled` before 1.2)
+    /// by reading an atomic flag, without locks and without touching the
+    /// rest of the host, which is what makes this sound.
+    pub fn stop_signal(&self) -> StopSignal<'_> {
+        StopSignal {
+            host: std::ptr::from_ref(self).cast(),
+            read: read_stop,
+            call: std::marker::PhantomData,
+        }
     }
 
     /// Runs the cell's body with the host's built-in evaluation.

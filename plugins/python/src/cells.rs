@@ -6,46 +6,9 @@
 //! its definitions go back to the host as Python objects, and its private
 //! names are unbound, as marimo deletes them.
 
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
-use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
-
 use pyo3::prelude::*;
 
-use crate::{CellRun, Failure, FailureKind, Interpreter};
-
-/// How often a running cell checks for a stop request: well under the
-/// 100 ms an interrupt may take.
-const STOP_POLL: Duration = Duration::from_millis(5);
-
-/// How long a thread waiting for the other one (for a cell's result, for
-/// the next cell) looks before it sleeps: a trivial cell takes less, and a
-/// sleep and wake-up on each side costs more than the cell itself. The look
-/// yields the core between tries, so it takes nothing from a thread that
-/// has work.
-const LOOK_BEFORE_SLEEP: Duration = Duration::from_micros(50);
-
-/// Waits up to [`LOOK_BEFORE_SLEEP`] for a message on `receiver`, spinning
-/// for the first few tries (a message that is microseconds away arrives
-/// without a system call) and yielding the core between the later ones:
-/// the message, or the reason none came.
-fn look<T>(receiver: &mpsc::Receiver<T>) -> Result<T, TryRecvError> {
-    let until = Instant::now() + LOOK_BEFORE_SLEEP;
-    let mut tries = 0_u32;
-    loop {
-        match receiver.try_recv() {
-            Err(TryRecvError::Empty) if Instant::now() < until => {
-                tries += 1;
-                if tries < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            other => return other,
-        }
-    }
-}
+use crate::{CellRun, Failure, FailureKind, Interpreter, StopCheck};
 
 /// What the plugin needs of a cell.
 pub struct CellCode<'a> {
@@ -67,10 +30,10 @@ pub trait HostGlobals {
     fn get(&self, name: &str) -> Option<Py<PyAny>>;
     /// Binds `name` to a Python object.
     fn set(&mut self, name: &str, value: Py<PyAny>);
-    /// Whether the running cell must stop (Ctrl-C, a timeout).
-    fn should_stop(&self) -> bool {
-        false
-    }
+    /// Calls `run` with what says, from any thread, whether the running
+    /// cell must stop (Ctrl-C, a timeout, the memory limit); while `run`
+    /// runs nothing else of the host is used.
+    fn watch_stop(&self, run: &mut dyn FnMut(&dyn StopCheck));
     /// When the object bound to `name` is a copy made for this cell alone
     /// (`--strict`), the object it copies, which the name is bound to again
     /// once the cell ran: a function of another cell that reads the name
@@ -89,11 +52,10 @@ pub trait HostGlobals {
 
 /// Runs `cell` from `notebook` (its path, for tracebacks) against `host`.
 ///
-/// The code runs on the plugin's one Python thread, the same for every
-/// cell, while the calling thread polls [`HostGlobals::should_stop`]; when
-/// it turns true the code
-/// gets `KeyboardInterrupt`, repeated until it returns (a blocking C call
-/// first returns, then the next bytecode raises).
+/// The code runs on the calling thread: no hand-over to another thread,
+/// which would cost more than a small cell. The plugin's watcher thread
+/// polls the host's stop check meanwhile and raises `KeyboardInterrupt` in
+/// the code when it turns true (see [`crate::watcher`]).
 pub fn run_cell(
     interpreter: &'static Interpreter,
     notebook: &str,
@@ -108,38 +70,18 @@ pub fn run_cell(
             interpreter.set_global(name, &value);
         }
     }
-    let (reply, replies) = mpsc::channel();
-    let job = Job {
-        code: cell.code.to_owned(),
-        filename: notebook.to_owned(),
-        first_line: cell.first_line,
-        reply,
-    };
-    let run = match python_thread(interpreter).send(job) {
-        Err(_) => None,
-        Ok(()) => loop {
-            let reply = match look(&replies) {
-                Ok(run) => Ok(run),
-                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) => replies.recv_timeout(STOP_POLL),
-            };
-            match reply {
-                Ok(run) => break Some(run),
-                Err(RecvTimeoutError::Timeout) => {
-                    if host.should_stop() {
-                        interpreter.interrupter().interrupt();
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => break None,
-            }
-        },
-    };
+    let mut run = None;
+    host.watch_stop(&mut |stop| {
+        run = Some(crate::watcher::run_watched(interpreter, stop, || {
+            interpreter.run(cell.code, notebook, cell.first_line)
+        }));
+    });
     let mut run = run.unwrap_or_else(|| CellRun {
         output: None,
         stdout: String::new(),
         failure: Some(Failure {
             kind: FailureKind::Runtime,
-            message: "the Python thread stopped".to_owned(),
+            message: "the host gave the cell no stop check, so it did not run".to_owned(),
             line: None,
             traceback: String::new(),
             missing_name: None,
@@ -182,52 +124,18 @@ pub fn run_cell(
     run
 }
 
-/// A cell's code for the Python thread.
-struct Job {
-    code: String,
-    filename: String,
-    first_line: u32,
-    reply: mpsc::Sender<CellRun>,
-}
-
-/// The thread every cell's code runs on, started with the first cell.
-fn python_thread(interpreter: &'static Interpreter) -> mpsc::Sender<Job> {
-    static THREAD: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    THREAD
-        .get_or_init(|| {
-            let (jobs, queue) = mpsc::channel::<Job>();
-            let started = std::thread::Builder::new()
-                .name("cellrun-python".into())
-                .stack_size(PYTHON_STACK)
-                .spawn(move || {
-                    interpreter.keep_thread_state();
-                    loop {
-                        let job = match look(&queue) {
-                            Ok(job) => job,
-                            Err(TryRecvError::Disconnected) => break,
-                            Err(TryRecvError::Empty) => match queue.recv() {
-                                Ok(job) => job,
-                                Err(_) => break,
-                            },
-                        };
-                        let run = interpreter.run(&job.code, &job.filename, job.first_line);
-                        let _ = job.reply.send(run);
-                    }
-                });
-            if let Err(error) = started {
-                tracing_free_warning(&error);
-            }
-            Mutex::new(jobs)
-        })
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
-}
-
-/// The Python thread's stack: deep recursion hits Python's recursion
-/// limit long before it.
-const PYTHON_STACK: usize = 64 << 20;
-
-fn tracing_free_warning(error: &std::io::Error) {
-    eprintln!("cellrun python plugin: cannot start the Python thread: {error}");
+/// Starts the interpreter for `python` on a thread of its own and returns
+/// at once: the runner analyses the notebook meanwhile, and the first cell
+/// waits only for what is left of the start.
+pub fn warm_up(python: &std::path::Path) {
+    let python = python.to_path_buf();
+    let started = std::thread::Builder::new()
+        .name("cellrun-python-start".into())
+        .spawn(move || {
+            // A failed start is kept: the first cell gets its error.
+            let _ = Interpreter::get(&python);
+        });
+    if let Err(error) = started {
+        eprintln!("cellrun python plugin: cannot start the interpreter in the background: {error}");
+    }
 }

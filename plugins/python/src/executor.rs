@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 
 use crate::{
     choose_python, run_cell, CellCode, Description, FailureKind, HostGlobals, Interpreter,
+    StopCheck,
 };
 
 /// Runs marimo notebook cells in the process's embedded CPython.
@@ -72,10 +73,14 @@ impl ExecutorPlugin for PythonPlugin {
                 )))
             }
         };
+        let python = options.get("python").map(PathBuf::from);
+        if let Ok(chosen) = choose_python(python.as_deref()) {
+            crate::warm_up(&chosen);
+        }
         Ok(PythonPlugin {
             notebook: Mutex::new("<notebook>".to_owned()),
             values: PythonValues {
-                python: options.get("python").map(PathBuf::from),
+                python,
                 portable,
                 ..PythonValues::default()
             },
@@ -197,8 +202,9 @@ impl HostGlobals for Globals<'_, '_> {
         self.interpreter.from_json(&json).ok()
     }
 
-    fn should_stop(&self) -> bool {
-        self.host.is_cancelled()
+    fn watch_stop(&self, run: &mut dyn FnMut(&dyn StopCheck)) {
+        let signal = self.host.stop_signal();
+        run(&move || signal.reason().is_some());
     }
 
     fn original(&self, name: &str) -> Option<Py<PyAny>> {

@@ -26,6 +26,43 @@ const CELL_RUNNER: &CStr =
         Err(_) => panic!("cell_runner.py contains a NUL byte"),
     };
 
+/// [`CELL_RUNNER`] compiled by the interpreter the plugin was built with
+/// (a `marshal` dump of its code object), or nothing when the build had no
+/// interpreter to run.
+const CELL_RUNNER_COMPILED: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cell_runner.marshal"));
+
+/// Loads the cell runner as module `_cellrun`: from its code compiled at
+/// build time when that loads, else from its source.
+fn load_cell_runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    if !CELL_RUNNER_COMPILED.is_empty() {
+        let code = PyModule::import(py, "marshal")
+            .and_then(|marshal| marshal.getattr("loads"))
+            .and_then(|loads| loads.call1((pyo3::types::PyBytes::new(py, CELL_RUNNER_COMPILED),)));
+        if let Ok(code) = code {
+            // SAFETY: the GIL is held; `code` is a code object (marshal
+            // read it back), and the call returns a new reference or null
+            // with an exception set.
+            let module = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    ffi::PyImport_ExecCodeModuleEx(
+                        c"_cellrun".as_ptr(),
+                        code.as_ptr(),
+                        c"<cellrun>".as_ptr(),
+                    ),
+                )
+            };
+            if let Ok(module) =
+                module.and_then(|module| module.cast_into::<PyModule>().map_err(Into::into))
+            {
+                return Ok(module);
+            }
+        }
+    }
+    PyModule::from_code(py, CELL_RUNNER, c"<cellrun>", c"_cellrun")
+}
+
 /// The started interpreter: the helper module and the notebook's globals.
 pub struct Interpreter {
     python: PathBuf,
@@ -195,7 +232,7 @@ impl Interpreter {
             }
         }
         Python::attach(|py| {
-            let helper = PyModule::from_code(py, CELL_RUNNER, c"<cellrun>", c"_cellrun")
+            let helper = load_cell_runner(py)
                 .map_err(|error| format!("cannot load the cell runner: {error}"))?;
             // The cells run in `__main__`'s own dictionary, as a script
             // does, so classes defined in cells pickle by reference.
@@ -582,6 +619,26 @@ pub struct Interrupter {
 }
 
 impl Interrupter {
+    /// Raises `KeyboardInterrupt` in the cell that thread `thread` runs
+    /// (`pthread_self`), at its next bytecode; nothing when that thread
+    /// runs no cell now.
+    ///
+    /// A blocking call in C (`time.sleep`, a socket read) returns first.
+    pub fn interrupt_thread(&self, thread: u64) {
+        Python::attach(|_py| {
+            if self.interpreter.running_cells().contains(&thread) {
+                // SAFETY: the GIL is held and `thread` names a live thread
+                // that is inside `Interpreter::run`.
+                unsafe {
+                    ffi::PyThreadState_SetAsyncExc(
+                        thread as libc::c_long,
+                        ffi::PyExc_KeyboardInterrupt,
+                    );
+                }
+            }
+        });
+    }
+
     /// Raises `KeyboardInterrupt` in every running cell at its next bytecode;
     /// does nothing when no cell runs.
     ///

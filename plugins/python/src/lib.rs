@@ -12,15 +12,17 @@ mod cells;
 mod executor;
 mod interpreter;
 pub mod memory;
+mod watcher;
 
 pub use crate::executor::{PythonPlugin, PythonValues};
 
 executor_abi::export_executor!(PythonPlugin);
-pub use crate::cells::{run_cell, CellCode, HostGlobals};
+pub use crate::cells::{run_cell, warm_up, CellCode, HostGlobals};
 pub use crate::interpreter::{
     choose_python, CellRun, Description, Failure, FailureKind, Interpreter, Interrupter,
     LINKED_VERSION,
 };
+pub use crate::watcher::StopCheck;
 
 #[cfg(test)]
 mod tests;

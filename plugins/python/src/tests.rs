@@ -246,9 +246,13 @@ s2 = {'c', 'b', 'a'}
     assert!(interpreter.global("unpicklable").is_none());
 }
 
-/// Host globals kept in a map, as the runner's would be.
+/// Host globals kept in a map, as the runner's would be, and a stop flag
+/// another thread may set.
 #[derive(Default)]
-struct MapHost(std::collections::HashMap<String, Py<PyAny>>, bool);
+struct MapHost(
+    std::collections::HashMap<String, Py<PyAny>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl crate::HostGlobals for MapHost {
     fn get(&self, name: &str) -> Option<Py<PyAny>> {
@@ -257,8 +261,8 @@ impl crate::HostGlobals for MapHost {
     fn set(&mut self, name: &str, value: Py<PyAny>) {
         self.0.insert(name.to_owned(), value);
     }
-    fn should_stop(&self) -> bool {
-        self.1
+    fn watch_stop(&self, run: &mut dyn FnMut(&dyn crate::StopCheck)) {
+        run(&|| self.1.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
 
@@ -304,7 +308,7 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
 #[test]
 fn a_stop_request_interrupts_a_sleeping_cell() {
     let (_one, interpreter) = interpreter();
-    let mut host = MapHost(Default::default(), true);
+    let mut host = MapHost(Default::default(), std::sync::Arc::new(true.into()));
     let cell = crate::CellCode {
         code: "import time\nfor _ in range(1000):\n    time.sleep(0.05)\n",
         first_line: 1,
@@ -314,6 +318,43 @@ fn a_stop_request_interrupts_a_sleeping_cell() {
     };
     let run = crate::run_cell(interpreter, NB, &cell, &mut host);
     assert_eq!(run.failure.expect("stopped").kind, FailureKind::Interrupted);
+}
+
+#[test]
+fn a_stop_while_python_code_runs_interrupts_that_cell_and_not_the_next() {
+    let (_one, interpreter) = interpreter();
+    let mut host = MapHost::default();
+    let spin = crate::CellCode {
+        code: "spins = 0\nwhile True:\n    spins += 1\n",
+        first_line: 1,
+        refs: &[],
+        defs: &names(&["spins"]),
+        private_defs: &[],
+    };
+    let quick = crate::CellCode {
+        code: "after_stop = sum(range(100_000))\n",
+        first_line: 10,
+        refs: &[],
+        defs: &names(&["after_stop"]),
+        private_defs: &[],
+    };
+    let stop = host.1.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let run = crate::run_cell(interpreter, NB, &spin, &mut host);
+    stopper.join().unwrap();
+    assert_eq!(run.failure.expect("stopped").kind, FailureKind::Interrupted);
+    assert!(
+        host.0.contains_key("spins"),
+        "what ran before the stop is kept"
+    );
+    host.1.store(false, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..20 {
+        let run = crate::run_cell(interpreter, NB, &quick, &mut host);
+        assert!(run.failure.is_none(), "{:?}", run.failure);
+    }
 }
 
 #[test]
