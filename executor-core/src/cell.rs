@@ -49,9 +49,9 @@ pub struct Cell {
     language: &'static str,
     options: Vec<(String, String)>,
     functions: Vec<FnSource>,
-    defs: Vec<String>,
+    /// Its refs, the globals its functions read and its defs.
+    names: Arc<CellNames>,
     private_defs: Vec<String>,
-    refs: Vec<String>,
     fn_names: Vec<String>,
     graph_defs: Vec<String>,
     inputs: Vec<String>,
@@ -60,6 +60,82 @@ pub struct Cell {
     def_lines: Vec<(String, u32)>,
     syntax_error: Option<CellError>,
     program: Option<Program>,
+}
+
+/// The globals a cell may see while other cells run: its refs, the
+/// globals its functions read and its defs (which a lifecycle may remove
+/// before the body). Shared, so a scope over the run's globals
+/// ([`Globals::scope_to`](crate::Globals::scope_to)) costs a pointer.
+#[derive(Debug, Default)]
+pub struct CellNames {
+    refs: Vec<String>,
+    fn_refs: Vec<String>,
+    defs: Vec<String>,
+    /// Every name once, sorted, for lookups in a cell with many names;
+    /// made on first use.
+    sorted: std::sync::OnceLock<Box<[String]>>,
+}
+
+/// Up to this many names, a lookup scans the lists.
+const SCAN_NAMES: usize = 16;
+
+impl CellNames {
+    fn new(refs: Vec<String>, fn_refs: Vec<String>, defs: Vec<String>) -> CellNames {
+        CellNames {
+            refs,
+            fn_refs,
+            defs,
+            sorted: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn lists(&self) -> impl Iterator<Item = &String> {
+        self.refs.iter().chain(&self.fn_refs).chain(&self.defs)
+    }
+
+    fn n_listed(&self) -> usize {
+        self.refs.len() + self.fn_refs.len() + self.defs.len()
+    }
+
+    fn sorted(&self) -> &[String] {
+        self.sorted.get_or_init(|| {
+            let mut names: Vec<String> = self.lists().cloned().collect();
+            names.sort_unstable();
+            names.dedup();
+            names.into()
+        })
+    }
+
+    /// Names of a cell that reads `refs` and defines `defs`.
+    #[cfg(test)]
+    pub(crate) fn for_test(refs: &[&str], defs: &[&str]) -> CellNames {
+        let owned = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect();
+        CellNames::new(owned(refs), Vec::new(), owned(defs))
+    }
+
+    /// Whether `name` is one of them.
+    pub fn contains(&self, name: &str) -> bool {
+        if self.n_listed() <= SCAN_NAMES {
+            self.lists().any(|listed| listed == name)
+        } else {
+            self.sorted()
+                .binary_search_by(|listed| listed.as_str().cmp(name))
+                .is_ok()
+        }
+    }
+
+    /// Each name once, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        let scan = self.n_listed() <= SCAN_NAMES;
+        let small = scan.then(|| {
+            self.lists()
+                .enumerate()
+                .filter(|(at, name)| !self.lists().take(*at).any(|before| before == *name))
+                .map(|(_, name)| name)
+        });
+        let big = (!scan).then(|| self.sorted().iter());
+        small.into_iter().flatten().chain(big.into_iter().flatten())
+    }
 }
 
 impl Cell {
@@ -90,9 +166,12 @@ impl Cell {
             language: RHAI,
             options: source.options,
             functions,
-            defs: analysis.defs,
+            names: Arc::new(CellNames::new(
+                analysis.refs,
+                program.fn_globals.clone(),
+                analysis.defs,
+            )),
             private_defs: analysis.private_defs,
-            refs: analysis.refs,
             fn_names: analysis
                 .functions
                 .iter()
@@ -121,9 +200,8 @@ impl Cell {
             language: RHAI,
             options: source.options,
             functions: Vec::new(),
-            defs: Vec::new(),
+            names: Arc::default(),
             private_defs: Vec::new(),
-            refs: Vec::new(),
             fn_names: Vec::new(),
             graph_defs: intended_defs,
             inputs: Vec::new(),
@@ -155,10 +233,9 @@ impl Cell {
             language,
             options: source.options,
             functions: Vec::new(),
-            defs,
-            private_defs,
             inputs: refs.clone(),
-            refs,
+            names: Arc::new(CellNames::new(refs, Vec::new(), defs)),
+            private_defs,
             fn_names: Vec::new(),
             graph_defs,
             opaque: None,
@@ -210,7 +287,7 @@ impl Cell {
 
     /// Public names the cell defines at its top level (`let`, `const`, `fn`), in order.
     pub fn defs(&self) -> &[String] {
-        &self.defs
+        &self.names.defs
     }
 
     /// Names starting with `_` that the cell defines: private to it.
@@ -220,7 +297,7 @@ impl Cell {
 
     /// Free variables the cell reads, its functions' bodies included, in order.
     pub fn refs(&self) -> &[String] {
-        &self.refs
+        &self.names.refs
     }
 
     /// Names of the script functions the cell defines (public and private).
@@ -273,6 +350,13 @@ impl Cell {
             .map_or(&[], |program| program.fn_globals.as_slice())
     }
 
+    /// The globals the cell may see while other cells run: its refs, the
+    /// globals its functions read ([`Cell::fn_refs`]) and its own defs;
+    /// shared.
+    pub fn scope_names(&self) -> &Arc<CellNames> {
+        &self.names
+    }
+
     /// The parse error, when the cell does not parse.
     pub fn syntax_error(&self) -> Option<&CellError> {
         self.syntax_error.as_ref()
@@ -294,8 +378,8 @@ impl fmt::Debug for Cell {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("first_line", &self.first_line)
-            .field("defs", &self.defs)
-            .field("refs", &self.refs)
+            .field("defs", &self.names.defs)
+            .field("refs", &self.names.refs)
             .field("syntax_error", &self.syntax_error)
             .finish_non_exhaustive()
     }

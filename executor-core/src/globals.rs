@@ -1,6 +1,9 @@
 //! The notebook's global names and their values.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::CellNames;
 
 use foldhash::fast::RandomState;
 use rhai::Dynamic;
@@ -24,10 +27,33 @@ use rhai::Dynamic;
 /// [`remove`](Globals::remove) work as usual. Each of these costs what it
 /// costs on a set of globals as large as the visible set, never a walk over
 /// every global.
+///
+/// # Scope
+/// [`Globals::scope_to`] narrows what readers see in the same way, for the
+/// runner: a cell evaluated against the run's globals while other cells run
+/// sees only the names it may read ([`Cell::scope_names`]). A scope is
+/// taken as given (the cell's shared names, so it costs no allocation) and
+/// a restriction nests inside it: a name is visible when both allow it.
+///
+/// [`Cell::scope_names`]: crate::Cell::scope_names
 #[derive(Clone, Debug, Default)]
 pub struct Globals {
     values: HashMap<String, Dynamic, RandomState>,
     visible: Option<HashSet<String, RandomState>>,
+    scope: Option<Scope>,
+}
+
+/// The names a scope shows: a cell's, and the names set since.
+#[derive(Clone, Debug)]
+struct Scope {
+    names: Arc<CellNames>,
+    set: Vec<String>,
+}
+
+impl Scope {
+    fn shows(&self, name: &str) -> bool {
+        self.names.contains(name) || self.set.iter().any(|set| set == name)
+    }
 }
 
 impl Globals {
@@ -41,6 +67,7 @@ impl Globals {
         Globals {
             values: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
             visible: None,
+            scope: None,
         }
     }
 
@@ -68,6 +95,11 @@ impl Globals {
                 visible.insert(name.clone());
             }
         }
+        if let Some(scope) = &mut self.scope {
+            if !scope.shows(&name) {
+                scope.set.push(name.clone());
+            }
+        }
         self.values.insert(name, share_containers(value))
     }
 
@@ -88,26 +120,37 @@ impl Globals {
 
     /// The defined visible names and values, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Dynamic)> {
-        let all = self
-            .visible
-            .is_none()
+        let all = (self.visible.is_none() && self.scope.is_none())
             .then(|| self.values.iter())
             .into_iter()
             .flatten();
+        // Under a scope, its names (a restriction inside it filters them);
+        // else the restriction's.
+        let scoped = self.scope.iter().flat_map(|scope| {
+            scope
+                .names
+                .iter()
+                .chain(&scope.set)
+                .filter(|name| !self.is_restricted_away(name))
+                .filter_map(|name| self.values.get_key_value(name.as_str()))
+        });
         let visible = self
-            .visible
-            .iter()
+            .scope
+            .is_none()
+            .then_some(self.visible.iter().flatten())
+            .into_iter()
             .flatten()
             .filter_map(|name| self.values.get_key_value(name));
-        all.chain(visible)
+        all.chain(scoped)
+            .chain(visible)
             .map(|(name, value)| (name.as_str(), value))
     }
 
     /// How many visible names are defined.
     pub fn len(&self) -> usize {
-        match &self.visible {
-            None => self.values.len(),
-            Some(_) => self.iter().count(),
+        match (&self.visible, &self.scope) {
+            (None, None) => self.values.len(),
+            _ => self.iter().count(),
         }
     }
 
@@ -134,8 +177,29 @@ impl Globals {
         self.visible.is_some()
     }
 
-    /// Whether a restriction hides `name`.
+    /// Shows readers only `names` and the names set from now on, until
+    /// [`Globals::unscope`]; a restriction may nest inside. A new scope
+    /// replaces the current one. Costs nothing but the pointer: the names
+    /// are shared.
+    pub fn scope_to(&mut self, names: Arc<CellNames>) {
+        self.scope = Some(Scope {
+            names,
+            set: Vec::new(),
+        });
+    }
+
+    /// Ends the scope, if any.
+    pub fn unscope(&mut self) {
+        self.scope = None;
+    }
+
+    /// Whether a scope or a restriction hides `name`.
     fn is_hidden(&self, name: &str) -> bool {
+        self.scope.as_ref().is_some_and(|scope| !scope.shows(name)) || self.is_restricted_away(name)
+    }
+
+    /// Whether a restriction hides `name`.
+    fn is_restricted_away(&self, name: &str) -> bool {
         self.visible
             .as_ref()
             .is_some_and(|visible| !visible.contains(name))
@@ -237,6 +301,51 @@ mod tests {
         assert_eq!(sorted_names(&globals), ["a", "b", "c"]);
         assert_eq!(globals.len(), 3);
         assert!(globals.get("b").is_some());
+    }
+
+    #[test]
+    fn a_scope_shows_its_names_and_those_set_since_and_a_restriction_nests_inside() {
+        let mut globals = Globals::new();
+        for (index, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            globals.set(*name, Dynamic::from(index as i64));
+        }
+        let names = Arc::new(crate::cell::CellNames::for_test(&["a"], &["c", "missing"]));
+        globals.scope_to(names);
+        assert!(globals.get("b").is_none() && !globals.contains("d"));
+        assert_eq!(globals.get("c").unwrap().as_int(), Ok(2));
+        assert_eq!(sorted_names(&globals), ["a", "c"]);
+        assert_eq!(globals.len(), 2);
+        globals.set("new", Dynamic::from(9_i64));
+        assert_eq!(sorted_names(&globals), ["a", "c", "new"]);
+        globals.restrict(["c".to_owned(), "d".to_owned()]);
+        assert_eq!(
+            sorted_names(&globals),
+            ["c"],
+            "a name must be in the scope and in the restriction"
+        );
+        assert!(globals.get("d").is_none() && globals.get("a").is_none());
+        globals.unrestrict();
+        assert_eq!(sorted_names(&globals), ["a", "c", "new"]);
+        globals.unscope();
+        assert_eq!(sorted_names(&globals), ["a", "b", "c", "d", "new"]);
+    }
+
+    #[test]
+    fn a_scope_over_many_names_shows_each_once() {
+        let mut globals = Globals::new();
+        let refs: Vec<String> = (0..30).map(|index| format!("n{index}")).collect();
+        for name in refs.iter().chain(["hidden".to_owned()].iter()) {
+            globals.set(name.as_str(), Dynamic::from(1_i64));
+        }
+        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        // `n0` is read and defined: a cell rebinding what it reads.
+        globals.scope_to(Arc::new(crate::cell::CellNames::for_test(&refs, &["n0"])));
+        assert_eq!(globals.len(), 30);
+        assert!(globals.contains("n29") && !globals.contains("hidden"));
+        let mut small = Globals::new();
+        small.set("a", Dynamic::from(1_i64));
+        small.scope_to(Arc::new(crate::cell::CellNames::for_test(&["a"], &["a"])));
+        assert_eq!(sorted_names(&small), ["a"]);
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub mod wire;
 
 pub use crate::{
     cancel::{CancelToken, StopReason},
-    cell::{Cell, CellId},
+    cell::{Cell, CellId, CellNames},
     context::{Concurrency, RunContext, RunOutcome},
     default_executor::DefaultExecutor,
     evaluator::{panic_message, Evaluator},

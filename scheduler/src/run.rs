@@ -224,11 +224,15 @@ impl Pipeline<'_> {
     /// When one cell is ready and none is running, the coordinator
     /// evaluates it itself: nothing could start beside it, and a chain of
     /// cells pays no hand-over between threads. It also evaluates ready
-    /// cells itself while the last [`QUICK_STREAK`] cells each took less
-    /// than [`QUICK_CELL`], about what handing a cell to a worker costs:
+    /// cells itself while the latest cells took less than [`QUICK_CELL`],
+    /// about what handing a cell to a worker costs ([`Pace`] says when):
     /// parallelism cannot win on such cells, and a run of thousands of
-    /// them would otherwise be slower than with one job. The first slower
-    /// cell ends the streak; at most that one cell holds the others back.
+    /// them would otherwise be slower than with one job. A cell taking
+    /// [`SLOW_CELL`] or more ends the streak at once, so at most that one
+    /// cell holds the others back; cells in between end it after a few in
+    /// a row. The coordinator evaluates against the run's globals, scoped
+    /// to what the cell may read ([`Globals::scope_to`]): no copy, and the
+    /// same names visible as on a worker.
     ///
     /// The statuses are those of a sequential run: a failure cancels the
     /// queued descendants of the cell (running cells go on), an interrupt
@@ -296,7 +300,6 @@ impl Pipeline<'_> {
                         continue;
                     }
                     hooks.pre_execution(cell);
-                    let visible = visible_globals(cell, globals);
                     let alone =
                         (in_flight == 0 && !scheduler.has_ready()) || pace.cells_are_quick();
                     if !alone && workers < max_in_flight {
@@ -313,7 +316,19 @@ impl Pipeline<'_> {
                         }
                     }
                     if alone || workers == 0 {
-                        let evaluated = self.evaluate_alone(cell, visible);
+                        // Against the run's globals, scoped to what the
+                        // cell may read: the workers' cells have globals of
+                        // their own, so nothing else touches these.
+                        globals.scope_to(cell.scope_names().clone());
+                        let (result, duration, stop) = self.evaluate_in(cell, globals);
+                        globals.unscope();
+                        let evaluated = Evaluated {
+                            cell: id,
+                            result,
+                            globals: None,
+                            duration,
+                            stop,
+                        };
                         pace.saw(evaluated.duration);
                         self.merge(scheduler, hooks, &mut summary, globals, evaluated);
                         shared.conclude(id);
@@ -325,7 +340,7 @@ impl Pipeline<'_> {
                     }
                     exchange.submit(Job {
                         cell: id,
-                        globals: visible,
+                        globals: visible_globals(cell, globals),
                     });
                     in_flight += 1;
                 }
@@ -447,9 +462,26 @@ impl Pipeline<'_> {
 
     /// Evaluates `cell` on this thread against `globals`, its own.
     fn evaluate_alone(&self, cell: &Cell, mut globals: Globals) -> Evaluated {
+        let (result, duration, stop) = self.evaluate_in(cell, &mut globals);
+        Evaluated {
+            cell: cell.id(),
+            result,
+            globals: Some(globals),
+            duration,
+            stop,
+        }
+    }
+
+    /// Evaluates `cell` on this thread against `globals`: its result, how
+    /// long it took, and why the run stopped it, if it did.
+    fn evaluate_in(
+        &self,
+        cell: &Cell,
+        globals: &mut Globals,
+    ) -> (RunResult, Duration, Option<StopReason>) {
         let token = self.control.begin();
         let start = Instant::now();
-        let result = self.evaluator.evaluate(cell, &mut globals, &token);
+        let result = self.evaluator.evaluate(cell, globals, &token);
         let duration = start.elapsed();
         self.control.end_releasing(&token, |token| {
             if token.reason() == Some(StopReason::MemoryLimit) {
@@ -460,13 +492,7 @@ impl Pipeline<'_> {
                 }
             }
         });
-        Evaluated {
-            cell: cell.id(),
-            result,
-            globals,
-            duration,
-            stop: token.reason(),
-        }
+        (result, duration, token.reason())
     }
 
     /// A worker's loop: evaluates cells until the exchange closes.
@@ -487,7 +513,7 @@ impl Pipeline<'_> {
                         executor_core::panic_message(payload.as_ref())
                     ),
                 )),
-                globals: Globals::new(),
+                globals: Some(Globals::new()),
                 duration: Duration::ZERO,
                 stop: None,
             });
@@ -496,7 +522,7 @@ impl Pipeline<'_> {
     }
 
     /// Merges the definitions of an evaluated cell into the run's globals
-    /// and concludes it.
+    /// (unless it ran against them) and concludes it.
     fn merge(
         &self,
         scheduler: &mut dyn Scheduler,
@@ -506,18 +532,20 @@ impl Pipeline<'_> {
         evaluated: Evaluated,
     ) {
         let cell = self.notebook.cell(evaluated.cell);
-        let mut own = evaluated.globals;
-        for def in cell.defs() {
-            match own.remove_entry(def) {
-                // What filled the memory would stop every later cell.
-                Some((name, value)) if evaluated.stop != Some(StopReason::MemoryLimit) => {
-                    globals.set(name, value);
-                }
-                _ => {
-                    globals.remove(def);
+        let own = evaluated.globals.map(|mut own| {
+            for def in cell.defs() {
+                match own.remove_entry(def) {
+                    // What filled the memory would stop every later cell.
+                    Some((name, value)) if evaluated.stop != Some(StopReason::MemoryLimit) => {
+                        globals.set(name, value);
+                    }
+                    _ => {
+                        globals.remove(def);
+                    }
                 }
             }
-        }
+            own
+        });
         let settled = self.settle(cell, evaluated.result, evaluated.stop, evaluated.duration);
         self.conclude(scheduler, hooks, summary, cell, &settled);
         // Freeing a cell's leftovers one by one only delays the run, unless
@@ -715,9 +743,9 @@ impl Settled {
 /// globals its functions read, and its own earlier definitions (which a
 /// lifecycle may remove). Values are shared, so this copies no data.
 fn visible_globals(cell: &Cell, globals: &Globals) -> Globals {
-    let mut visible =
-        Globals::with_capacity(cell.refs().len() + cell.fn_refs().len() + cell.defs().len());
-    for name in cell.refs().iter().chain(cell.fn_refs()).chain(cell.defs()) {
+    let names = cell.scope_names();
+    let mut visible = Globals::with_capacity(names.iter().count());
+    for name in names.iter() {
         if let Some(value) = globals.get(name) {
             visible.set(name.as_str(), value.clone());
         }
@@ -735,8 +763,9 @@ struct Job {
 struct Evaluated {
     cell: CellId,
     result: RunResult,
-    /// The cell's own globals after the evaluation.
-    globals: Globals,
+    /// The cell's own globals after the evaluation, or `None` when it was
+    /// evaluated against the run's (its definitions are in place).
+    globals: Option<Globals>,
     duration: Duration,
     /// Why the run stopped the cell, if it did.
     stop: Option<StopReason>,
@@ -746,29 +775,48 @@ struct Evaluated {
 /// handing it over and back costs about as much.
 const QUICK_CELL: Duration = Duration::from_micros(50);
 
+/// A cell that takes this long ends a streak of quick cells at once: the
+/// cells after it may run beside each other again.
+const SLOW_CELL: Duration = Duration::from_millis(1);
+
 /// How many quick cells in a row make the coordinator evaluate the next
 /// ready cells itself (see [`Pipeline::run_parallel`]).
 const QUICK_STREAK: usize = 16;
 
+/// The most quick cells [`Pace`] remembers: how far above the streak's
+/// threshold a long run of quick cells gets.
+const QUICK_MEMORY: usize = 2 * QUICK_STREAK;
+
+/// What a cell between quick and slow takes off the count of quick cells.
+const MIDDLING_COST: usize = 4;
+
 /// How long the latest cells of a parallel run took, as far as deciding
 /// where the next one runs needs.
+///
+/// A quick cell adds one to a count (up to [`QUICK_MEMORY`]), a slow one
+/// empties it, and one in between takes [`MIDDLING_COST`] off: a trivial
+/// cell that a page fault or the machine's other work made take a few
+/// hundred microseconds does not end a streak of thousands (which would
+/// hand the next cells to workers for nothing), while a few such cells in
+/// a row do, and any slow cell does at once.
 #[derive(Default)]
 struct Pace {
-    /// How many of the latest evaluated cells in a row were quick.
-    quick_in_a_row: usize,
+    quick: usize,
 }
 
 impl Pace {
     fn saw(&mut self, duration: Duration) {
-        if duration < QUICK_CELL {
-            self.quick_in_a_row += 1;
+        self.quick = if duration < QUICK_CELL {
+            (self.quick + 1).min(QUICK_MEMORY)
+        } else if duration < SLOW_CELL {
+            self.quick.saturating_sub(MIDDLING_COST)
         } else {
-            self.quick_in_a_row = 0;
-        }
+            0
+        };
     }
 
     fn cells_are_quick(&self) -> bool {
-        self.quick_in_a_row >= QUICK_STREAK
+        self.quick >= QUICK_STREAK
     }
 }
 
@@ -1250,7 +1298,7 @@ mod tests {
                 }
             }
             if cell.name().starts_with("slow") {
-                thread::sleep(QUICK_CELL * 20);
+                thread::sleep(SLOW_CELL);
             }
             for def in cell.defs() {
                 globals.set(def.as_str(), executor_core::RunResult::default().output);
@@ -1296,6 +1344,40 @@ mod tests {
         let mut names: Vec<&str> = globals.names().collect();
         names.sort_unstable();
         assert_eq!(names, ["a", "b", "c", "d"], "definitions are merged back");
+    }
+
+    #[test]
+    fn a_middling_cell_keeps_a_long_streak_and_a_slow_one_ends_it() {
+        let quick = QUICK_CELL / 2;
+        let middling = (QUICK_CELL + SLOW_CELL) / 2;
+        let mut pace = Pace::default();
+        for _ in 0..QUICK_STREAK - 1 {
+            pace.saw(quick);
+        }
+        assert!(!pace.cells_are_quick());
+        for _ in 0..QUICK_MEMORY {
+            pace.saw(quick);
+        }
+        assert!(pace.cells_are_quick());
+        pace.saw(middling);
+        assert!(pace.cells_are_quick(), "one page fault ends no streak");
+        let mut in_a_row = 1;
+        while pace.cells_are_quick() {
+            pace.saw(middling);
+            in_a_row += 1;
+        }
+        assert!(
+            (2..=QUICK_STREAK / MIDDLING_COST + 1).contains(&in_a_row),
+            "{in_a_row}"
+        );
+        for _ in 0..QUICK_MEMORY {
+            pace.saw(quick);
+        }
+        pace.saw(SLOW_CELL);
+        assert!(
+            !pace.cells_are_quick(),
+            "a slow cell ends the streak at once"
+        );
     }
 
     #[test]
