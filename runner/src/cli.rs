@@ -39,7 +39,7 @@ pub(crate) enum Command {
     Watch(WatchArgs),
     /// Analyse a notebook without running it: defs, refs, parents, errors.
     Check {
-        /// The notebook file (`.rhai`, percent format).
+        /// The notebook file: percent-format `.rhai`, or a marimo `.py` file.
         notebook: PathBuf,
         /// Print one JSON document instead of text.
         #[arg(long)]
@@ -82,7 +82,7 @@ pub(crate) enum Command {
     },
     /// Print a notebook's dependency graph.
     Graph {
-        /// The notebook file (`.rhai`, percent format).
+        /// The notebook file: percent-format `.rhai`, or a marimo `.py` file.
         notebook: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
@@ -92,7 +92,7 @@ pub(crate) enum Command {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
-    /// The notebook file (`.rhai`, percent format).
+    /// The notebook file: percent-format `.rhai`, or a marimo `.py` file.
     pub(crate) notebook: PathBuf,
     /// Run only this cell with its ancestors and descendants (repeatable).
     #[arg(long = "cell", value_name = "NAME")]
@@ -118,6 +118,11 @@ pub(crate) struct RunArgs {
     /// Strict execution: a cell sees only deep copies of the names it reads.
     #[arg(long)]
     pub(crate) strict: bool,
+    /// The Python program whose environment runs a Python notebook's cells
+    /// (default: the active virtual environment's, else `python3` on PATH);
+    /// the same as `--plugin-opt python.python=PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) python: Option<PathBuf>,
     /// Reuse results of cells whose code and inputs did not change, stored in
     /// DIR (default: `.cellrun/cache` beside the notebook).
     #[arg(long, value_name = "DIR", num_args = 0..=1)]

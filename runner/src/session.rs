@@ -133,6 +133,13 @@ impl Session {
                 std::mem::take(&mut plugin_config.options),
                 args.max_memory,
             );
+            if let Some(python) = &args.python {
+                plugin_config.options.push((
+                    PYTHON.to_owned(),
+                    "python".to_owned(),
+                    python.display().to_string(),
+                ));
+            }
         }
         let default = Arc::new(DefaultExecutor::new(&limits));
         let mut registry = ExecutorRegistry::new();

@@ -596,6 +596,44 @@ fn the_python_plugin_is_found_beside_cellrun_without_a_flag() {
 }
 
 #[test]
+fn python_flag_chooses_the_interpreter() {
+    let Some(python) = marimo_python() else {
+        return;
+    };
+    let dir = Dir::new("py-python-flag");
+    dir.write(
+        "nb.py",
+        &notebook(&[("a", "import marimo\nversion = marimo.__version__\nversion")]),
+    );
+    let run = |python: &Path| {
+        let mut command = cellrun_command(dir.path());
+        command
+            .env_remove("VIRTUAL_ENV")
+            .args(["run", "--plugin-dir"])
+            .arg(plugin_dir())
+            .arg("--python")
+            .arg(python)
+            .args(["nb.py", "--json"]);
+        Run::from_output(command.output().unwrap())
+    };
+    // marimo is installed only in the environment `--python` names.
+    let chosen = run(&python);
+    assert_eq!(chosen.code, 0, "{}", chosen.stderr);
+    assert_eq!(chosen.finished("a")["output"], "0.25.2");
+    let missing = dir.path().join("no-such-python");
+    let run = run(&missing);
+    assert_ne!(run.code, 0);
+    let error = &run.finished("a")["error"]["message"];
+    assert!(
+        error
+            .as_str()
+            .is_some_and(|message| message
+                .contains(&format!("--python {}: no such file", missing.display()))),
+        "{error}"
+    );
+}
+
+#[test]
 fn watch_reruns_a_python_notebook_on_save() {
     let dir = Dir::new("py-watch");
     let text = notebook(&[("_", "x = 1"), ("_", "y = x + 1\ny")]);
