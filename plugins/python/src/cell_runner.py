@@ -52,24 +52,19 @@ def _ends_with_semicolon(code):
     return False
 
 
-class _Capture(io.TextIOBase):
-    """A text stream that collects what a cell writes."""
+class _Capture(io.StringIO):
+    """A text stream that collects what a cell writes (C-implemented, so
+    making one per cell costs little)."""
 
-    def __init__(self, name):
-        self.name = name
-        self.parts = []
-
-    def writable(self):
-        return True
+    name = "<stdout>"
 
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self.parts.append(text)
-        return len(text)
+        return super().write(text)
 
     def text(self):
-        return "".join(self.parts)
+        return self.getvalue()
 
 
 def _shifted(code, delta):
@@ -171,7 +166,7 @@ def run_cell(code, filename, first_line, globals_, split=None):
     without it the code is parsed here.  stdout and stderr are captured for
     the cell's duration and returned together, in the order written.
     """
-    capture = _Capture("<stdout>")
+    capture = _Capture()
     saved = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = capture
     output = None
@@ -273,14 +268,6 @@ def display(value):
         return repr(value)
     except Exception as error:  # noqa: BLE001
         return f"<{type(value).__name__} object (repr failed: {error})>"
-
-
-def type_name(value):
-    """The value's type as `module.Qualname` (builtins unqualified)."""
-    kind = type(value)
-    module = getattr(kind, "__module__", "")
-    name = getattr(kind, "__qualname__", kind.__name__)
-    return name if module in ("builtins", "", None) else f"{module}.{name}"
 
 
 def _shared(value):

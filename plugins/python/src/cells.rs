@@ -63,6 +63,17 @@ pub fn run_cell(
     host: &mut dyn HostGlobals,
 ) -> CellRun {
     interpreter.keep_thread_state();
+    // One hold of the GIL for the whole cell: the calls below that attach
+    // again only count up.
+    Python::attach(|_py| run_holding_the_gil(interpreter, notebook, cell, host))
+}
+
+fn run_holding_the_gil(
+    interpreter: &'static Interpreter,
+    notebook: &str,
+    cell: &CellCode<'_>,
+    host: &mut dyn HostGlobals,
+) -> CellRun {
     // A refusal before this cell is not this cell's.
     let _ = crate::memory::take_refused();
     for name in cell.refs {

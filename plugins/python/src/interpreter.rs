@@ -405,12 +405,7 @@ impl Interpreter {
 
     /// The value's type as `module.Qualname` (builtins unqualified).
     pub fn type_name(&self, value: &Py<PyAny>) -> String {
-        Python::attach(|py| {
-            self.helper_call(py, "type_name", (value.bind(py),))
-                .ok()
-                .and_then(|text| text.extract::<String>().ok())
-                .unwrap_or_else(|| "object".to_owned())
-        })
+        Python::attach(|py| type_name_of(value.bind(py)))
     }
 
     /// What printing a value needs: its type, display form, JSON and rich forms.
@@ -429,7 +424,7 @@ impl Interpreter {
                 .and_then(|rich| rich.extract::<Option<(String, String)>>().ok())
                 .flatten();
             Description {
-                type_name: text("type_name").unwrap_or_else(|| "object".to_owned()),
+                type_name: type_name_of(value),
                 display: text("display").unwrap_or_default(),
                 json: text("to_json"),
                 rich,
@@ -510,6 +505,21 @@ impl Interpreter {
     /// A handle that stops the running cell from another thread.
     pub fn interrupter(&'static self) -> Interrupter {
         Interrupter { interpreter: self }
+    }
+}
+
+/// The type of `value` as `module.Qualname`, builtins unqualified.
+fn type_name_of(value: &Bound<'_, PyAny>) -> String {
+    let kind = value.get_type();
+    let text = |attribute: &Bound<'_, pyo3::types::PyString>| attribute.to_string();
+    let name = kind
+        .qualname()
+        .or_else(|_| kind.name())
+        .map(|name| text(&name))
+        .unwrap_or_else(|_| "object".to_owned());
+    match kind.module().map(|module| text(&module)) {
+        Ok(module) if !module.is_empty() && module != "builtins" => format!("{module}.{name}"),
+        _ => name,
     }
 }
 
