@@ -7,10 +7,12 @@
 //! cell's thread (again at each poll, until the code returns: a blocking C
 //! call first returns, then the next bytecode raises).
 //!
-//! Lock order: the GIL, then the watch list. A thread registers and
-//! deregisters its cell without holding the GIL, and the watcher re-checks
-//! under both that the cell it found stopped is still running, so an
-//! interrupt meant for one cell never reaches the next.
+//! Lock order: the GIL, then the watch list. The watcher polls the list
+//! without the GIL, then takes the GIL and re-checks, under both, that the
+//! cell it found stopped is still registered before it interrupts it; a
+//! cell registers and deregisters holding the GIL (the calling thread holds
+//! it for the whole cell, releasing it only while the cell's own code
+//! lets it go), so an interrupt meant for one cell never reaches the next.
 
 use std::sync::{Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::time::Duration;
