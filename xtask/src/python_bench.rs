@@ -197,9 +197,31 @@ pub(crate) fn run(
         }
         for pair in ours_by_size.windows(2) {
             let ((n1, t1), (n2, t2)) = (pair[0], pair[1]);
+            // Twice the cells: also the median ratio of runs taken in
+            // pairs, steadier than the ratio of two bests on a shared machine.
+            let paired = if n2 == 2 * n1 {
+                let name = if chain { "chain" } else { "fan" };
+                let small = out_dir.join(format!("py_{name}_{n1}.py"));
+                let large = out_dir.join(format!("py_{name}_{n2}.py"));
+                let mut ratios = Vec::new();
+                for round in 0..PAIRS {
+                    let (a, b) = if round % 2 == 0 {
+                        let a = cellrun_run(&small)?;
+                        (a, cellrun_run(&large)?)
+                    } else {
+                        let b = cellrun_run(&large)?;
+                        (cellrun_run(&small)?, b)
+                    };
+                    ratios.push(b / a);
+                }
+                ratios.sort_by(f64::total_cmp);
+                format!("{:.2}x (median of {PAIRS} pairs)", ratios[PAIRS / 2])
+            } else {
+                String::new()
+            };
             writeln!(
                 report,
-                "| {shape} ratio | {n2}/{n1} = {:.1}x cells | {:.2}x time | | | | | | |",
+                "| {shape} ratio | {n2}/{n1} = {:.1}x cells | {:.2}x time (bests) | {paired} | | | | | |",
                 n2 as f64 / n1 as f64,
                 t2 / t1
             )?;
@@ -207,3 +229,6 @@ pub(crate) fn run(
     }
     Ok(())
 }
+
+/// How many pairs of runs give the paired ratio of twice the cells.
+const PAIRS: usize = 11;
