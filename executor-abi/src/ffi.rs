@@ -339,8 +339,10 @@ pub trait FfiHost {
     fn run_default(&mut self) -> RResult<FfiRunResult, FfiError>;
     /// Whether the cell was asked to stop (interrupt, timeout, memory).
     ///
-    /// Any thread may call it while the call that received the host runs:
-    /// the host reads an atomic flag and nothing else.
+    /// Any thread may call it while the call that received the host runs,
+    /// concurrently with the other methods: an implementation must read an
+    /// atomic flag (or immutable data) and nothing else, or the SDK's
+    /// `StopSignal`, which relies on this, is unsound.
     fn is_cancelled(&self) -> bool;
     /// Emits a log line through the runner's `tracing`, naming the plugin.
     #[sabi(last_prefix_field)]
@@ -608,8 +610,10 @@ pub trait FfiHost2 {
     fn set_owned(&mut self, name: RStr<'_>, value: FfiOwnedRef);
     /// Why the cell must stop, or [`FfiStopReason::NONE`].
     ///
-    /// Any thread may call it while the call that received the host runs:
-    /// the host reads an atomic flag and nothing else.
+    /// Any thread may call it while the call that received the host runs,
+    /// concurrently with the other methods: an implementation must read an
+    /// atomic flag (or immutable data) and nothing else, or the SDK's
+    /// `StopSignal`, which relies on this, is unsound.
     fn stop_reason(&self) -> FfiStopReason;
     /// Emits a log line through the runner's `tracing`, naming the plugin.
     fn log(&self, level: FfiLogLevel, message: RStr<'_>);

@@ -167,7 +167,8 @@ impl Globals {
         self.visible = Some(visible.into_iter().collect());
     }
 
-    /// Ends the restriction, if any: every name is visible again.
+    /// Ends the restriction, if any: every name is visible again, or every
+    /// name of the scope when one is in force.
     pub fn unrestrict(&mut self) {
         self.visible = None;
     }

@@ -171,7 +171,9 @@ fn peak_resident() -> Option<usize> {
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return None;
     }
-    usize::try_from(usage.ru_maxrss).ok()?.checked_mul(1024)
+    // Kibibytes on Linux, bytes on macOS.
+    let unit = if cfg!(target_os = "macos") { 1 } else { 1024 };
+    usize::try_from(usage.ru_maxrss).ok()?.checked_mul(unit)
 }
 
 /// The memory the process holds now, wherever it was allocated: the

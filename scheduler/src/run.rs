@@ -212,27 +212,30 @@ impl Pipeline<'_> {
     ///
     /// The calling thread coordinates: it owns the queue and the globals and
     /// calls every hook, so hooks never run concurrently and always on this
-    /// thread. Cells are evaluated (lifecycle setups, body, teardowns) on
-    /// worker threads with a stack of [`CELL_THREAD_STACK`] bytes, each
-    /// against globals of its own holding only what the cell may read (its
-    /// refs and the globals its functions read, which its ancestors
-    /// define) and its own earlier definitions; values are shared, not
-    /// copied. When the cell finishes, its definitions are merged into
-    /// `globals`. So a cell never sees a definition of a cell that is not
-    /// its ancestor, whatever runs beside it.
+    /// thread. A cell handed to a worker thread (with a stack of
+    /// [`CELL_THREAD_STACK`] bytes) is evaluated (lifecycle setups, body,
+    /// teardowns) against globals of its own holding only what the cell
+    /// may read (its refs and the globals its functions read, which its
+    /// ancestors define) and its own earlier definitions; values are
+    /// shared, not copied. When the cell finishes, its definitions are
+    /// merged into `globals` (anything else it set is dropped). So a cell
+    /// never sees a definition of a cell that is not its ancestor, whatever
+    /// runs beside it.
     ///
     /// When one cell is ready and none is running, the coordinator
     /// evaluates it itself: nothing could start beside it, and a chain of
     /// cells pays no hand-over between threads. It also evaluates ready
-    /// cells itself while the latest cells took less than [`QUICK_CELL`],
-    /// about what handing a cell to a worker costs ([`Pace`] says when):
+    /// cells itself during a streak of cells that took less than
+    /// [`QUICK_CELL`], about what handing a cell to a worker costs, with a
+    /// few slower ones among them ([`Pace`] says when):
     /// parallelism cannot win on such cells, and a run of thousands of
     /// them would otherwise be slower than with one job. A cell taking
     /// [`SLOW_CELL`] or more ends the streak at once, so at most that one
     /// cell holds the others back; cells in between end it after a few in
     /// a row. The coordinator evaluates against the run's globals, scoped
     /// to what the cell may read ([`Globals::scope_to`]): no copy, and the
-    /// same names visible as on a worker.
+    /// same names visible as on a worker; as in a sequential run, what the
+    /// cell sets beyond its definitions stays.
     ///
     /// The statuses are those of a sequential run: a failure cancels the
     /// queued descendants of the cell (running cells go on), an interrupt

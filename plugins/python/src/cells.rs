@@ -83,9 +83,22 @@ fn run_holding_the_gil(
     }
     let mut run = None;
     host.watch_stop(&mut |stop| {
-        run = Some(crate::watcher::run_watched(interpreter, stop, || {
-            interpreter.run(cell.code, notebook, cell.first_line)
-        }));
+        run = Some(
+            crate::watcher::run_watched(interpreter, stop, || {
+                interpreter.run(cell.code, notebook, cell.first_line)
+            })
+            .unwrap_or_else(|message| CellRun {
+                output: None,
+                stdout: String::new(),
+                failure: Some(Failure {
+                    kind: FailureKind::Runtime,
+                    message,
+                    line: None,
+                    traceback: String::new(),
+                    missing_name: None,
+                }),
+            }),
+        );
     });
     let mut run = run.unwrap_or_else(|| CellRun {
         output: None,
@@ -139,6 +152,7 @@ fn run_holding_the_gil(
 /// at once: the runner analyses the notebook meanwhile, and the first cell
 /// waits only for what is left of the start.
 pub fn warm_up(python: &std::path::Path) {
+    Interpreter::preinitialize();
     let python = python.to_path_buf();
     let started = std::thread::Builder::new()
         .name("cellrun-python-start".into())

@@ -27,8 +27,6 @@ use crate::{
 pub struct PythonPlugin {
     /// The notebook's absolute path, for tracebacks and `__file__`.
     notebook: Mutex<String>,
-    /// What `__file__` was last set to in the interpreter.
-    file: Mutex<String>,
     values: PythonValues,
 }
 
@@ -81,7 +79,6 @@ impl ExecutorPlugin for PythonPlugin {
         }
         Ok(PythonPlugin {
             notebook: Mutex::new("<notebook>".to_owned()),
-            file: Mutex::new(String::new()),
             values: PythonValues {
                 python,
                 portable,
@@ -107,13 +104,7 @@ impl ExecutorPlugin for PythonPlugin {
         }
         let interpreter = self.interpreter().map_err(PluginError::new)?;
         let notebook = self.notebook_path();
-        {
-            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-            if *file != notebook {
-                interpreter.set_file(&notebook);
-                file.clone_from(&notebook);
-            }
-        }
+        interpreter.set_file(&notebook);
         let private_defs = if may_define_private(cell.code.as_str()) {
             python_notebook::analyze(cell.code.as_str())
                 .map(|analysis| analysis.private_defs)

@@ -188,6 +188,25 @@ impl Interpreter {
             .map_err(Clone::clone)
     }
 
+    /// Pre-initialises CPython on the calling thread: the locale, and its
+    /// coercion, which may set environment variables. The rest of the
+    /// start may then run on another thread without racing this process's
+    /// reads of the environment (`setenv` and `getenv` are not safe at
+    /// once). Does nothing once CPython is (pre-)initialised.
+    pub fn preinitialize() {
+        // SAFETY: a zeroed PyPreConfig is what PyPreConfig_InitPythonConfig
+        // expects to fill; pre-initialising an initialised runtime is a no-op.
+        unsafe {
+            if ffi::Py_IsInitialized() == 0 {
+                let mut preconfig: ffi::PyPreConfig = std::mem::zeroed();
+                ffi::PyPreConfig_InitPythonConfig(&mut preconfig);
+                // As the configuration `start` gives: no command line to parse.
+                preconfig.parse_argv = 0;
+                let _ = ffi::Py_PreInitialize(&preconfig);
+            }
+        }
+    }
+
     fn start(python: &Path) -> Result<Interpreter, String> {
         let (version, executable) = probe(python)?;
         if version != LINKED_VERSION {
@@ -361,10 +380,19 @@ impl Interpreter {
         self.helper(py).getattr(name)?.call1(args)
     }
 
-    /// Sets `__file__` for the cells, as a script run of the notebook has it.
+    /// Sets `__file__` for the cells, as a script run of the notebook has
+    /// it, unless it is that already (a cell may have rebound it).
     pub fn set_file(&self, path: &str) {
         Python::attach(|py| {
-            let _ = self.globals(py).set_item("__file__", path);
+            let globals = self.globals(py);
+            let current = globals.get_item(intern!(py, "__file__")).ok().flatten();
+            if !current.is_some_and(|current| {
+                current
+                    .extract::<&str>()
+                    .is_ok_and(|current| current == path)
+            }) {
+                let _ = globals.set_item(intern!(py, "__file__"), path);
+            }
         });
     }
 

@@ -14,7 +14,7 @@
 //! it for the whole cell, releasing it only while the cell's own code
 //! lets it go), so an interrupt meant for one cell never reaches the next.
 
-use std::sync::{Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use pyo3::Python;
@@ -26,6 +26,10 @@ use crate::Interpreter;
 const STOP_POLL: Duration = Duration::from_millis(5);
 
 /// Whether a running cell must stop; asked from the watcher's thread.
+///
+/// The watcher asks while it holds the list of running cells, so an answer
+/// must come at once: it must not block, nor take the GIL (the cell's
+/// thread may hold the GIL while it waits for that list).
 pub trait StopCheck: Sync {
     /// Whether the cell must stop now (Ctrl-C, its time limit, the memory limit).
     fn should_stop(&self) -> bool;
@@ -73,12 +77,16 @@ impl Watcher {
 
 /// Runs `run` (a cell's code, on this thread) while the watcher stops it
 /// with `KeyboardInterrupt` once `stop` says so.
+///
+/// # Errors
+/// When the watcher thread could not be started: nothing could stop the
+/// cell, so it does not run.
 pub(crate) fn run_watched<R>(
     interpreter: &'static Interpreter,
     stop: &dyn StopCheck,
     run: impl FnOnce() -> R,
-) -> R {
-    let watcher = watcher(interpreter);
+) -> Result<R, String> {
+    let watcher = watcher(interpreter)?;
     // SAFETY: only the lifetime is erased; the registration ends (in
     // `Registered::drop`, under the lock) before `stop` goes out of scope,
     // and the watcher reads the pointer only under that lock.
@@ -100,7 +108,7 @@ pub(crate) fn run_watched<R>(
         key
     };
     let _registered = Registered { watcher, key };
-    run()
+    Ok(run())
 }
 
 /// Deregisters a cell when its run ends, whichever way it ends.
@@ -118,23 +126,27 @@ impl Drop for Registered {
     }
 }
 
-/// The process's watcher, started with the first watched cell.
-fn watcher(interpreter: &'static Interpreter) -> &'static Watcher {
+/// The process's watcher, started with the first watched cell, or why it
+/// could not start.
+fn watcher(interpreter: &'static Interpreter) -> Result<&'static Watcher, String> {
     static WATCHER: OnceLock<Watcher> = OnceLock::new();
-    static STARTED: Once = Once::new();
+    static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
     let watcher = WATCHER.get_or_init(|| Watcher {
         state: Mutex::new(State::default()),
         wake: Condvar::new(),
     });
-    STARTED.call_once(|| {
-        let started = std::thread::Builder::new()
-            .name("cellrun-python-stop".into())
-            .spawn(move || watch(interpreter, watcher));
-        if let Err(error) = started {
-            eprintln!("cellrun python plugin: cannot start the thread that stops cells: {error}");
-        }
-    });
-    watcher
+    STARTED
+        .get_or_init(|| {
+            std::thread::Builder::new()
+                .name("cellrun-python-stop".into())
+                .spawn(move || watch(interpreter, watcher))
+                .map(drop)
+                .map_err(|error| {
+                    format!("cannot start the thread that stops Python cells (Ctrl-C, timeouts, the memory limit): {error}")
+                })
+        })
+        .clone()?;
+    Ok(watcher)
 }
 
 fn watch(interpreter: &'static Interpreter, watcher: &'static Watcher) {
