@@ -8,7 +8,7 @@
 
 use pyo3::prelude::*;
 
-use crate::{CellRun, Failure, FailureKind, Interpreter, StopCheck};
+use crate::{CellRun, FailureKind, Interpreter, StopCheck};
 
 /// What the plugin needs of a cell.
 pub struct CellCode<'a> {
@@ -87,29 +87,14 @@ fn run_holding_the_gil(
             crate::watcher::run_watched(interpreter, stop, || {
                 interpreter.run(cell.code, notebook, cell.first_line)
             })
-            .unwrap_or_else(|message| CellRun {
-                output: None,
-                stdout: String::new(),
-                failure: Some(Failure {
-                    kind: FailureKind::Runtime,
-                    message,
-                    line: None,
-                    traceback: String::new(),
-                    missing_name: None,
-                }),
-            }),
+            .unwrap_or_else(|message| CellRun::failed(FailureKind::Runtime, message)),
         );
     });
-    let mut run = run.unwrap_or_else(|| CellRun {
-        output: None,
-        stdout: String::new(),
-        failure: Some(Failure {
-            kind: FailureKind::Runtime,
-            message: "the host gave the cell no stop check, so it did not run".to_owned(),
-            line: None,
-            traceback: String::new(),
-            missing_name: None,
-        }),
+    let mut run = run.unwrap_or_else(|| {
+        CellRun::failed(
+            FailureKind::Runtime,
+            "the host gave the cell no stop check, so it did not run",
+        )
     });
     if let Some(failure) = &mut run.failure {
         if failure.message.starts_with("MemoryError") {

@@ -343,29 +343,12 @@ impl Interpreter {
                 // An interrupt that landed in the helper itself, outside the
                 // cell's code (as it starts or ends), is still an interrupt.
                 Err(error) if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
-                    CellRun {
-                        output: None,
-                        stdout: String::new(),
-                        failure: Some(Failure {
-                            kind: FailureKind::Interrupted,
-                            message: "KeyboardInterrupt".to_owned(),
-                            line: None,
-                            traceback: String::new(),
-                            missing_name: None,
-                        }),
-                    }
+                    CellRun::failed(FailureKind::Interrupted, "KeyboardInterrupt")
                 }
-                Err(error) => CellRun {
-                    output: None,
-                    stdout: String::new(),
-                    failure: Some(Failure {
-                        kind: FailureKind::Runtime,
-                        message: format!("the cell runner failed: {error}"),
-                        line: None,
-                        traceback: String::new(),
-                        missing_name: None,
-                    }),
-                },
+                Err(error) => CellRun::failed(
+                    FailureKind::Runtime,
+                    format!("the cell runner failed: {error}"),
+                ),
             }
         })
     }
@@ -586,6 +569,21 @@ pub struct CellRun {
 }
 
 impl CellRun {
+    /// A run that failed before or around the cell's code, with `message`.
+    pub fn failed(kind: FailureKind, message: impl Into<String>) -> CellRun {
+        CellRun {
+            output: None,
+            stdout: String::new(),
+            failure: Some(Failure {
+                kind,
+                message: message.into(),
+                line: None,
+                traceback: String::new(),
+                missing_name: None,
+            }),
+        }
+    }
+
     fn from_tuple(py: Python<'_>, tuple: &Bound<'_, PyAny>) -> CellRun {
         let parts = tuple.cast::<PyTuple>().ok();
         let item = |index: usize| parts.and_then(|parts| parts.get_item(index).ok());
