@@ -674,23 +674,4 @@ impl Interrupter {
             }
         });
     }
-
-    /// Raises `KeyboardInterrupt` in every running cell at its next bytecode;
-    /// does nothing when no cell runs.
-    ///
-    /// A blocking call in C (`time.sleep`, a socket read) returns first.
-    pub fn interrupt(&self) {
-        Python::attach(|_py| {
-            for ident in self.interpreter.running_cells().iter() {
-                // SAFETY: the GIL is held and `ident` names a live thread
-                // that is inside `Interpreter::run`.
-                unsafe {
-                    ffi::PyThreadState_SetAsyncExc(
-                        *ident as libc::c_long,
-                        ffi::PyExc_KeyboardInterrupt,
-                    );
-                }
-            }
-        });
-    }
 }

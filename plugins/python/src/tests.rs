@@ -93,6 +93,9 @@ fn c_extensions_import() {
 fn an_interrupt_stops_a_running_loop() {
     let (_one, interpreter) = interpreter();
     let interrupter = interpreter.interrupter();
+    // The cell runs on this thread.
+    // SAFETY: pthread_self has no preconditions.
+    let this_thread = unsafe { libc::pthread_self() } as u64;
     let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = started.clone();
     let stopper = std::thread::spawn(move || {
@@ -101,7 +104,7 @@ fn an_interrupt_stops_a_running_loop() {
         }
         // The cell sets the flag from inside its loop; interrupting until
         // the run returns covers the moment before the loop is entered.
-        interrupter.interrupt();
+        interrupter.interrupt_thread(this_thread);
     });
     let _ = Path::new(NB);
     let code = "import builtins\nwhile True:\n    builtins._cellrun_started()\n";
