@@ -37,8 +37,8 @@ impl StopReason {
 /// It borrows the host, so it cannot outlive the call that received it.
 #[derive(Clone, Copy)]
 pub struct StopSignal<'h> {
+    /// The `Host` this signal borrows, its lifetime erased.
     host: *const (),
-    read: unsafe fn(*const ()) -> Option<StopReason>,
     call: std::marker::PhantomData<&'h ()>,
 }
 
@@ -53,8 +53,8 @@ impl StopSignal<'_> {
     /// Why the cell must stop, or `None` while it may run.
     pub fn reason(&self) -> Option<StopReason> {
         // SAFETY: `host` points at the `Host` this signal borrows, alive for
-        // the signal's lifetime; `read` is `read_stop` for that host type.
-        unsafe { (self.read)(self.host) }
+        // the signal's lifetime.
+        unsafe { read_stop(self.host) }
     }
 }
 
@@ -235,7 +235,6 @@ impl<'a> Host<'a> {
     pub fn stop_signal(&self) -> StopSignal<'_> {
         StopSignal {
             host: std::ptr::from_ref(self).cast(),
-            read: read_stop,
             call: std::marker::PhantomData,
         }
     }
