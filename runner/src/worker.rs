@@ -348,7 +348,9 @@ impl Python {
 }
 
 /// Loads the python plugin cellrun ships and constructs its executor,
-/// encoding values for another process (`python.portable`).
+/// encoding values for another process (`python.portable`). A worker runs
+/// a few of the notebook's cells, so it compiles each where it runs
+/// (`python.precompile=never`) rather than the whole notebook ahead.
 fn load_python(
     program: Option<&std::path::Path>,
     default: &Arc<DefaultExecutor>,
@@ -357,11 +359,18 @@ fn load_python(
     use crate::plugins::{self, PluginConfig};
 
     let mut options = crate::session::with_python_memory_limit(
-        vec![(
-            "python".to_owned(),
-            "portable".to_owned(),
-            "true".to_owned(),
-        )],
+        vec![
+            (
+                "python".to_owned(),
+                "portable".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "python".to_owned(),
+                "precompile".to_owned(),
+                "never".to_owned(),
+            ),
+        ],
         Some(u64::try_from(max_bytes >> 20).unwrap_or(u64::MAX).max(1)),
     );
     if let Some(program) = program {

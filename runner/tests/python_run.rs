@@ -661,3 +661,89 @@ fn watch_reruns_a_python_notebook_on_save() {
     assert_eq!(run.finished("cell-2")["output"], 11);
     assert_eq!(watching.quit(), 0);
 }
+
+/// The cells of `cells_compiled_ahead_give_what_cells_compiled_in_place_give`:
+/// a slow first cell, so that the helper has compiled the rest when they run.
+fn ahead_notebook() -> String {
+    let mut cells = vec![(
+        "slow".to_owned(),
+        "import time\ntime.sleep(2)\nstep_0 = 0".to_owned(),
+    )];
+    for index in 1..=40 {
+        let body = match index {
+            7 => format!(
+                "step_{index} = step_{} + 1\nprint('seven', step_{index})",
+                index - 1
+            ),
+            13 => format!(
+                "step_{index} = step_{} + 1\nrisky_{index} = 1 / 0",
+                index - 1
+            ),
+            14 => format!("step_{index} = step_12 + 2\n[step_{index}, 'x']"),
+            _ => format!("step_{index} = step_{} + 1\nstep_{index} * 10", index - 1),
+        };
+        cells.push((format!("c{index}"), body));
+    }
+    let borrowed: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|(name, body)| (name.as_str(), body.as_str()))
+        .collect();
+    notebook(&borrowed)
+}
+
+#[test]
+fn cells_compiled_ahead_give_what_cells_compiled_in_place_give() {
+    let dir = Dir::new("py-ahead");
+    let text = ahead_notebook();
+    dir.write("nb.py", &text);
+    let run = |mode: &str| {
+        let mut command = python_cellrun(dir.path())?;
+        command
+            .env("CELLRUN_LOG", "plugin=debug,cellrun=warn")
+            .args(["nb.py", "--json", "--plugin-opt"])
+            .arg(format!("python.precompile={mode}"));
+        Some(Run::from_output(command.output().unwrap()))
+    };
+    let (Some(ahead), Some(in_place)) = (run("always"), run("never")) else {
+        return;
+    };
+    let compiled_ahead = |run: &Run| {
+        run.stderr
+            .lines()
+            .find_map(|line| {
+                let (count, _) = line.split_once(" cells ran code compiled ahead")?;
+                count.rsplit(' ').next()?.parse::<usize>().ok()
+            })
+            .unwrap_or_else(|| panic!("no count in:\n{}", run.stderr))
+    };
+    // Every cell after the slow one: c1..c40 but c14's parent c13 fails,
+    // and c14 reads step_12 only, so all 40 run.
+    assert_eq!(compiled_ahead(&ahead), 40, "{}", ahead.stderr);
+    assert_eq!(compiled_ahead(&in_place), 0, "{}", in_place.stderr);
+    let seen = |run: &Run| {
+        run.events("cell_finished")
+            .iter()
+            .map(|event| {
+                (
+                    event["cell"].clone(),
+                    event["status"].clone(),
+                    event["output"].clone(),
+                    event["stdout"].clone(),
+                    event["error"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seen(&ahead), seen(&in_place));
+    assert_eq!(ahead.finished("c3")["output"], json!(30));
+    assert_eq!(ahead.finished("c7")["stdout"], "seven 7\n");
+    assert_eq!(ahead.finished("c14")["output"], json!([14, "x"]));
+    let error = &ahead.finished("c13")["error"];
+    assert_eq!(error["message"], "ZeroDivisionError: division by zero");
+    let line = text
+        .lines()
+        .position(|line| line.contains("risky_13 = 1 / 0"))
+        .unwrap()
+        + 1;
+    assert_eq!(error["line"], json!(line));
+}

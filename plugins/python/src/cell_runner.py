@@ -11,6 +11,7 @@ tracebacks and `linecache` point at the notebook file itself.
 # other modules are imported where they are used.
 import _ast
 import io
+import marshal
 import sys
 import types
 
@@ -116,6 +117,48 @@ def _compile_split(split, filename, first_line):
     return compiled, expr
 
 
+def serve_compiles():
+    """The loop of the helper process that compiles cells ahead (see the
+    plugin's `ahead.rs` for the protocol): cells in, marshal dumps out."""
+    import struct
+    import warnings
+
+    # A compile that warns is done again where the cell runs, which shows
+    # the warning in the cell's output.
+    warnings.simplefilter("error")
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+
+    def read(size):
+        data = inp.read(size)
+        if len(data) != size:
+            raise SystemExit(0)
+        return data
+
+    def number():
+        return struct.unpack("<I", read(4))[0]
+
+    version = sys.version.encode()
+    out.write(struct.pack("<I", len(version)) + version)
+    out.flush()
+    filename = read(number()).decode()
+    while True:
+        count = number()
+        replies = [struct.pack("<I", count)]
+        for _ in range(count):
+            first_line, output_line = number(), number()
+            body = read(number()).decode()
+            size = number()
+            output = None if size == 0xFFFFFFFF else read(size).decode()
+            try:
+                compiled = _compile_split((body, output, output_line), filename, first_line)
+                data = marshal.dumps(compiled)
+            except BaseException:  # noqa: BLE001 - the cell compiles where it runs
+                data = b""
+            replies.append(struct.pack("<II", first_line, len(data)) + data)
+        out.write(b"".join(replies))
+        out.flush()
+
+
 def _evaluate(code_object, globals_):
     result = eval(code_object, globals_)
     if code_object.co_flags & _CO_COROUTINE:
@@ -158,12 +201,14 @@ def _failure(error, filename):
     }
 
 
-def run_cell(code, filename, first_line, globals_, split=None):
+def run_cell(code, filename, first_line, globals_, split=None, compiled=None):
     """Runs `code` in `globals_`: returns (output, stdout, failure or None).
 
     `split` is the code already cut before its output expression
     (statements, expression or None, the expression's line in the code);
-    without it the code is parsed here.  stdout and stderr are captured for
+    without it the code is parsed here.  `compiled` is the code compiled
+    ahead (a marshal dump of the statements and expression code objects),
+    which replaces the compile.  stdout and stderr are captured for
     the cell's duration and returned together, in the order written.
     """
     capture = _Capture()
@@ -172,7 +217,9 @@ def run_cell(code, filename, first_line, globals_, split=None):
     output = None
     failure = None
     try:
-        if split is None:
+        if compiled is not None:
+            body, expr = marshal.loads(compiled)
+        elif split is None:
             body, expr = _compile(code, filename, first_line)
         else:
             body, expr = _compile_split(split, filename, first_line)

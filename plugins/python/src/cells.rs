@@ -14,6 +14,8 @@ use crate::{CellRun, FailureKind, Interpreter, StopCheck};
 pub struct CellCode<'a> {
     /// The cell's code.
     pub code: &'a str,
+    /// The code compiled ahead (see [`crate::ahead`]), when it was.
+    pub compiled: Option<&'a [u8]>,
     /// The notebook line of the code's first line.
     pub first_line: u32,
     /// Names the cell reads.
@@ -85,7 +87,7 @@ fn run_holding_the_gil(
     host.watch_stop(&mut |stop| {
         run = Some(
             crate::watcher::run_watched(interpreter, stop, || {
-                interpreter.run(cell.code, notebook, cell.first_line)
+                interpreter.run(cell.code, notebook, cell.first_line, cell.compiled)
             })
             .unwrap_or_else(|message| CellRun::failed(FailureKind::Runtime, message)),
         );

@@ -15,9 +15,10 @@ use executor_abi::sdk::{
     ffi_to_json, ExecutorPlugin, Host, Logger, Options, Outcome, OwnedValues, PluginError,
     StopReason,
 };
-use executor_abi::{FfiCellContext, FfiErrorKind, FfiRunInfo, FfiValue};
+use executor_abi::{FfiCellContext, FfiErrorKind, FfiRunInfo, FfiRunOutcome, FfiValue};
 use pyo3::prelude::*;
 
+use crate::ahead::{Ahead, Precompile};
 use crate::{
     choose_python, run_cell, CellCode, Description, FailureKind, HostGlobals, Interpreter,
     StopCheck,
@@ -28,11 +29,23 @@ pub struct PythonPlugin {
     /// The notebook's absolute path, for tracebacks and `__file__`.
     notebook: Mutex<String>,
     values: PythonValues,
+    /// `python.precompile`.
+    precompile: Precompile,
+    /// The current run's cells compiled ahead by a helper process.
+    ahead: Mutex<Option<Arc<Ahead>>>,
+    logger: Logger,
 }
 
 impl PythonPlugin {
     fn interpreter(&self) -> Result<&'static Interpreter, String> {
         self.values.interpreter()
+    }
+
+    fn ahead(&self) -> Option<Arc<Ahead>> {
+        self.ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn notebook_path(&self) -> String {
@@ -48,8 +61,12 @@ impl ExecutorPlugin for PythonPlugin {
     const DESCRIPTION: &'static str = "runs marimo notebooks' Python cells in an embedded CPython";
     const LANGUAGES: &'static [&'static str] = &["python"];
 
-    fn new(options: &Options, _logger: Logger) -> Result<PythonPlugin, PluginError> {
-        options.reject_unknown(&["python", "portable", "max_memory"])?;
+    fn new(options: &Options, logger: Logger) -> Result<PythonPlugin, PluginError> {
+        options.reject_unknown(&["python", "portable", "max_memory", "precompile"])?;
+        let precompile = options
+            .get("precompile")
+            .map_or(Ok(Precompile::Auto), Precompile::parse)
+            .map_err(PluginError::new)?;
         if let Some(mib) = options.get("max_memory") {
             let bytes = mib
                 .parse::<u64>()
@@ -84,15 +101,41 @@ impl ExecutorPlugin for PythonPlugin {
                 portable,
                 ..PythonValues::default()
             },
+            precompile,
+            ahead: Mutex::new(None),
+            logger,
         })
     }
 
     fn run_started(&self, run: &FfiRunInfo) -> Result<(), PluginError> {
         let path = Path::new(run.notebook_path.as_str());
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        *self.notebook.lock().unwrap_or_else(PoisonError::into_inner) =
-            absolute.display().to_string();
+        let filename = absolute.display().to_string();
+        let ahead = choose_python(self.values.python.as_deref())
+            .ok()
+            .map(|python| Ahead::start(&python, &absolute, &filename, self.precompile));
+        *self.notebook.lock().unwrap_or_else(PoisonError::into_inner) = filename;
+        let previous = std::mem::replace(
+            &mut *self.ahead.lock().unwrap_or_else(PoisonError::into_inner),
+            ahead,
+        );
+        if let Some(previous) = previous {
+            previous.stop();
+        }
         Ok(())
+    }
+
+    fn run_finished(&self, _outcome: &FfiRunOutcome) {
+        let ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(ahead) = ahead {
+            ahead.stop();
+            self.logger
+                .debug(&format!("{} cells ran code compiled ahead", ahead.used()));
+        }
     }
 
     fn execute(&self, cell: &FfiCellContext, host: &mut Host<'_>) -> Result<Outcome, PluginError> {
@@ -114,7 +157,11 @@ impl ExecutorPlugin for PythonPlugin {
         };
         let refs: Vec<String> = cell.refs.iter().map(|name| name.to_string()).collect();
         let defs: Vec<String> = cell.defs.iter().map(|name| name.to_string()).collect();
+        let compiled = self
+            .ahead()
+            .and_then(|ahead| ahead.take(cell.first_line, cell.code.as_str()));
         let code = CellCode {
+            compiled: compiled.as_deref(),
             code: cell.code.as_str(),
             first_line: cell.first_line,
             refs: &refs,

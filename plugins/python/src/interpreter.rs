@@ -66,6 +66,8 @@ fn load_cell_runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 /// The started interpreter: the helper module and the notebook's globals.
 pub struct Interpreter {
     python: PathBuf,
+    /// The program `python` runs (itself, unless it is a launcher).
+    executable: PathBuf,
     helper: Py<PyModule>,
     globals: Py<PyDict>,
     /// The Python thread ids of the threads running a cell; locked while a
@@ -260,6 +262,7 @@ impl Interpreter {
                 .map_err(|error| format!("cannot prepare the globals: {error}"))?;
             Ok(Interpreter {
                 python: python.to_path_buf(),
+                executable,
                 helper: helper.unbind(),
                 globals: globals.unbind(),
                 running: Mutex::new(Vec::new()),
@@ -298,6 +301,12 @@ impl Interpreter {
         &self.python
     }
 
+    /// The program the interpreter's path runs: the path itself, or the
+    /// interpreter a launcher (pyenv's shim) resolves to.
+    pub fn executable(&self) -> &Path {
+        &self.executable
+    }
+
     /// The dictionary every cell runs in.
     pub fn globals<'py>(&self, py: Python<'py>) -> &Bound<'py, PyDict> {
         self.globals.bind(py)
@@ -318,17 +327,40 @@ impl Interpreter {
     /// parser, so Python compiles the source as it is instead of building a
     /// syntax tree of Python objects and compiling that; code that does not
     /// parse goes to Python whole, to fail with Python's own error.
-    pub fn run(&self, code: &str, filename: &str, first_line: u32) -> CellRun {
-        let split = python_notebook::split_output(code)
-            .map(|split| (split.body, split.output, split.output_line));
+    ///
+    /// `compiled`, the code compiled ahead as `marshal` data, replaces
+    /// the compile.
+    pub fn run(
+        &self,
+        code: &str,
+        filename: &str,
+        first_line: u32,
+        compiled: Option<&[u8]>,
+    ) -> CellRun {
+        let split = if compiled.is_some() {
+            None
+        } else {
+            python_notebook::split_output(code)
+                .map(|split| (split.body, split.output, split.output_line))
+        };
         Python::attach(|py| {
+            let compiled = compiled.map(|data| pyo3::types::PyBytes::new(py, data));
             // SAFETY: reads the current thread's id; the GIL is held.
             let ident = unsafe { ffi::PyThread_get_thread_ident() } as u64;
             self.running_cells().push(ident);
             let result = self
                 .helper(py)
                 .getattr(intern!(py, "run_cell"))
-                .and_then(|run| run.call1((code, filename, first_line, self.globals(py), split)));
+                .and_then(|run| {
+                    run.call1((
+                        code,
+                        filename,
+                        first_line,
+                        self.globals(py),
+                        split,
+                        compiled,
+                    ))
+                });
             {
                 let mut running = self.running_cells();
                 running.retain(|running| *running != ident);

@@ -8,6 +8,7 @@
 //! The `cellrun` binary never links libpython: only this plugin does, so a
 //! Rhai notebook runs on a machine without Python.
 
+pub mod ahead;
 mod cells;
 mod executor;
 mod interpreter;

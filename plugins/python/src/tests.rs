@@ -26,12 +26,12 @@ const NB: &str = "/notebooks/nb.py";
 #[test]
 fn cells_share_one_globals_dictionary_and_return_the_last_expression() {
     let (_one, interpreter) = interpreter();
-    let first = interpreter.run("shared_list = [1, 2]\n", NB, 10);
+    let first = interpreter.run("shared_list = [1, 2]\n", NB, 10, None);
     assert!(first.failure.is_none() && first.output.is_none());
-    let second = interpreter.run("shared_list.append(3)\nlen(shared_list)\n", NB, 20);
+    let second = interpreter.run("shared_list.append(3)\nlen(shared_list)\n", NB, 20, None);
     let value: usize = Python::attach(|py| second.output.unwrap().extract(py).unwrap());
     assert_eq!(value, 3);
-    let quiet = interpreter.run("len(shared_list);\n", NB, 30);
+    let quiet = interpreter.run("len(shared_list);\n", NB, 30, None);
     assert!(quiet.output.is_none(), "a trailing ; suppresses the output");
 }
 
@@ -41,11 +41,12 @@ fn prints_are_captured_per_cell() {
         "import sys\nprint('out')\nsys.stderr.write('err\\n')\n",
         NB,
         1,
+        None,
     );
     assert_eq!(run.stdout, "out\nerr\n");
     assert!(interpreter()
         .1
-        .run("x_quiet = 1\n", NB, 1)
+        .run("x_quiet = 1\n", NB, 1, None)
         .stdout
         .is_empty());
 }
@@ -54,7 +55,7 @@ fn prints_are_captured_per_cell() {
 fn exceptions_name_the_error_and_the_notebook_line() {
     let run = interpreter()
         .1
-        .run("a_val = 1\n\nb_val = a_val / 0\n", NB, 40);
+        .run("a_val = 1\n\nb_val = a_val / 0\n", NB, 40, None);
     let failure = run.failure.expect("a failure");
     assert_eq!(failure.kind, FailureKind::Runtime);
     assert_eq!(failure.message, "ZeroDivisionError: division by zero");
@@ -73,9 +74,12 @@ fn exceptions_name_the_error_and_the_notebook_line() {
 
 #[test]
 fn top_level_await_runs() {
-    let run = interpreter()
-        .1
-        .run("import asyncio\nawait asyncio.sleep(0)\n41 + 1\n", NB, 1);
+    let run = interpreter().1.run(
+        "import asyncio\nawait asyncio.sleep(0)\n41 + 1\n",
+        NB,
+        1,
+        None,
+    );
     assert!(run.failure.is_none(), "{:?}", run.failure);
     let value: i64 = Python::attach(|py| run.output.unwrap().extract(py).unwrap());
     assert_eq!(value, 42);
@@ -83,9 +87,12 @@ fn top_level_await_runs() {
 
 #[test]
 fn c_extensions_import() {
-    let run = interpreter()
-        .1
-        .run("import math, json, _contextvars\nmath.sqrt(16.0)\n", NB, 1);
+    let run = interpreter().1.run(
+        "import math, json, _contextvars\nmath.sqrt(16.0)\n",
+        NB,
+        1,
+        None,
+    );
     assert!(run.failure.is_none(), "{:?}", run.failure);
 }
 
@@ -120,7 +127,7 @@ fn an_interrupt_stops_a_running_loop() {
             .setattr("_cellrun_started", callback)
             .unwrap();
     });
-    let run = interpreter.run(code, NB, 1);
+    let run = interpreter.run(code, NB, 1, None);
     stopper.join().unwrap();
     let failure = run.failure.expect("interrupted");
     assert_eq!(failure.kind, FailureKind::Interrupted);
@@ -129,7 +136,7 @@ fn an_interrupt_stops_a_running_loop() {
         "{}",
         failure.message
     );
-    let after = interpreter.run("1 + 1\n", NB, 1);
+    let after = interpreter.run("1 + 1\n", NB, 1, None);
     assert!(
         after.failure.is_none(),
         "an interrupt never leaks into the next cell"
@@ -142,7 +149,7 @@ fn values_describe_themselves_copy_and_pickle() {
     let run = interpreter.run(
         "class Html:\n    def _repr_html_(self):\n        return '<b>hi</b>'\n\ndescribed = [{'a': (1, 2.5, None, True)}, 'x']\nrich = Html()\n",
         NB,
-        1,
+        1, None
     );
     assert!(run.failure.is_none(), "{:?}", run.failure);
     let described = interpreter.global("described").expect("bound");
@@ -177,6 +184,7 @@ fn values_describe_themselves_copy_and_pickle() {
         "unpicklable = lambda: 1\nimport json as json_module\n",
         NB,
         1,
+        None,
     );
     assert_eq!(
         interpreter.encode(&interpreter.global("unpicklable").unwrap()),
@@ -202,6 +210,7 @@ def shift(v):
 ",
         NB,
         1,
+        None,
     );
     let shift = interpreter.global("shift").unwrap();
     assert_eq!(interpreter.encode(&shift), None);
@@ -211,6 +220,7 @@ def shift(v):
 ",
         NB,
         1,
+        None,
     );
     assert_ne!(interpreter.fingerprint(&shift).unwrap(), before);
     interpreter.run(
@@ -219,6 +229,7 @@ def shift(v):
 ",
         NB,
         1,
+        None,
     );
     let changed = interpreter.global("shift").unwrap();
     assert_ne!(
@@ -233,6 +244,7 @@ s2 = {'c', 'b', 'a'}
 ",
         NB,
         1,
+        None,
     );
     assert_eq!(
         interpreter.fingerprint(&interpreter.global("s1").unwrap()),
@@ -278,6 +290,7 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
     let (_one, interpreter) = interpreter();
     let mut host = MapHost::default();
     let producer = crate::CellCode {
+        compiled: None,
         code: "host_in = 20\n_temp = 1\n",
         first_line: 1,
         refs: &[],
@@ -296,6 +309,7 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
     let replaced = Python::attach(|py| 21_i64.into_pyobject(py).unwrap().into_any().unbind());
     host.0.insert("host_in".to_owned(), replaced);
     let consumer = crate::CellCode {
+        compiled: None,
         code: "host_out = host_in * 2\nhost_out\n",
         first_line: 5,
         refs: &names(&["host_in"]),
@@ -313,6 +327,7 @@ fn a_stop_request_interrupts_a_sleeping_cell() {
     let (_one, interpreter) = interpreter();
     let mut host = MapHost(Default::default(), std::sync::Arc::new(true.into()));
     let cell = crate::CellCode {
+        compiled: None,
         code: "import time\nfor _ in range(1000):\n    time.sleep(0.05)\n",
         first_line: 1,
         refs: &[],
@@ -328,6 +343,7 @@ fn a_stop_while_python_code_runs_interrupts_that_cell_and_not_the_next() {
     let (_one, interpreter) = interpreter();
     let mut host = MapHost::default();
     let spin = crate::CellCode {
+        compiled: None,
         code: "spins = 0\nwhile True:\n    spins += 1\n",
         first_line: 1,
         refs: &[],
@@ -335,6 +351,7 @@ fn a_stop_while_python_code_runs_interrupts_that_cell_and_not_the_next() {
         private_defs: &[],
     };
     let quick = crate::CellCode {
+        compiled: None,
         code: "after_stop = sum(range(100_000))\n",
         first_line: 10,
         refs: &[],
@@ -389,4 +406,83 @@ fn only_cells_with_a_name_starting_with_an_underscore_are_parsed_for_private_nam
     assert!(may_define_private("y = f(_z)"));
     assert!(may_define_private("for _ in range(3):\n    pass"));
     assert!(may_define_private("print(__file__)"));
+}
+
+#[test]
+fn cells_compiled_ahead_run_as_cells_compiled_in_place() {
+    let (_one, interpreter) = interpreter();
+    let dir = std::env::temp_dir().join(format!("cellrun-ahead-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let notebook = dir.join("nb.py");
+    let cells = [
+        "ahead_a = 20\n",
+        "ahead_b = ahead_a + 1\nahead_b * 2\n",
+        "import asyncio\nawait asyncio.sleep(0)\n'awaited'\n",
+        "ahead_q = 1\nahead_q / 0\n",
+        "ahead_w = 1 is 1\n",
+    ];
+    let mut text = String::from("import marimo\n\napp = marimo.App()\n");
+    for (index, code) in cells.iter().enumerate() {
+        text.push_str(&format!("\n\n@app.cell\ndef cell_{index}():\n"));
+        for line in code.lines() {
+            text.push_str(&format!("    {line}\n"));
+        }
+        text.push_str("    return\n");
+    }
+    std::fs::write(&notebook, &text).unwrap();
+    let parsed = python_notebook::parse_notebook(&text).unwrap();
+    let filename = notebook.display().to_string();
+    let ahead = crate::ahead::Ahead::start(
+        interpreter.python(),
+        &notebook,
+        &filename,
+        crate::ahead::Precompile::Always,
+    );
+    ahead.wait_done();
+    let mut runs = Vec::new();
+    for cell in &parsed.cells {
+        let compiled = ahead.take(cell.first_line, &cell.code);
+        let inline = interpreter.run(&cell.code, &filename, cell.first_line, None);
+        let ahead_run =
+            interpreter.run(&cell.code, &filename, cell.first_line, compiled.as_deref());
+        runs.push((compiled.is_some(), inline, ahead_run));
+    }
+    let shown = |run: &crate::CellRun| {
+        Python::attach(|py| {
+            (
+                run.output
+                    .as_ref()
+                    .map(|value| value.bind(py).repr().unwrap().to_string()),
+                run.stdout.clone(),
+                run.failure.as_ref().map(|failure| {
+                    (
+                        failure.message.clone(),
+                        failure.line,
+                        failure.traceback.clone(),
+                    )
+                }),
+            )
+        })
+    };
+    let used: Vec<bool> = runs.iter().map(|(used, _, _)| *used).collect();
+    // The cell whose compile warns is compiled in place, to show the warning.
+    assert_eq!(used, [true, true, true, true, false]);
+    for (_, inline, ahead_run) in &runs {
+        assert_eq!(shown(inline), shown(ahead_run));
+    }
+    let (output, _, _) = shown(&runs[1].2);
+    assert_eq!(output.as_deref(), Some("42"));
+    let (output, _, _) = shown(&runs[2].2);
+    assert_eq!(output.as_deref(), Some("'awaited'"));
+    let (_, _, failure) = shown(&runs[3].2);
+    let (message, line, traceback) = failure.expect("a failure");
+    assert_eq!(message, "ZeroDivisionError: division by zero");
+    assert_eq!(line, Some(parsed.cells[3].first_line + 1));
+    assert!(traceback.contains(&filename), "{traceback}");
+    assert!(shown(&runs[4].1).1.contains("SyntaxWarning"));
+    // A cell whose code changed since the file was read compiles in place.
+    assert!(ahead
+        .take(parsed.cells[0].first_line, "changed = 1\n")
+        .is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,0 +1,395 @@
+//! Compiling cells ahead, in a second Python process.
+//!
+//! CPython compiles a one-line cell in about 10 µs, most of what a small
+//! cell costs, and it compiles under the GIL, so no thread of this process
+//! can do it while a cell runs. A helper process (`python -I -S`, the
+//! interpreter the cells run in) can: when a run starts, a thread reads the
+//! notebook, sends the helper each cell's code cut before its output
+//! expression, and the helper sends back the compiled code objects as
+//! `marshal` data, which loads in under a microsecond. A cell whose code
+//! arrived runs it; any other cell (not compiled yet, compiled with a
+//! warning, changed since the file was read) compiles as before, so the
+//! helper changes how fast a cell starts and nothing else.
+//!
+//! Protocol, little-endian `u32` lengths and counts:
+//! - to the helper: the notebook's path; then batches of
+//!   `count, (first_line, output_line, body, output or u32::MAX)*`;
+//! - from the helper: its `sys.version`; then per batch
+//!   `count, (first_line, marshal data, empty when it did not compile)*`.
+//!
+//! The helper exits when its input ends; a run that ends first kills it.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use pyo3::ffi;
+
+/// What `python.precompile` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precompile {
+    /// A helper for notebooks of [`AUTO_CELLS`] cells or more.
+    Auto,
+    /// A helper for every notebook.
+    Always,
+    /// No helper: every cell compiles as it starts.
+    Never,
+}
+
+impl Precompile {
+    /// The option's value: `auto`, `always` or `never`.
+    ///
+    /// # Errors
+    /// A sentence naming the value, when it is none of those.
+    pub fn parse(value: &str) -> Result<Precompile, String> {
+        match value {
+            "auto" => Ok(Precompile::Auto),
+            "always" | "true" => Ok(Precompile::Always),
+            "never" | "false" => Ok(Precompile::Never),
+            other => Err(format!(
+                "python.precompile is `auto`, `always` or `never`, not `{other}`"
+            )),
+        }
+    }
+}
+
+/// The fewest cells for which `auto` starts a helper: starting one takes
+/// about 10 ms, in which the run compiles some 300 small cells itself, and
+/// up to 1,000 small cells the helper gains nothing measurable.
+pub const AUTO_CELLS: usize = 500;
+
+/// How many cells go to the helper in one write, and come back in one.
+const BATCH: usize = 16;
+
+/// How many batches may be on their way at once. The sender keeps no
+/// further ahead, so a cell that started meanwhile is still left out.
+const IN_FLIGHT: usize = 2;
+
+/// The helper's program (run with `-I -S`: nothing of the environment):
+/// the cell runner, whose `serve_compiles` compiles as a cell run does.
+const HELPER: &str = concat!(include_str!("cell_runner.py"), "\nserve_compiles()\n");
+
+/// One run's cells compiled ahead, by their first notebook line.
+pub struct Ahead {
+    state: Mutex<State>,
+    /// Signalled when a batch comes back or the helper ends.
+    progress: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Code sent to the helper and not back yet.
+    sent: HashMap<u32, String>,
+    /// Code compiled by the helper: the cell's code and the marshal data.
+    ready: HashMap<u32, (String, Vec<u8>)>,
+    /// Cells that started, whether they found their code here or not.
+    started: HashSet<u32>,
+    /// Batches sent, and batches back.
+    batches_sent: usize,
+    batches_back: usize,
+    /// The helper ended, failed or was stopped.
+    over: bool,
+    /// The helper's process id, while it runs.
+    pid: Option<u32>,
+    /// How many cells found their code here.
+    used: usize,
+}
+
+impl Ahead {
+    /// Starts compiling the cells of `notebook` (read now, from disk) in a
+    /// helper running `python`, whose code objects name `filename`.
+    /// Returns at once; a notebook below `mode`'s size, one that does not
+    /// parse or a helper that cannot start leaves the run compiling each
+    /// cell itself.
+    pub fn start(python: &Path, notebook: &Path, filename: &str, mode: Precompile) -> Arc<Ahead> {
+        let ahead = Arc::new(Ahead {
+            state: Mutex::new(State::default()),
+            progress: Condvar::new(),
+        });
+        if mode == Precompile::Never {
+            ahead.lock().over = true;
+            return ahead;
+        }
+        let job = Job {
+            python: python.to_path_buf(),
+            notebook: notebook.to_path_buf(),
+            filename: filename.to_owned(),
+            min_cells: if mode == Precompile::Always {
+                1
+            } else {
+                AUTO_CELLS
+            },
+        };
+        let sender = Arc::clone(&ahead);
+        let spawned = std::thread::Builder::new()
+            .name("cellrun-python-ahead".into())
+            .spawn(move || {
+                // Once a reader runs, it marks the end when the helper ends.
+                if !sender.send(job) {
+                    sender.finish();
+                }
+            });
+        if spawned.is_err() {
+            ahead.lock().over = true;
+        }
+        ahead
+    }
+
+    /// The compiled code of the cell at `first_line`, when the helper
+    /// compiled exactly `code` for it; marks the cell started either way.
+    pub fn take(&self, first_line: u32, code: &str) -> Option<Vec<u8>> {
+        let mut state = self.lock();
+        state.started.insert(first_line);
+        let (compiled_code, data) = state.ready.remove(&first_line)?;
+        if compiled_code != code || data.is_empty() {
+            return None;
+        }
+        state.used += 1;
+        Some(data)
+    }
+
+    /// How many cells found their code compiled ahead so far.
+    pub fn used(&self) -> usize {
+        self.lock().used
+    }
+
+    /// Stops the helper, if it still runs.
+    pub fn stop(&self) {
+        let mut state = self.lock();
+        state.over = true;
+        if let Some(pid) = state.pid.take() {
+            // SAFETY: sends a signal to a child this process started and has
+            // not reaped (the reader reaps it after `pid` is cleared).
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        self.progress.notify_all();
+    }
+
+    /// Waits until the helper answered every cell sent and ended, or was
+    /// never started (tests).
+    pub fn wait_done(&self) {
+        let mut state = self.lock();
+        while !state.over {
+            state = self
+                .progress
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the helper over, waking whoever waits.
+    fn finish(&self) {
+        self.lock().over = true;
+        self.progress.notify_all();
+    }
+
+    /// Reads the notebook, starts the helper and sends it the cells that
+    /// have not started, last first, at most [`IN_FLIGHT`] batches ahead
+    /// of its answers.
+    ///
+    /// Last first: the run starts with the first cells and compiles them
+    /// itself while the helper starts, then runs into the cells the helper
+    /// compiled from the end, and neither compiles a cell twice.
+    ///
+    /// Returns whether a reader of the helper's answers started.
+    fn send(self: &Arc<Ahead>, job: Job) -> bool {
+        let Ok(text) = std::fs::read_to_string(&job.notebook) else {
+            return false;
+        };
+        // Counted before the helper starts, parsed while it does.
+        if text.matches("\n@app.").count() < job.min_cells {
+            return false;
+        }
+        // The interpreter the cells run in, not a launcher that finds it
+        // (pyenv's shims take tens of milliseconds).
+        let Ok(interpreter) = crate::Interpreter::get(&job.python) else {
+            return false;
+        };
+        let Some((mut input, output, child)) = spawn(interpreter.executable()) else {
+            return false;
+        };
+        self.lock().pid = Some(child.id());
+        let reader = Arc::clone(self);
+        let reading = std::thread::Builder::new()
+            .name("cellrun-python-ahead-read".into())
+            .spawn(move || reader.receive(output, child));
+        if reading.is_err() {
+            self.stop();
+            return false;
+        }
+        if write_bytes(&mut input, job.filename.as_bytes()).is_err() {
+            self.stop();
+            return true;
+        }
+        // Without cells to send, the input ends here and so does the helper.
+        let Ok(parsed) = python_notebook::parse_notebook(&text) else {
+            return true;
+        };
+        let mut batch = Vec::new();
+        let mut cells = parsed.cells.into_iter().rev().peekable();
+        while cells.peek().is_some() {
+            {
+                let mut state = self.lock();
+                while !state.over && state.batches_sent >= state.batches_back + IN_FLIGHT {
+                    state = self
+                        .progress
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.over {
+                    return true;
+                }
+            }
+            batch.clear();
+            let mut count = 0u32;
+            let mut codes = Vec::new();
+            while count < BATCH as u32 {
+                let Some(cell) = cells.next() else { break };
+                if self.lock().started.contains(&cell.first_line) {
+                    continue;
+                }
+                let Some(split) = python_notebook::split_output(&cell.code) else {
+                    continue;
+                };
+                encode_cell(&mut batch, cell.first_line, &split);
+                count += 1;
+                codes.push((cell.first_line, cell.code));
+            }
+            if count == 0 {
+                continue;
+            }
+            {
+                let mut state = self.lock();
+                state.sent.extend(codes);
+                state.batches_sent += 1;
+            }
+            let mut frame = count.to_le_bytes().to_vec();
+            frame.extend_from_slice(&batch);
+            if input
+                .write_all(&frame)
+                .and_then(|()| input.flush())
+                .is_err()
+            {
+                return true;
+            }
+        }
+        // The helper exits once its input ends, after its last answer.
+        drop(input);
+        true
+    }
+
+    /// Reads the helper's answers until it ends, then reaps it.
+    fn receive(&self, output: ChildStdout, mut child: Child) {
+        let mut output = BufReader::with_capacity(1 << 16, output);
+        if read_bytes(&mut output).is_some_and(|version| same_version(&version)) {
+            while let Some(count) = read_u32(&mut output) {
+                let mut answers = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let (Some(first_line), Some(data)) =
+                        (read_u32(&mut output), read_bytes(&mut output))
+                    else {
+                        break;
+                    };
+                    answers.push((first_line, data));
+                }
+                let mut state = self.lock();
+                for (first_line, data) in answers {
+                    if let Some(code) = state.sent.remove(&first_line) {
+                        if !state.started.contains(&first_line) {
+                            state.ready.insert(first_line, (code, data));
+                        }
+                    }
+                }
+                state.batches_back += 1;
+                drop(state);
+                self.progress.notify_all();
+            }
+        }
+        let pid = self.lock().pid.take();
+        if pid.is_some() {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        self.finish();
+    }
+}
+
+/// What the sending thread needs.
+struct Job {
+    python: PathBuf,
+    notebook: PathBuf,
+    filename: String,
+    min_cells: usize,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the helper with piped input and output.
+fn spawn(python: &Path) -> Option<(BufWriter<ChildStdin>, ChildStdout, Child)> {
+    let mut child = Command::new(python)
+        .args(["-I", "-S", "-c", HELPER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let input = BufWriter::new(child.stdin.take()?);
+    let output = child.stdout.take()?;
+    Some((input, output, child))
+}
+
+/// Whether the helper's `sys.version` is this process's interpreter's: the
+/// same release compiles to the same bytecode.
+fn same_version(helper: &[u8]) -> bool {
+    // SAFETY: Py_GetVersion returns a static NUL-terminated string and may
+    // be called at any time.
+    let ours = unsafe { std::ffi::CStr::from_ptr(ffi::Py_GetVersion()) };
+    let release = |text: &[u8]| text.split(|byte| *byte == b' ').next().map(<[u8]>::to_vec);
+    release(ours.to_bytes()).is_some_and(|ours| Some(ours) == release(helper))
+}
+
+fn encode_cell(out: &mut Vec<u8>, first_line: u32, split: &python_notebook::OutputSplit<'_>) {
+    out.extend_from_slice(&first_line.to_le_bytes());
+    out.extend_from_slice(&(split.output_line as u32).to_le_bytes());
+    put_bytes(out, split.body.as_bytes());
+    match split.output {
+        Some(output) => put_bytes(out, output.as_bytes()),
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    let mut frame = Vec::with_capacity(bytes.len() + 4);
+    put_bytes(&mut frame, bytes);
+    out.write_all(&frame)
+}
+
+fn read_u32(input: &mut impl Read) -> Option<u32> {
+    let mut bytes = [0; 4];
+    input.read_exact(&mut bytes).ok()?;
+    Some(u32::from_le_bytes(bytes))
+}
+
+fn read_bytes(input: &mut impl Read) -> Option<Vec<u8>> {
+    let size = read_u32(input)? as usize;
+    let mut bytes = vec![0; size];
+    input.read_exact(&mut bytes).ok()?;
+    Some(bytes)
+}
