@@ -227,8 +227,67 @@ pub(crate) fn run(
             )?;
         }
     }
+    // What compiling ahead in a second process gives: the same files with
+    // the helper and without, in alternating pairs.
+    writeln!(
+        report,
+        "\nCompiled ahead (`python.precompile=auto`, the default) against compiled in place (`=never`), median of {AHEAD_PAIRS} alternating pairs:\n"
+    )?;
+    writeln!(
+        report,
+        "| shape | cells | ahead: median | in place: median | ratio (median pair) |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|")?;
+    let in_place = |path: &Path| -> anyhow::Result<f64> {
+        let mut command = Command::new(cellrun);
+        command
+            .arg("run")
+            .arg(path)
+            .args(["--plugin-opt", "python.precompile=never"])
+            .env("VIRTUAL_ENV", &venv);
+        Ok(time(command, MARIMO_LIMIT)?
+            .context("cellrun ran past the time limit")?
+            .as_secs_f64())
+    };
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    for chain in [true, false] {
+        let name = if chain { "chain" } else { "fan" };
+        for &n in [1_000, *sizes.last().unwrap_or(&1_000)]
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let path = out_dir.join(format!("py_{name}_{n}.py"));
+            let (mut ahead, mut place, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..AHEAD_PAIRS {
+                let (a, b) = if round % 2 == 0 {
+                    let a = cellrun_run(&path)?;
+                    (a, in_place(&path)?)
+                } else {
+                    let b = in_place(&path)?;
+                    (cellrun_run(&path)?, b)
+                };
+                ahead.push(a);
+                place.push(b);
+                ratios.push(a / b);
+            }
+            writeln!(
+                report,
+                "| {} | {n} | {:.1} ms | {:.1} ms | {:.2}x |",
+                if chain { "chain" } else { "fan-out" },
+                median(ahead) * 1e3,
+                median(place) * 1e3,
+                median(ratios)
+            )?;
+        }
+    }
     Ok(())
 }
+
+/// How many pairs of runs compare compiling ahead with compiling in place.
+const AHEAD_PAIRS: usize = 9;
 
 /// How many pairs of runs give the paired ratio of twice the cells.
 const PAIRS: usize = 11;
