@@ -112,13 +112,18 @@ pub(crate) fn run(
     // marimo's runs of 1,000 cells take seconds: a few, for a best; those of
     // 10,000 take minutes: one.
     let marimo_repeats = |n: usize| if n <= 1_000 { 3 } else { 1 };
-    let cellrun_run = |path: &Path| -> anyhow::Result<f64> {
+    let cellrun_with = |path: &Path, extra: &[&str]| -> anyhow::Result<f64> {
         let mut command = Command::new(cellrun);
-        command.arg("run").arg(path).env("VIRTUAL_ENV", &venv);
+        command
+            .arg("run")
+            .arg(path)
+            .args(extra)
+            .env("VIRTUAL_ENV", &venv);
         Ok(time(command, MARIMO_LIMIT)?
             .context("cellrun ran past the time limit")?
             .as_secs_f64())
     };
+    let cellrun_run = |path: &Path| cellrun_with(path, &[]);
     let marimo_run = |path: &Path| -> anyhow::Result<Option<f64>> {
         let mut command = Command::new(&python);
         command.arg(path);
@@ -203,19 +208,9 @@ pub(crate) fn run(
                 let name = if chain { "chain" } else { "fan" };
                 let small = out_dir.join(format!("py_{name}_{n1}.py"));
                 let large = out_dir.join(format!("py_{name}_{n2}.py"));
-                let mut ratios = Vec::new();
-                for round in 0..PAIRS {
-                    let (a, b) = if round % 2 == 0 {
-                        let a = cellrun_run(&small)?;
-                        (a, cellrun_run(&large)?)
-                    } else {
-                        let b = cellrun_run(&large)?;
-                        (cellrun_run(&small)?, b)
-                    };
-                    ratios.push(b / a);
-                }
-                ratios.sort_by(f64::total_cmp);
-                format!("{:.2}x (median of {PAIRS} pairs)", ratios[PAIRS / 2])
+                let pairs = alternate(PAIRS, || cellrun_run(&small), || cellrun_run(&large))?;
+                let ratios = pairs.iter().map(|(a, b)| b / a).collect();
+                format!("{:.2}x (median of {PAIRS} pairs)", median(ratios))
             } else {
                 String::new()
             };
@@ -231,28 +226,15 @@ pub(crate) fn run(
     // the helper and without, in alternating pairs.
     writeln!(
         report,
-        "\nCompiled ahead (`python.precompile=auto`, the default) against compiled in place (`=never`), median of {AHEAD_PAIRS} alternating pairs:\n"
+        "\nCompiled ahead (`python.precompile=always`; `auto`, the default, from 1,500 cells) against compiled in place (`=never`), median of {AHEAD_PAIRS} alternating pairs:\n"
     )?;
     writeln!(
         report,
         "| shape | cells | ahead: median | in place: median | ratio (median pair) |"
     )?;
     writeln!(report, "|---|---|---|---|---|")?;
-    let in_place = |path: &Path| -> anyhow::Result<f64> {
-        let mut command = Command::new(cellrun);
-        command
-            .arg("run")
-            .arg(path)
-            .args(["--plugin-opt", "python.precompile=never"])
-            .env("VIRTUAL_ENV", &venv);
-        Ok(time(command, MARIMO_LIMIT)?
-            .context("cellrun ran past the time limit")?
-            .as_secs_f64())
-    };
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
+    let in_place = |path: &Path| cellrun_with(path, &["--plugin-opt", "python.precompile=never"]);
+    let ahead = |path: &Path| cellrun_with(path, &["--plugin-opt", "python.precompile=always"]);
     for chain in [true, false] {
         let name = if chain { "chain" } else { "fan" };
         for &n in [1_000, *sizes.last().unwrap_or(&1_000)]
@@ -260,30 +242,48 @@ pub(crate) fn run(
             .collect::<std::collections::BTreeSet<_>>()
         {
             let path = out_dir.join(format!("py_{name}_{n}.py"));
-            let (mut ahead, mut place, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            for round in 0..AHEAD_PAIRS {
-                let (a, b) = if round % 2 == 0 {
-                    let a = cellrun_run(&path)?;
-                    (a, in_place(&path)?)
-                } else {
-                    let b = in_place(&path)?;
-                    (cellrun_run(&path)?, b)
-                };
-                ahead.push(a);
-                place.push(b);
-                ratios.push(a / b);
-            }
+            let pairs = alternate(AHEAD_PAIRS, || ahead(&path), || in_place(&path))?;
+            let with = pairs.iter().map(|(a, _)| *a).collect();
+            let place = pairs.iter().map(|(_, b)| *b).collect();
+            let ratios = pairs.iter().map(|(a, b)| a / b).collect();
             writeln!(
                 report,
                 "| {} | {n} | {:.1} ms | {:.1} ms | {:.2}x |",
                 if chain { "chain" } else { "fan-out" },
-                median(ahead) * 1e3,
+                median(with) * 1e3,
                 median(place) * 1e3,
                 median(ratios)
             )?;
         }
     }
     Ok(())
+}
+
+/// `rounds` pairs of results of `first` and `second`, taken alternately
+/// first-then-second and second-then-first, so neither always runs on the
+/// machine the other left.
+fn alternate(
+    rounds: usize,
+    mut first: impl FnMut() -> anyhow::Result<f64>,
+    mut second: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<(f64, f64)>> {
+    let mut pairs = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        pairs.push(if round % 2 == 0 {
+            let a = first()?;
+            (a, second()?)
+        } else {
+            let b = second()?;
+            (first()?, b)
+        });
+    }
+    Ok(pairs)
+}
+
+/// The middle value of `values` (the upper one of two).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// How many pairs of runs compare compiling ahead with compiling in place.

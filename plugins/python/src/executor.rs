@@ -111,8 +111,10 @@ impl ExecutorPlugin for PythonPlugin {
         let path = Path::new(run.notebook_path.as_str());
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let filename = absolute.display().to_string();
+        // With `never`, no run state at all: its cells do not look it up.
         let ahead = choose_python(self.values.python.as_deref())
             .ok()
+            .filter(|_| self.precompile != Precompile::Never)
             .map(|python| Ahead::start(&python, &absolute, &filename, self.precompile));
         *self.notebook.lock().unwrap_or_else(PoisonError::into_inner) = filename;
         let previous = std::mem::replace(
