@@ -53,6 +53,15 @@ impl Precompile {
             )),
         }
     }
+
+    /// The fewest cells a notebook needs for a helper; `None` for `never`.
+    pub fn min_cells(self) -> Option<usize> {
+        match self {
+            Precompile::Auto => Some(AUTO_CELLS),
+            Precompile::Always => Some(1),
+            Precompile::Never => None,
+        }
+    }
 }
 
 /// The fewest cells for which `auto` starts a helper: starting one takes
@@ -101,27 +110,19 @@ struct State {
 impl Ahead {
     /// Starts compiling the cells of `notebook` (read now, from disk) in a
     /// helper running `python`, whose code objects name `filename`.
-    /// Returns at once; a notebook below `mode`'s size, one that does not
-    /// parse or a helper that cannot start leaves the run compiling each
-    /// cell itself.
-    pub fn start(python: &Path, notebook: &Path, filename: &str, mode: Precompile) -> Arc<Ahead> {
+    /// Returns at once; a notebook of fewer than `min_cells` cells (see
+    /// [`Precompile::min_cells`]), one that does not parse or a helper that
+    /// cannot start leaves the run compiling each cell itself.
+    pub fn start(python: &Path, notebook: &Path, filename: &str, min_cells: usize) -> Arc<Ahead> {
         let ahead = Arc::new(Ahead {
             state: Mutex::new(State::default()),
             progress: Condvar::new(),
         });
-        if mode == Precompile::Never {
-            ahead.lock().over = true;
-            return ahead;
-        }
         let job = Job {
             python: python.to_path_buf(),
             notebook: notebook.to_path_buf(),
             filename: filename.to_owned(),
-            min_cells: if mode == Precompile::Always {
-                1
-            } else {
-                AUTO_CELLS
-            },
+            min_cells,
         };
         let sender = Arc::clone(&ahead);
         let spawned = std::thread::Builder::new()

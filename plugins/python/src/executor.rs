@@ -112,10 +112,10 @@ impl ExecutorPlugin for PythonPlugin {
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let filename = absolute.display().to_string();
         // With `never`, no run state at all: its cells do not look it up.
-        let ahead = choose_python(self.values.python.as_deref())
-            .ok()
-            .filter(|_| self.precompile != Precompile::Never)
-            .map(|python| Ahead::start(&python, &absolute, &filename, self.precompile));
+        let ahead = self.precompile.min_cells().and_then(|min_cells| {
+            let python = choose_python(self.values.python.as_deref()).ok()?;
+            Some(Ahead::start(&python, &absolute, &filename, min_cells))
+        });
         *self.notebook.lock().unwrap_or_else(PoisonError::into_inner) = filename;
         let previous = std::mem::replace(
             &mut *self.ahead.lock().unwrap_or_else(PoisonError::into_inner),

@@ -436,7 +436,7 @@ fn cells_compiled_ahead_run_as_cells_compiled_in_place() {
         interpreter.python(),
         &notebook,
         &filename,
-        crate::ahead::Precompile::Always,
+        crate::ahead::Precompile::Always.min_cells().unwrap(),
     );
     ahead.wait_done();
     let mut runs = Vec::new();
