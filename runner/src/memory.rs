@@ -164,11 +164,20 @@ pub(crate) fn limit_bytes(max_memory_mib: Option<u64>) -> usize {
 
 /// The most memory the process has held at once (its peak resident set,
 /// file-backed pages included), from one `getrusage` call.
+///
+/// On Linux the calling thread's usage has the same `ru_maxrss` as the
+/// process's (the address space's peak, which its threads share) without
+/// adding up the CPU time of every thread, which the process's needs: a
+/// call each time a cell starts and ends.
 fn peak_resident() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    const WHO: libc::c_int = libc::RUSAGE_THREAD;
+    #[cfg(not(target_os = "linux"))]
+    const WHO: libc::c_int = libc::RUSAGE_SELF;
     // SAFETY: a zeroed rusage is a valid value for getrusage to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+    if unsafe { libc::getrusage(WHO, &mut usage) } != 0 {
         return None;
     }
     // Kibibytes on Linux, bytes on macOS.
@@ -251,5 +260,33 @@ pub(crate) fn default_limit_mib() -> u64 {
     match usable {
         Some(bytes) => ((bytes / 4) >> 20).max(512),
         None => 4096,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peak_resident;
+
+    /// The peak read on one thread counts what another thread touched: the
+    /// probe runs on the cell thread while cells may allocate elsewhere.
+    #[test]
+    fn the_peak_read_on_one_thread_counts_memory_another_thread_touched() {
+        const SIZE: usize = 256 << 20;
+        let before = peak_resident().expect("getrusage answers");
+        std::thread::spawn(|| {
+            let mut block = vec![0_u8; SIZE];
+            // Touch every page, so it is resident, not only reserved.
+            for page in block.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            std::hint::black_box(&block);
+        })
+        .join()
+        .expect("the allocating thread ends");
+        let after = peak_resident().expect("getrusage answers");
+        assert!(
+            after >= before.max(SIZE),
+            "peak {after} bytes after touching {SIZE} bytes on another thread (before: {before})"
+        );
     }
 }
