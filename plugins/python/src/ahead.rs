@@ -12,8 +12,9 @@
 //! helper changes how fast a cell starts and nothing else.
 //!
 //! Protocol, little-endian `u32` lengths and counts:
-//! - to the helper: the notebook's path; then batches of
-//!   `count, (first_line, output_line, body, output or u32::MAX)*`;
+//! - to the helper: the notebook's path; then batches, each its length in
+//!   bytes and then `count, (first_line, output_line, body, output or
+//!   u32::MAX)*` (a text is its length and its UTF-8 bytes);
 //! - from the helper: its `sys.version`; then per batch
 //!   `count, (first_line, marshal data, empty when it did not compile)*`.
 //!
@@ -64,11 +65,13 @@ impl Precompile {
     }
 }
 
-/// The fewest cells for which `auto` starts a helper: starting one takes
-/// about 10 ms, in which the run compiles some 300 small cells itself: at
-/// 1,000 one-line cells the helper was 0.97x to 1.09x of the time without,
-/// at 2,000 0.85x to 0.95x (`cargo xtask bench python`).
-pub const AUTO_CELLS: usize = 1_500;
+/// The fewest cells for which `auto` starts a helper. The helper starts
+/// beside the run's own interpreter, and a cell that finds its code
+/// compiled costs about a third of one that compiles; from some hundreds
+/// of one-line cells the helper pays for its start: paired runs
+/// (`precompile=always` against `never`) gave 0.93x (fan-out) and 1.11x
+/// (chain) at 500 cells, 0.80x and 0.76x at 1,000.
+pub const AUTO_CELLS: usize = 750;
 
 /// How many cells go to the helper in one write, and come back in one.
 const BATCH: usize = 16;
@@ -211,11 +214,13 @@ impl Ahead {
             return false;
         }
         // The interpreter the cells run in, not a launcher that finds it
-        // (pyenv's shims take tens of milliseconds).
-        let Ok(interpreter) = crate::Interpreter::get(&job.python) else {
+        // (pyenv's shims take tens of milliseconds). Asked without waiting
+        // for the interpreter of this process, which starts meanwhile: the
+        // helper starts beside it, not after it.
+        let Ok((_, executable)) = crate::interpreter::probed(&job.python) else {
             return false;
         };
-        let Some((mut input, output, child)) = spawn(interpreter.executable()) else {
+        let Some((mut input, output, child)) = spawn(&executable) else {
             return false;
         };
         self.lock().pid = Some(child.id());
@@ -273,7 +278,10 @@ impl Ahead {
                 state.sent.extend(codes);
                 state.batches_sent += 1;
             }
-            let mut frame = count.to_le_bytes().to_vec();
+            // The batch's length first: the helper reads it whole.
+            let mut frame = Vec::with_capacity(batch.len() + 8);
+            frame.extend_from_slice(&(batch.len() as u32 + 4).to_le_bytes());
+            frame.extend_from_slice(&count.to_le_bytes());
             frame.extend_from_slice(&batch);
             if input
                 .write_all(&frame)

@@ -75,12 +75,14 @@ def _shifted(code, delta):
     which is cheaper than shifting every node of the syntax tree.
     """
     consts = code.co_consts
-    if any(isinstance(const, types.CodeType) for const in consts):
-        consts = tuple(
-            _shifted(const, delta) if isinstance(const, types.CodeType) else const
-            for const in consts
-        )
-    return code.replace(co_firstlineno=code.co_firstlineno + delta, co_consts=consts)
+    for const in consts:
+        if type(const) is types.CodeType:
+            consts = tuple(
+                _shifted(const, delta) if type(const) is types.CodeType else const
+                for const in consts
+            )
+            return code.replace(co_firstlineno=code.co_firstlineno + delta, co_consts=consts)
+    return code.replace(co_firstlineno=code.co_firstlineno + delta)
 
 
 def _compile(code, filename, first_line):
@@ -127,34 +129,46 @@ def serve_compiles():
     # the warning in the cell's output.
     warnings.simplefilter("error")
     inp, out = sys.stdin.buffer, sys.stdout.buffer
+    unpack_from, pack, dumps = struct.unpack_from, struct.pack, marshal.dumps
+    absent = 0xFFFFFFFF
 
-    def read(size):
+    def frame():
+        # One read of a whole frame: its length, then its bytes.
+        head = inp.read(4)
+        if len(head) != 4:
+            raise SystemExit(0)
+        size = unpack_from("<I", head)[0]
         data = inp.read(size)
         if len(data) != size:
             raise SystemExit(0)
         return data
 
-    def number():
-        return struct.unpack("<I", read(4))[0]
-
     version = sys.version.encode()
-    out.write(struct.pack("<I", len(version)) + version)
+    out.write(pack("<I", len(version)) + version)
     out.flush()
-    filename = read(number()).decode()
+    filename = frame().decode()
     while True:
-        count = number()
-        replies = [struct.pack("<I", count)]
+        batch = frame()
+        (count,) = unpack_from("<I", batch)
+        at = 4
+        replies = [pack("<I", count)]
         for _ in range(count):
-            first_line, output_line = number(), number()
-            body = read(number()).decode()
-            size = number()
-            output = None if size == 0xFFFFFFFF else read(size).decode()
+            first_line, output_line, size = unpack_from("<III", batch, at)
+            at += 12
+            body = batch[at : at + size].decode()
+            at += size
+            (size,) = unpack_from("<I", batch, at)
+            at += 4
+            output = None
+            if size != absent:
+                output = batch[at : at + size].decode()
+                at += size
             try:
-                compiled = _compile_split((body, output, output_line), filename, first_line)
-                data = marshal.dumps(compiled)
+                data = dumps(_compile_split((body, output, output_line), filename, first_line))
             except BaseException:  # noqa: BLE001 - the cell compiles where it runs
                 data = b""
-            replies.append(struct.pack("<II", first_line, len(data)) + data)
+            replies.append(pack("<II", first_line, len(data)))
+            replies.append(data)
         out.write(b"".join(replies))
         out.flush()
 
@@ -207,9 +221,10 @@ def run_cell(code, filename, first_line, globals_, split=None, compiled=None):
     `split` is the code already cut before its output expression
     (statements, expression or None, the expression's line in the code);
     without it the code is parsed here.  `compiled` is the code compiled
-    ahead (a marshal dump of the statements and expression code objects),
-    which replaces the compile.  stdout and stderr are captured for
-    the cell's duration and returned together, in the order written.
+    ahead (the statements' and the expression's code objects), which
+    replaces the compile; `code` may then be None.  stdout and stderr are
+    captured for the cell's duration and returned together, in the order
+    written.
     """
     capture = _Capture()
     saved = sys.stdout, sys.stderr
@@ -218,7 +233,7 @@ def run_cell(code, filename, first_line, globals_, split=None, compiled=None):
     failure = None
     try:
         if compiled is not None:
-            body, expr = marshal.loads(compiled)
+            body, expr = compiled
         elif split is None:
             body, expr = _compile(code, filename, first_line)
         else:

@@ -10,7 +10,7 @@
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyTuple};
@@ -107,10 +107,29 @@ pub fn choose_python(explicit: Option<&Path>) -> Result<PathBuf, String> {
         })
 }
 
+/// What [`probe`] tells of a Python program: its `major.minor` version
+/// and real executable, or why it could not be asked.
+type Probe = Result<(String, PathBuf), String>;
+
+/// `python`'s `major.minor` version and its real executable, asked once
+/// per process (see [`probe`]): the interpreter's start and the helper
+/// that compiles ahead both need them, on two threads at once.
+pub(crate) fn probed(python: &Path) -> Probe {
+    static PROBED: Mutex<Vec<(PathBuf, Probe)>> = Mutex::new(Vec::new());
+    // Held while probing, so the second thread waits for the first's answer.
+    let mut known = PROBED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, answer)) = known.iter().find(|(path, _)| path == python) {
+        return answer.clone();
+    }
+    let answer = probe(python);
+    known.push((python.to_path_buf(), answer.clone()));
+    answer
+}
+
 /// Asks `python` for its `major.minor` version and its real executable
 /// (a launcher such as pyenv's shim resolves to the interpreter it runs; a
 /// virtual environment's `python` stays itself).
-fn probe(python: &Path) -> Result<(String, PathBuf), String> {
+fn probe(python: &Path) -> Probe {
     if let Some(version) = venv_version(python) {
         return Ok((version, python.to_path_buf()));
     }
@@ -210,7 +229,7 @@ impl Interpreter {
     }
 
     fn start(python: &Path) -> Result<Interpreter, String> {
-        let (version, executable) = probe(python)?;
+        let (version, executable) = probed(python)?;
         if version != LINKED_VERSION {
             return Err(format!(
                 "{} is Python {version}, but the python plugin was built for Python {LINKED_VERSION}; \
@@ -329,7 +348,7 @@ impl Interpreter {
     /// parse goes to Python whole, to fail with Python's own error.
     ///
     /// `compiled`, the code compiled ahead as `marshal` data, replaces
-    /// the compile.
+    /// the compile (and the cut) when it loads.
     pub fn run(
         &self,
         code: &str,
@@ -337,14 +356,17 @@ impl Interpreter {
         first_line: u32,
         compiled: Option<&[u8]>,
     ) -> CellRun {
-        let split = if compiled.is_some() {
-            None
-        } else {
-            python_notebook::split_output(code)
-                .map(|split| (split.body, split.output, split.output_line))
-        };
         Python::attach(|py| {
-            let compiled = compiled.map(|data| pyo3::types::PyBytes::new(py, data));
+            // Loaded here, not by a call into the cell runner; data that
+            // does not load leaves the cell to compile its source.
+            let compiled = compiled.and_then(|data| pyo3::marshal::loads(py, data).ok());
+            let split = match compiled {
+                None => python_notebook::split_output(code)
+                    .map(|split| (split.body, split.output, split.output_line)),
+                Some(_) => None,
+            };
+            // The source is not needed when the code comes compiled.
+            let source = compiled.is_none().then_some(code);
             // SAFETY: reads the current thread's id; the GIL is held.
             let ident = unsafe { ffi::PyThread_get_thread_ident() } as u64;
             self.running_cells().push(ident);
@@ -353,7 +375,7 @@ impl Interpreter {
                 .getattr(intern!(py, "run_cell"))
                 .and_then(|run| {
                     run.call1((
-                        code,
+                        source,
                         filename,
                         first_line,
                         self.globals(py),
