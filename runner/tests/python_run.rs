@@ -714,8 +714,15 @@ fn cells_compiled_ahead_give_what_cells_compiled_in_place_give() {
         })
     };
     // Every cell after the slow one: c1..c40 but c14's parent c13 fails,
-    // and c14 reads step_12 only, so all 40 run.
-    assert_eq!(compiled_ahead(&ahead), Some(40), "{}", ahead.stderr);
+    // and c14 reads step_12 only, so all 40 run. The slow cell itself may
+    // be compiled too: the helper starts beside the run's interpreter and
+    // may answer before the interpreter is up.
+    let count = compiled_ahead(&ahead);
+    assert!(
+        matches!(count, Some(40 | 41)),
+        "{count:?}: {}",
+        ahead.stderr
+    );
     // `never` keeps no state of compiling ahead, so it has nothing to count.
     assert_eq!(compiled_ahead(&in_place), None, "{}", in_place.stderr);
     let seen = |run: &Run| {

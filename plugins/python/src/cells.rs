@@ -19,11 +19,11 @@ pub struct CellCode<'a> {
     /// The notebook line of the code's first line.
     pub first_line: u32,
     /// Names the cell reads.
-    pub refs: &'a [String],
+    pub refs: &'a [&'a str],
     /// Public names the cell defines.
-    pub defs: &'a [String],
+    pub defs: &'a [&'a str],
     /// Private names the cell defines.
-    pub private_defs: &'a [String],
+    pub private_defs: &'a [&'a str],
 }
 
 /// The host's globals, as far as Python values go.

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use executor_abi::sdk::{
@@ -157,8 +157,9 @@ impl ExecutorPlugin for PythonPlugin {
         } else {
             Vec::new()
         };
-        let refs: Vec<String> = cell.refs.iter().map(|name| name.to_string()).collect();
-        let defs: Vec<String> = cell.defs.iter().map(|name| name.to_string()).collect();
+        let private_defs: Vec<&str> = private_defs.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = cell.refs.iter().map(|name| name.as_str()).collect();
+        let defs: Vec<&str> = cell.defs.iter().map(|name| name.as_str()).collect();
         let compiled = self
             .ahead()
             .and_then(|ahead| ahead.take(cell.first_line, cell.code.as_str()));
@@ -257,6 +258,10 @@ impl HostGlobals for Globals<'_, '_> {
     }
 
     fn original(&self, name: &str) -> Option<Py<PyAny>> {
+        // Without `--strict` no value is a copy: nothing to look up.
+        if !self.values.copied.load(Ordering::Acquire) {
+            return None;
+        }
         let held = self.values.held(self.host.get_owned(name)?)?;
         let original = held.original.as_ref()?;
         Some(Python::attach(|py| original.clone_ref(py)))
@@ -310,6 +315,8 @@ pub struct PythonValues {
     /// (`cellrun worker`), so notebook functions and classes travel by value.
     portable: bool,
     interpreter: OnceLock<Result<&'static Interpreter, String>>,
+    /// Whether a value was ever copied for a cell (`--strict`).
+    copied: AtomicBool,
 }
 
 impl PythonValues {
@@ -371,6 +378,7 @@ impl OwnedValues for PythonValues {
         let interpreter = self.started()?;
         let held = self.held(id)?;
         let copy = interpreter.deep_copy(&held.object)?;
+        self.copied.store(true, Ordering::Release);
         let original = Python::attach(|py| held.object.clone_ref(py));
         Some(self.insert(Held {
             original: Some(original),

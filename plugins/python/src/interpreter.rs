@@ -574,8 +574,30 @@ impl Interpreter {
 }
 
 /// The type of `value` as `module.Qualname`, builtins unqualified.
+///
+/// The names of static types (builtins, C extensions' types), which live
+/// as long as the process and cannot be renamed, are kept by address: most
+/// values a cell defines are of such a type, and the name is asked of
+/// each.
 fn type_name_of(value: &Bound<'_, PyAny>) -> String {
+    static STATIC_NAMES: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let kind = value.get_type();
+    let address = kind.as_type_ptr();
+    // SAFETY: `address` is the live type of a live object; the GIL is held.
+    let is_static = unsafe { ffi::PyType_GetFlags(address) } & ffi::Py_TPFLAGS_HEAPTYPE == 0;
+    if !is_static {
+        return name_of_type(&kind);
+    }
+    let mut known = STATIC_NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, name)) = known.iter().find(|(known, _)| *known == address as usize) {
+        return name.clone();
+    }
+    let name = name_of_type(&kind);
+    known.push((address as usize, name.clone()));
+    name
+}
+
+fn name_of_type(kind: &Bound<'_, pyo3::types::PyType>) -> String {
     let text = |attribute: &Bound<'_, pyo3::types::PyString>| attribute.to_string();
     let name = kind
         .qualname()

@@ -281,10 +281,6 @@ impl crate::HostGlobals for MapHost {
     }
 }
 
-fn names(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| (*name).to_owned()).collect()
-}
-
 #[test]
 fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
     let (_one, interpreter) = interpreter();
@@ -294,8 +290,8 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
         code: "host_in = 20\n_temp = 1\n",
         first_line: 1,
         refs: &[],
-        defs: &names(&["host_in"]),
-        private_defs: &names(&["_temp"]),
+        defs: &["host_in"],
+        private_defs: &["_temp"],
     };
     let run = crate::run_cell(interpreter, NB, &producer, &mut host);
     assert!(run.failure.is_none());
@@ -312,8 +308,8 @@ fn a_cell_reads_inputs_from_the_host_and_hands_back_its_definitions() {
         compiled: None,
         code: "host_out = host_in * 2\nhost_out\n",
         first_line: 5,
-        refs: &names(&["host_in"]),
-        defs: &names(&["host_out"]),
+        refs: &["host_in"],
+        defs: &["host_out"],
         private_defs: &[],
     };
     let run = crate::run_cell(interpreter, NB, &consumer, &mut host);
@@ -347,7 +343,7 @@ fn a_stop_while_python_code_runs_interrupts_that_cell_and_not_the_next() {
         code: "spins = 0\nwhile True:\n    spins += 1\n",
         first_line: 1,
         refs: &[],
-        defs: &names(&["spins"]),
+        defs: &["spins"],
         private_defs: &[],
     };
     let quick = crate::CellCode {
@@ -355,7 +351,7 @@ fn a_stop_while_python_code_runs_interrupts_that_cell_and_not_the_next() {
         code: "after_stop = sum(range(100_000))\n",
         first_line: 10,
         refs: &[],
-        defs: &names(&["after_stop"]),
+        defs: &["after_stop"],
         private_defs: &[],
     };
     let stop = host.1.clone();
@@ -485,4 +481,27 @@ fn cells_compiled_ahead_run_as_cells_compiled_in_place() {
         .take(parsed.cells[0].first_line, "changed = 1\n")
         .is_none());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn type_names_of_static_types_are_kept_and_those_of_classes_asked_each_time() {
+    let (_one, interpreter) = interpreter();
+    let run = interpreter.run(
+        "import collections\nclass Renamed:\n    pass\n\nnamed_int = 3\nnamed_deque = collections.deque()\nnamed_obj = Renamed()\n",
+        NB,
+        1,
+        None,
+    );
+    assert!(run.failure.is_none(), "{:?}", run.failure);
+    let name = |global: &str| interpreter.type_name(&interpreter.global(global).expect("bound"));
+    // Asked twice: the second answer comes from what the first kept.
+    for _ in 0..2 {
+        assert_eq!(name("named_int"), "int");
+        assert_eq!(name("named_deque"), "collections.deque");
+        assert_eq!(name("named_obj"), "__main__.Renamed");
+    }
+    // A class can be renamed; its instances then name the new name.
+    let run = interpreter.run("Renamed.__qualname__ = 'Other'\n", NB, 20, None);
+    assert!(run.failure.is_none(), "{:?}", run.failure);
+    assert_eq!(name("named_obj"), "__main__.Other");
 }
