@@ -67,7 +67,7 @@ impl Precompile {
 
 /// The fewest cells for which `auto` starts a helper. The helper starts
 /// beside the run's own interpreter, and a cell that finds its code
-/// compiled costs about a third of one that compiles; from some hundreds
+/// compiled takes about half the time of one that compiles; from some hundreds
 /// of one-line cells the helper pays for its start: paired runs
 /// (`precompile=always` against `never`) gave 0.93x (fan-out) and 1.11x
 /// (chain) at 500 cells, 0.80x and 0.76x at 1,000.
@@ -217,9 +217,13 @@ impl Ahead {
         // (pyenv's shims take tens of milliseconds). Asked without waiting
         // for the interpreter of this process, which starts meanwhile: the
         // helper starts beside it, not after it.
-        let Ok((_, executable)) = crate::interpreter::probed(&job.python) else {
+        // A Python of another version will not run the cells either.
+        let Ok((version, executable)) = crate::interpreter::probed(&job.python) else {
             return false;
         };
+        if version != crate::LINKED_VERSION {
+            return false;
+        }
         let Some((mut input, output, child)) = spawn(&executable) else {
             return false;
         };
