@@ -66,8 +66,6 @@ fn load_cell_runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 /// The started interpreter: the helper module and the notebook's globals.
 pub struct Interpreter {
     python: PathBuf,
-    /// The program `python` runs (itself, unless it is a launcher).
-    executable: PathBuf,
     helper: Py<PyModule>,
     globals: Py<PyDict>,
     /// The Python thread ids of the threads running a cell; locked while a
@@ -281,7 +279,6 @@ impl Interpreter {
                 .map_err(|error| format!("cannot prepare the globals: {error}"))?;
             Ok(Interpreter {
                 python: python.to_path_buf(),
-                executable,
                 helper: helper.unbind(),
                 globals: globals.unbind(),
                 running: Mutex::new(Vec::new()),
@@ -318,12 +315,6 @@ impl Interpreter {
     /// The interpreter's program path.
     pub fn python(&self) -> &Path {
         &self.python
-    }
-
-    /// The program the interpreter's path runs: the path itself, or the
-    /// interpreter a launcher (pyenv's shim) resolves to.
-    pub fn executable(&self) -> &Path {
-        &self.executable
     }
 
     /// The dictionary every cell runs in.
