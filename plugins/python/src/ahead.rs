@@ -351,9 +351,15 @@ impl Drop for Ahead {
 }
 
 /// Starts the helper with piped input and output.
+///
+/// Its one argument is the run's memory limit in bytes (0 for none), which
+/// the helper sets as its own address-space limit before it reads a cell:
+/// compiling a cell cannot take it past what a cell run may hold, and a
+/// compile that would fails there and happens in place instead.
 fn spawn(python: &Path) -> Option<(BufWriter<ChildStdin>, ChildStdout, Child)> {
+    let limit = crate::memory::limit().unwrap_or(0).to_string();
     let mut child = Command::new(python)
-        .args(["-I", "-S", "-c", HELPER])
+        .args(["-I", "-S", "-c", HELPER, &limit])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

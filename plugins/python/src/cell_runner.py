@@ -128,6 +128,17 @@ def serve_compiles():
     # A compile that warns is done again where the cell runs, which shows
     # the warning in the cell's output.
     warnings.simplefilter("error")
+    # The run's memory limit bounds this process too (see `spawn` in
+    # ahead.rs): a compile past it raises MemoryError, and that cell
+    # compiles where it runs.
+    limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    if limit > 0:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     unpack_from, pack, dumps = struct.unpack_from, struct.pack, marshal.dumps
     absent = 0xFFFFFFFF

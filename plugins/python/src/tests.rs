@@ -505,3 +505,61 @@ fn type_names_of_static_types_are_kept_and_those_of_classes_asked_each_time() {
     assert!(run.failure.is_none(), "{:?}", run.failure);
     assert_eq!(name("named_obj"), "__main__.Other");
 }
+
+/// Sets the run's memory limit for one test, and lifts it again however
+/// the test ends.
+struct MemoryLimit;
+
+impl MemoryLimit {
+    fn set(bytes: usize) -> MemoryLimit {
+        crate::memory::set_limit(bytes);
+        MemoryLimit
+    }
+}
+
+impl Drop for MemoryLimit {
+    fn drop(&mut self) {
+        crate::memory::set_limit(usize::MAX);
+    }
+}
+
+#[test]
+fn the_compile_helper_stays_within_the_run_s_memory_limit() {
+    let (_one, interpreter) = interpreter();
+    let dir = std::env::temp_dir().join(format!("cellrun-ahead-limit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let notebook = dir.join("nb.py");
+    // Compiling a list display of 200,000 items takes CPython about 150 MB.
+    let big = format!("limit_big = [{}]\n", vec!["0"; 200_000].join(", "));
+    let mut text = String::from("import marimo\n\napp = marimo.App()\n");
+    for (index, code) in ["limit_small = 1\n", big.as_str()].iter().enumerate() {
+        text.push_str(&format!(
+            "\n\n@app.cell\ndef cell_{index}():\n    {code}    return\n"
+        ));
+    }
+    std::fs::write(&notebook, &text).unwrap();
+    let parsed = python_notebook::parse_notebook(&text).unwrap();
+    let filename = notebook.display().to_string();
+    let compiled_ahead = || {
+        let ahead = crate::ahead::Ahead::start(interpreter.python(), &notebook, &filename, 1);
+        ahead.wait_done();
+        parsed
+            .cells
+            .iter()
+            .map(|cell| ahead.take(cell.first_line, &cell.code).is_some())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        compiled_ahead(),
+        [true, true],
+        "without a limit both compile"
+    );
+    let limited = MemoryLimit::set(64 << 20);
+    assert_eq!(
+        compiled_ahead(),
+        [true, false],
+        "under 64 MiB the big cell is left to compile in place"
+    );
+    drop(limited);
+    std::fs::remove_dir_all(&dir).ok();
+}
