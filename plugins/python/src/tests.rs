@@ -404,19 +404,12 @@ fn only_cells_with_a_name_starting_with_an_underscore_are_parsed_for_private_nam
     assert!(may_define_private("print(__file__)"));
 }
 
-#[test]
-fn cells_compiled_ahead_run_as_cells_compiled_in_place() {
-    let (_one, interpreter) = interpreter();
-    let dir = std::env::temp_dir().join(format!("cellrun-ahead-{}", std::process::id()));
+/// A marimo notebook of `cells` written to a folder of the system's
+/// temporary directory named after `tag`: its path and its parsed cells.
+fn notebook_file(tag: &str, cells: &[&str]) -> (std::path::PathBuf, python_notebook::PyNotebook) {
+    let dir = std::env::temp_dir().join(format!("cellrun-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let notebook = dir.join("nb.py");
-    let cells = [
-        "ahead_a = 20\n",
-        "ahead_b = ahead_a + 1\nahead_b * 2\n",
-        "import asyncio\nawait asyncio.sleep(0)\n'awaited'\n",
-        "ahead_q = 1\nahead_q / 0\n",
-        "ahead_w = 1 is 1\n",
-    ];
     let mut text = String::from("import marimo\n\napp = marimo.App()\n");
     for (index, code) in cells.iter().enumerate() {
         text.push_str(&format!("\n\n@app.cell\ndef cell_{index}():\n"));
@@ -426,7 +419,22 @@ fn cells_compiled_ahead_run_as_cells_compiled_in_place() {
         text.push_str("    return\n");
     }
     std::fs::write(&notebook, &text).unwrap();
-    let parsed = python_notebook::parse_notebook(&text).unwrap();
+    (notebook, python_notebook::parse_notebook(&text).unwrap())
+}
+
+#[test]
+fn cells_compiled_ahead_run_as_cells_compiled_in_place() {
+    let (_one, interpreter) = interpreter();
+    let (notebook, parsed) = notebook_file(
+        "ahead",
+        &[
+            "ahead_a = 20\n",
+            "ahead_b = ahead_a + 1\nahead_b * 2\n",
+            "import asyncio\nawait asyncio.sleep(0)\n'awaited'\n",
+            "ahead_q = 1\nahead_q / 0\n",
+            "ahead_w = 1 is 1\n",
+        ],
+    );
     let filename = notebook.display().to_string();
     let ahead = crate::ahead::Ahead::start(
         interpreter.python(),
@@ -480,7 +488,7 @@ fn cells_compiled_ahead_run_as_cells_compiled_in_place() {
     assert!(ahead
         .take(parsed.cells[0].first_line, "changed = 1\n")
         .is_none());
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(notebook.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -526,19 +534,9 @@ impl Drop for MemoryLimit {
 #[test]
 fn the_compile_helper_stays_within_the_run_s_memory_limit() {
     let (_one, interpreter) = interpreter();
-    let dir = std::env::temp_dir().join(format!("cellrun-ahead-limit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let notebook = dir.join("nb.py");
     // Compiling a list display of 200,000 items takes CPython about 150 MB.
     let big = format!("limit_big = [{}]\n", vec!["0"; 200_000].join(", "));
-    let mut text = String::from("import marimo\n\napp = marimo.App()\n");
-    for (index, code) in ["limit_small = 1\n", big.as_str()].iter().enumerate() {
-        text.push_str(&format!(
-            "\n\n@app.cell\ndef cell_{index}():\n    {code}    return\n"
-        ));
-    }
-    std::fs::write(&notebook, &text).unwrap();
-    let parsed = python_notebook::parse_notebook(&text).unwrap();
+    let (notebook, parsed) = notebook_file("ahead-limit", &["limit_small = 1\n", &big]);
     let filename = notebook.display().to_string();
     let compiled_ahead = || {
         let ahead = crate::ahead::Ahead::start(interpreter.python(), &notebook, &filename, 1);
@@ -561,5 +559,5 @@ fn the_compile_helper_stays_within_the_run_s_memory_limit() {
         "under 64 MiB the big cell is left to compile in place"
     );
     drop(limited);
-    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(notebook.parent().unwrap()).unwrap();
 }
