@@ -135,9 +135,11 @@ def serve_compiles():
     if limit > 0:
         import resource
 
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
+        # Never above a limit the process already has.
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        for bound in (soft, hard):
+            if bound != resource.RLIM_INFINITY:
+                limit = min(limit, bound)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     unpack_from, pack, dumps = struct.unpack_from, struct.pack, marshal.dumps
