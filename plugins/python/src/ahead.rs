@@ -217,10 +217,10 @@ impl Ahead {
         // (pyenv's shims take tens of milliseconds). Asked without waiting
         // for the interpreter of this process, which starts meanwhile: the
         // helper starts beside it, not after it.
-        // A Python of another version will not run the cells either.
         let Ok((version, executable)) = crate::interpreter::probed(&job.python) else {
             return false;
         };
+        // A Python of another version will not run the cells either.
         if version != crate::LINKED_VERSION {
             return false;
         }
