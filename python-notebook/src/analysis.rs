@@ -14,7 +14,6 @@ use ruff_python_ast::{
     self as ast, ExceptHandler, Expr, ExprContext, InterpolatedStringElement, Parameters, Pattern,
     Stmt, TypeParam,
 };
-use ruff_python_parser::{parse_unchecked, Mode, ParseOptions};
 use ruff_text_size::{Ranged, TextSize};
 
 /// What one cell defines and reads.
@@ -231,16 +230,26 @@ pub fn is_builtin(name: &str) -> bool {
 ///
 /// # Errors
 /// A [`SyntaxError`] for code Python would not compile as a cell: a parse
-/// error, `import *`, `return` or `yield` outside a function, `nonlocal` at
+/// error, brackets nested more than 200 deep (CPython's limit), `import *`, `return` or `yield` outside a function, `nonlocal` at
 /// the top level.
 pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
-    let parsed = parse_unchecked(code, ParseOptions::from(Mode::Module));
-    if let Some(error) = parsed.errors().first() {
-        return Err(syntax_error(
-            code,
-            error.location.start(),
-            error.error.to_string(),
-        ));
+    let parsed = crate::deep::parse_module(code);
+    // Whichever CPython meets first: its tokenizer counts brackets as it goes.
+    let brackets = crate::deep::too_deep_brackets(parsed.tokens());
+    let parse_error = parsed.errors().first().map(|error| error.location.start());
+    match (brackets, parse_error) {
+        (Some(at), error) if error.is_none_or(|error| at <= error) => {
+            return Err(syntax_error(code, at, "too many nested parentheses".into()));
+        }
+        (_, Some(_)) => {
+            let error = &parsed.errors()[0];
+            return Err(syntax_error(
+                code,
+                error.location.start(),
+                error.error.to_string(),
+            ));
+        }
+        _ => {}
     }
     let Some(module) = parsed.syntax().as_module() else {
         return Err(syntax_error(code, TextSize::new(0), "not a module".into()));
@@ -269,7 +278,7 @@ pub struct OutputSplit<'a> {
 /// output, as marimo shows a cell's last expression; `None` when the code
 /// does not parse.
 pub fn split_output(code: &str) -> Option<OutputSplit<'_>> {
-    let parsed = parse_unchecked(code, ParseOptions::from(Mode::Module));
+    let parsed = crate::deep::parse_module(code);
     if !parsed.errors().is_empty() {
         return None;
     }
@@ -301,7 +310,7 @@ pub fn split_output(code: &str) -> Option<OutputSplit<'_>> {
 /// Cells reading them can then be cancelled with a clear cause instead of
 /// failing on an undefined name.
 pub fn intended_defs(code: &str) -> Vec<String> {
-    let parsed = parse_unchecked(code, ParseOptions::from(Mode::Module));
+    let parsed = crate::deep::parse_module(code);
     let Some(module) = parsed.syntax().as_module() else {
         return Vec::new();
     };
@@ -496,6 +505,10 @@ impl Visitor {
     }
 
     fn visit_stmt(&mut self, stmt: &Stmt) {
+        crate::deep::guarded(|| self.visit_stmt_here(stmt));
+    }
+
+    fn visit_stmt_here(&mut self, stmt: &Stmt) {
         match stmt {
             Stmt::FunctionDef(function) => self.visit_function(function),
             Stmt::ClassDef(class) => self.visit_class(class),
@@ -760,6 +773,10 @@ impl Visitor {
     }
 
     fn visit_pattern(&mut self, pattern: &Pattern) {
+        crate::deep::guarded(|| self.visit_pattern_here(pattern));
+    }
+
+    fn visit_pattern_here(&mut self, pattern: &Pattern) {
         match pattern {
             Pattern::MatchValue(value) => self.visit_expr(&value.value),
             Pattern::MatchSingleton(_) => {}
@@ -838,6 +855,10 @@ impl Visitor {
     }
 
     fn visit_expr(&mut self, expr: &Expr) {
+        crate::deep::guarded(|| self.visit_expr_here(expr));
+    }
+
+    fn visit_expr_here(&mut self, expr: &Expr) {
         match expr {
             Expr::BoolOp(op) => {
                 for value in &op.values {

@@ -10,7 +10,6 @@
 
 use ruff_python_ast::token::{TokenKind, Tokens};
 use ruff_python_ast::{self as ast, Expr, Stmt};
-use ruff_python_parser::{parse_unchecked, Mode, ParseOptions};
 use ruff_text_size::{Ranged, TextRange, TextSize};
 
 use crate::analysis::syntax_error;
@@ -99,7 +98,7 @@ pub enum FormatError {
 /// outside every cell, or names two cells alike.
 pub fn parse_notebook(text: &str) -> Result<PyNotebook, FormatError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let parsed = parse_unchecked(text, ParseOptions::from(Mode::Module));
+    let parsed = crate::deep::parse_module(text);
     let Some(module) = parsed.syntax().as_module() else {
         return Err(FormatError::NotMarimo);
     };

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod analysis;
+mod deep;
 mod format;
 
 pub use crate::analysis::{

@@ -585,3 +585,55 @@ fn issue_12_an_imported_module_is_never_a_stale_cache_hit() {
         "the module's new value"
     );
 }
+
+// Python cells nesting tens of thousands of levels deep: the syntax tree is
+// walked and dropped on stacks that grow (it overflowed the stack, which
+// aborts, at 50,000 nested lists); brackets past CPython's 200 levels are
+// the syntax error CPython and marimo give.
+#[test]
+fn issue_12_deeply_nested_python_cells_are_analysed_without_a_crash() {
+    let dir = Dir::new("py-deep");
+    let depth = 100_000;
+    let cells = [
+        (
+            "lists",
+            format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
+        ),
+        ("negations", format!("{}1", "-".repeat(depth))),
+        ("sums", vec!["1"; depth].join(" + ")),
+        ("plain", "1".to_owned()),
+    ];
+    let mut text = String::from("import marimo\n\napp = marimo.App()\n");
+    for (name, value) in &cells {
+        text.push_str(&format!(
+            "\n\n@app.cell\ndef {name}():\n    {name}_value = {value}\n    return\n"
+        ));
+    }
+    dir.write("deep.py", &text);
+    let output = dir.cellrun(&["check", "--json", "deep.py"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code().is_some(),
+        "killed by a signal: {stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("{error}: {stderr}"));
+    let cell = |name: &str| {
+        report["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|cell| cell["name"] == name)
+            .unwrap_or_else(|| panic!("no cell {name}: {report}"))
+            .clone()
+    };
+    let lists = cell("lists");
+    assert_eq!(lists["error"]["kind"], "syntax", "{lists}");
+    assert_eq!(lists["error"]["message"], "too many nested parentheses");
+    assert_eq!(lists["error"]["line"], 8);
+    for name in ["negations", "sums", "plain"] {
+        let cell = cell(name);
+        assert!(cell["error"].is_null(), "{cell}");
+        assert_eq!(cell["defs"], serde_json::json!([format!("{name}_value")]));
+    }
+}
