@@ -196,6 +196,28 @@ fn errors_cancel_descendants_and_the_rest_runs() {
     );
 }
 
+/// Errors only CPython's compiler finds (ruff parses the cell) are placed
+/// at their notebook line too, not at the line within the cell.
+#[test]
+fn compile_errors_of_cpython_alone_are_at_their_notebook_line() {
+    let dir = Dir::new("py-compile-errors");
+    let text = notebook(&[
+        ("base", "x = 1"),
+        ("bad", "y = x\n\ndef f():\n    nonlocal zz"),
+        ("after", "w = x + 1\nw"),
+    ]);
+    let Some(run) = run_py(&dir, &text, &[]) else {
+        return;
+    };
+    let error = &run.finished("bad")["error"];
+    assert_eq!(
+        error["message"], "SyntaxError: no binding for nonlocal 'zz' found",
+        "{error}"
+    );
+    assert_eq!(error["line"], 18, "the `nonlocal` line: {error}");
+    assert_eq!(run.finished("after")["output"], 2);
+}
+
 #[test]
 fn order_follows_the_graph_not_the_file() {
     let dir = Dir::new("py-order");

@@ -85,24 +85,36 @@ def _shifted(code, delta):
     return code.replace(co_firstlineno=code.co_firstlineno + delta)
 
 
+def _placed(error, delta):
+    """`error`, a SyntaxError raised compiling code that starts `delta`
+    lines into the notebook, with its lines made the notebook's."""
+    if error.lineno is not None:
+        error.lineno += delta
+    if getattr(error, "end_lineno", None) is not None:
+        error.end_lineno += delta
+    return error
+
+
 def _compile(code, filename, first_line):
     import ast
 
-    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    tree = compile(code, filename, "exec", flags=flags, dont_inherit=True)
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr) and not _ends_with_semicolon(code):
-        last = tree.body.pop()
-    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     delta = first_line - 1
-    body = _shifted(compile(tree, filename, "exec", flags=flags, dont_inherit=True), delta)
-    expr = None
-    if last is not None:
-        expression = ast.Expression(last.value)
-        ast.copy_location(expression, last)
-        expr = compile(expression, filename, "eval", flags=flags, dont_inherit=True)
-        expr = _shifted(expr, delta)
-    return body, expr
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    try:
+        tree = compile(code, filename, "exec", flags=flags, dont_inherit=True)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr) and not _ends_with_semicolon(code):
+            last = tree.body.pop()
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+        expr = None
+        if last is not None:
+            expression = ast.Expression(last.value)
+            ast.copy_location(expression, last)
+            expr = compile(expression, filename, "eval", flags=flags, dont_inherit=True)
+    except SyntaxError as error:
+        raise _placed(error, delta) from None
+    return _shifted(body, delta), expr and _shifted(expr, delta)
 
 
 def _compile_split(split, filename, first_line):
@@ -111,10 +123,17 @@ def _compile_split(split, filename, first_line):
     body, output, output_line = split
     flags = _ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     delta = first_line - 1
-    compiled = _shifted(compile(body, filename, "exec", flags=flags, dont_inherit=True), delta)
+    try:
+        compiled = compile(body, filename, "exec", flags=flags, dont_inherit=True)
+    except SyntaxError as error:
+        raise _placed(error, delta) from None
+    compiled = _shifted(compiled, delta)
     expr = None
     if output is not None:
-        expr = compile(output, filename, "eval", flags=flags, dont_inherit=True)
+        try:
+            expr = compile(output, filename, "eval", flags=flags, dont_inherit=True)
+        except SyntaxError as error:
+            raise _placed(error, delta + output_line) from None
         expr = _shifted(expr, delta + output_line)
     return compiled, expr
 
