@@ -12,7 +12,9 @@
 //! helper changes how fast a cell starts and nothing else.
 //!
 //! Protocol, little-endian `u32` lengths and counts:
-//! - to the helper: the notebook's path; then batches, each its length in
+//! - to the helper: the cell runner's code object as `marshal` data, when
+//!   the build compiled it (else the helper was started with its source);
+//!   the notebook's path; then batches, each its length in
 //!   bytes and then `count, (first_line, output_line, body, output or
 //!   u32::MAX)*` (a text is its length and its UTF-8 bytes);
 //! - from the helper: its `sys.version`; then per batch
@@ -82,7 +84,16 @@ const IN_FLIGHT: usize = 2;
 
 /// The helper's program (run with `-I -S`: nothing of the environment):
 /// the cell runner, whose `serve_compiles` compiles as a cell run does.
+/// Used when the build did not compile the cell runner.
 const HELPER: &str = concat!(include_str!("cell_runner.py"), "\nserve_compiles()\n");
+
+/// The helper's program when the build compiled the cell runner: it reads
+/// the runner's code object from its input and runs it, which starts it
+/// about 5 ms sooner than compiling the runner's source (paired starts).
+const HELPER_LOADER: &str = "import marshal, sys\n\
+    _input = sys.stdin.buffer\n\
+    exec(marshal.loads(_input.read(int.from_bytes(_input.read(4), 'little'))))\n\
+    serve_compiles()\n";
 
 /// One run's cells compiled ahead, by their first notebook line.
 pub struct Ahead {
@@ -358,15 +369,27 @@ impl Drop for Ahead {
 /// compile that would fails there and happens in place instead.
 fn spawn(python: &Path) -> Option<(BufWriter<ChildStdin>, ChildStdout, Child)> {
     let limit = crate::memory::limit().unwrap_or(0).to_string();
+    let compiled = crate::interpreter::CELL_RUNNER_COMPILED;
+    let program = if compiled.is_empty() {
+        HELPER
+    } else {
+        HELPER_LOADER
+    };
     let mut child = Command::new(python)
-        .args(["-I", "-S", "-c", HELPER, &limit])
+        .args(["-I", "-S", "-c", program, &limit])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let input = BufWriter::new(child.stdin.take()?);
+    let mut input = BufWriter::new(child.stdin.take()?);
     let output = child.stdout.take()?;
+    // The helper reads this first, before it writes anything.
+    if !compiled.is_empty() && write_bytes(&mut input, compiled).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
     Some((input, output, child))
 }
 

@@ -29,7 +29,7 @@ const CELL_RUNNER: &CStr =
 /// [`CELL_RUNNER`] compiled by the interpreter the plugin was built with
 /// (a `marshal` dump of its code object), or nothing when the build had no
 /// interpreter to run.
-const CELL_RUNNER_COMPILED: &[u8] =
+pub(crate) const CELL_RUNNER_COMPILED: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cell_runner.marshal"));
 
 /// Loads the cell runner as module `_cellrun`: from its code compiled at
