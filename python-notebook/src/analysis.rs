@@ -230,16 +230,17 @@ pub fn is_builtin(name: &str) -> bool {
 ///
 /// # Errors
 /// A [`SyntaxError`] for code Python would not compile as a cell: a parse
-/// error, brackets nested more than 200 deep (CPython's limit), `import *`, `return` or `yield` outside a function, `nonlocal` at
+/// error, nesting past CPython's tokenizer limits (200 brackets, 99 indented
+/// blocks), `import *`, `return` or `yield` outside a function, `nonlocal` at
 /// the top level.
 pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
     let parsed = crate::deep::parse_module(code);
-    // Whichever CPython meets first: its tokenizer counts brackets as it goes.
-    let brackets = crate::deep::too_deep_brackets(parsed.tokens());
+    // Whichever CPython meets first: its tokenizer counts nesting as it goes.
+    let limit = crate::deep::past_tokenizer_limits(parsed.tokens());
     let parse_error = parsed.errors().first().map(|error| error.location.start());
-    match (brackets, parse_error) {
-        (Some(at), error) if error.is_none_or(|error| at <= error) => {
-            return Err(syntax_error(code, at, "too many nested parentheses".into()));
+    match (limit, parse_error) {
+        (Some((at, message)), error) if error.is_none_or(|error| at <= error) => {
+            return Err(syntax_error(code, at, message.into()));
         }
         (_, Some(_)) => {
             let error = &parsed.errors()[0];

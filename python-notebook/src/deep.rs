@@ -94,11 +94,18 @@ impl Drop for Tree {
     }
 }
 
-/// Where the first bracket opens past [`MAX_BRACKET_DEPTH`] levels, as
-/// CPython 3.11 counts them: `(`, `[` and `{` outside f-strings and
-/// t-strings (whose text is one token there).
-pub(crate) fn too_deep_brackets(tokens: &Tokens) -> Option<TextSize> {
-    let mut depth = 0usize;
+/// How many blocks may nest: CPython's tokenizer refuses the 100th level of
+/// indentation ("too many levels of indentation").
+pub(crate) const MAX_INDENT_DEPTH: usize = 99;
+
+/// The first place where the code passes one of the nesting limits of
+/// CPython 3.11's tokenizer, with CPython's message: brackets (`(`, `[`,
+/// `{` outside f-strings and t-strings, whose text is one token there)
+/// nested more than [`MAX_BRACKET_DEPTH`] deep, or blocks indented more
+/// than [`MAX_INDENT_DEPTH`] levels.
+pub(crate) fn past_tokenizer_limits(tokens: &Tokens) -> Option<(TextSize, &'static str)> {
+    let mut brackets = 0usize;
+    let mut indents = 0usize;
     let mut in_strings = 0usize;
     for token in tokens.iter() {
         match token.kind() {
@@ -108,14 +115,21 @@ pub(crate) fn too_deep_brackets(tokens: &Tokens) -> Option<TextSize> {
             }
             _ if in_strings > 0 => {}
             TokenKind::Lpar | TokenKind::Lsqb | TokenKind::Lbrace => {
-                depth += 1;
-                if depth > MAX_BRACKET_DEPTH {
-                    return Some(token.start());
+                brackets += 1;
+                if brackets > MAX_BRACKET_DEPTH {
+                    return Some((token.start(), "too many nested parentheses"));
                 }
             }
             TokenKind::Rpar | TokenKind::Rsqb | TokenKind::Rbrace => {
-                depth = depth.saturating_sub(1);
+                brackets = brackets.saturating_sub(1);
             }
+            TokenKind::Indent => {
+                indents += 1;
+                if indents > MAX_INDENT_DEPTH {
+                    return Some((token.start(), "too many levels of indentation"));
+                }
+            }
+            TokenKind::Dedent => indents = indents.saturating_sub(1),
             _ => {}
         }
     }
@@ -176,19 +190,36 @@ mod tests {
     }
 
     #[test]
-    fn brackets_past_cpython_s_limit_are_found_where_they_open() {
-        let deep = |n: usize| format!("x = {}{}", "[".repeat(n), "]".repeat(n));
-        let at = |code: &str| too_deep_brackets(parse_module(code).tokens()).map(usize::from);
-        assert_eq!(at(&deep(MAX_BRACKET_DEPTH)), None);
+    fn nesting_past_cpython_s_tokenizer_limits_is_found_where_it_starts() {
+        let at = |code: &str| {
+            past_tokenizer_limits(parse_module(code).tokens())
+                .map(|(offset, message)| (usize::from(offset), message))
+        };
+        let brackets = |n: usize| format!("x = {}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(at(&brackets(MAX_BRACKET_DEPTH)), None);
         assert_eq!(
-            at(&deep(MAX_BRACKET_DEPTH + 1)),
-            Some(4 + MAX_BRACKET_DEPTH)
+            at(&brackets(MAX_BRACKET_DEPTH + 1)),
+            Some((4 + MAX_BRACKET_DEPTH, "too many nested parentheses"))
         );
         // Braces of f-strings' replacement fields are not brackets to 3.11.
         let fields = format!("x = {}1{}", "f'{".repeat(150), "}'".repeat(150));
         assert_eq!(
             at(&format!("{}{fields}{}", "(".repeat(100), ")".repeat(100))),
             None
+        );
+        let blocks = |n: usize| {
+            let mut code: String = (0..n)
+                .map(|i| format!("{}if 1:\n", " ".repeat(i)))
+                .collect();
+            code.push_str(&format!("{}x = 1\n", " ".repeat(n)));
+            code
+        };
+        assert_eq!(at(&blocks(MAX_INDENT_DEPTH)), None);
+        let deep = blocks(MAX_INDENT_DEPTH + 1);
+        let last_line = deep.trim_end().rfind('\n').unwrap() + 1;
+        assert_eq!(
+            at(&deep),
+            Some((last_line, "too many levels of indentation"))
         );
     }
 }

@@ -263,8 +263,8 @@ struct File<'a> {
     text: &'a str,
     tokens: &'a Tokens,
     line_starts: Vec<usize>,
-    /// Ranges of string literals that span lines: their inner lines keep
-    /// their indentation.
+    /// Ranges of string literals that span lines, in file order and
+    /// disjoint: their inner lines keep their indentation.
     multiline_strings: Vec<TextRange>,
 }
 
@@ -297,6 +297,16 @@ impl<'a> File<'a> {
             }
         }
         multiline_strings.retain(|range| text[*range].contains('\n'));
+        // A string inside an f-string's field comes before the f-string:
+        // in file order, nested ranges merged into the outer one.
+        multiline_strings.sort_by_key(|range| range.start());
+        multiline_strings.dedup_by(|next, kept| {
+            let nested = next.start() < kept.end();
+            if nested {
+                *kept = kept.cover(*next);
+            }
+            nested
+        });
         File {
             text,
             tokens,
@@ -372,55 +382,91 @@ impl<'a> File<'a> {
         end
     }
 
-    /// The code between byte offsets `start` and `end`, dedented, with the
-    /// first line's number and the removed indentation.
+    /// The code between byte offsets `start` and `end`, dedented as
+    /// marimo's `fixed_dedent` does, with the first line's number and the
+    /// removed indentation.
+    ///
+    /// The indentation removed is the first code line's; a code line
+    /// indented less (a comment at column 0, say) is left as it is. The
+    /// inner lines of a string that spans lines are dedented with the code
+    /// unless one of them is indented less, which would change the string:
+    /// then the string's lines stay as they are.
     fn code(&self, start: usize, end: usize) -> (String, u32, u32) {
         let end = end.max(start);
         let first = self.line_of(start);
         let on_header_line = !self.text[self.line_start(first)..start].trim().is_empty();
-        let mut lines: Vec<(usize, &str)> = Vec::new();
+        let mut lines: Vec<(&str, bool)> = Vec::new();
         let mut at = start;
         while at < end {
             let line_end = self.text[at..end].find('\n').map_or(end, |i| at + i);
-            lines.push((at, &self.text[at..line_end]));
+            lines.push((&self.text[at..line_end], self.in_multiline_string(at)));
             at = line_end + 1;
         }
-        while lines.last().is_some_and(|(_, line)| line.trim().is_empty()) {
+        while lines.last().is_some_and(|(line, _)| line.trim().is_empty()) {
             lines.pop();
         }
-        let protected = |offset: usize| {
-            let offset = TextSize::try_from(offset).unwrap_or_default();
-            self.multiline_strings
-                .iter()
-                .any(|range| range.start() < offset && offset < range.end())
-        };
-        let indent = |line: &str| line.len() - line.trim_start().len();
-        let strip = if on_header_line {
-            0
+        let base = if on_header_line {
+            ""
         } else {
             lines
                 .iter()
-                .filter(|(offset, line)| !line.trim().is_empty() && !protected(*offset))
-                .map(|(_, line)| indent(line))
-                .min()
-                .unwrap_or(0)
+                .find(|(line, inside)| !inside && !line.trim().is_empty())
+                .map_or("", |(line, _)| leading(line))
         };
+        let shift = base.chars().count();
         let mut code = String::new();
-        for (offset, line) in &lines {
-            if protected(*offset) {
-                code.push_str(line);
-            } else if line.trim().is_empty() {
-            } else {
-                code.push_str(&line[strip.min(indent(line))..]);
+        let mut index = 0;
+        while index < lines.len() {
+            let (line, inside) = lines[index];
+            if !inside {
+                if !line.trim().is_empty() {
+                    code.push_str(if line.starts_with(base) {
+                        strip_indent(line, shift)
+                    } else {
+                        line
+                    });
+                }
+                code.push('\n');
+                index += 1;
+                continue;
             }
-            code.push('\n');
+            // One string's inner lines, together.
+            let block_end = lines[index..]
+                .iter()
+                .position(|(_, inside)| !inside)
+                .map_or(lines.len(), |offset| index + offset);
+            let block = &lines[index..block_end];
+            let under_indented = block
+                .iter()
+                .any(|(line, _)| !line.trim().is_empty() && leading(line).chars().count() < shift);
+            for (line, _) in block {
+                code.push_str(if under_indented {
+                    line
+                } else {
+                    strip_indent(line, shift)
+                });
+                code.push('\n');
+            }
+            index = block_end;
         }
         let column = if on_header_line {
             self.text[self.line_start(first)..start].chars().count()
         } else {
-            strip
+            shift
         };
         (code, first as u32 + 1, column as u32)
+    }
+
+    /// Whether the line starting at byte `offset` is an inner line of a
+    /// string that spans lines (it starts after the string opens).
+    fn in_multiline_string(&self, offset: usize) -> bool {
+        let offset = TextSize::try_from(offset).unwrap_or_default();
+        // In file order and disjoint: the one that could hold `offset` is
+        // the last to start before it.
+        let before = self
+            .multiline_strings
+            .partition_point(|range| range.start() < offset);
+        before > 0 && offset < self.multiline_strings[before - 1].end()
     }
 
     fn cell(&self, name: &str, kind: CellKind, start: usize, end: usize) -> PyCellSource {
@@ -557,6 +603,22 @@ fn decorator_flag(decorator: &ast::Decorator, flag: &str) -> bool {
 }
 
 /// Strips blank lines around `text` and the indentation its lines share.
+/// The whitespace `line` starts with.
+fn leading(line: &str) -> &str {
+    &line[..line.len() - line.trim_start().len()]
+}
+
+/// `line` without up to `shift` of its leading spaces and tabs, as marimo
+/// strips indentation.
+fn strip_indent(line: &str, shift: usize) -> &str {
+    let cut = line
+        .bytes()
+        .take(shift)
+        .take_while(|byte| *byte == b' ' || *byte == b'\t')
+        .count();
+    &line[cut..]
+}
+
 fn dedent(text: &str) -> (String, u32) {
     let lines: Vec<&str> = text.trim_matches('\n').lines().collect();
     let indent = lines
@@ -628,10 +690,24 @@ mod tests {
 
     #[test]
     fn multiline_strings_keep_their_indentation() {
-        let cells = cells(
+        let plain = cells(
             "@app.cell\ndef f():\n    s = \"\"\"\nno indent\n      six\"\"\"\n    return (s,)\n",
         );
-        assert_eq!(cells[0].code, "s = \"\"\"\nno indent\n      six\"\"\"\n");
+        assert_eq!(plain[0].code, "s = \"\"\"\nno indent\n      six\"\"\"\n");
+        // As marimo dedents: a string whose inner lines are all indented
+        // at least as the code is dedented with it; one with an inner line
+        // indented less (the f-string's field) stays as it is; a code line
+        // indented less (a comment at column 0) too.
+        let mixed = cells(concat!(
+            "@app.cell\ndef f():\n    a = f\"\"\"{'''\n  in field'''}\n    kept\"\"\"\n",
+            "    b = '''\n        two'''\n# at column 0\n    return\n\n\n",
+            "@app.cell\ndef g():\n    c = '''\n    own\n\n      more'''\n    d = 1\n    return\n",
+        ));
+        assert_eq!(
+            mixed[0].code,
+            "a = f\"\"\"{'''\n  in field'''}\n    kept\"\"\"\nb = '''\n    two'''\n# at column 0\n"
+        );
+        assert_eq!(mixed[1].code, "c = '''\nown\n\n  more'''\nd = 1\n");
     }
 
     #[test]

@@ -24,5 +24,239 @@ def replacement_fields_are_not_brackets():
     return
 
 
+@app.cell
+def blocks_at_the_limit():
+    if True:
+     if True:
+      if True:
+       if True:
+        if True:
+         if True:
+          if True:
+           if True:
+            if True:
+             if True:
+              if True:
+               if True:
+                if True:
+                 if True:
+                  if True:
+                   if True:
+                    if True:
+                     if True:
+                      if True:
+                       if True:
+                        if True:
+                         if True:
+                          if True:
+                           if True:
+                            if True:
+                             if True:
+                              if True:
+                               if True:
+                                if True:
+                                 if True:
+                                  if True:
+                                   if True:
+                                    if True:
+                                     if True:
+                                      if True:
+                                       if True:
+                                        if True:
+                                         if True:
+                                          if True:
+                                           if True:
+                                            if True:
+                                             if True:
+                                              if True:
+                                               if True:
+                                                if True:
+                                                 if True:
+                                                  if True:
+                                                   if True:
+                                                    if True:
+                                                     if True:
+                                                      if True:
+                                                       if True:
+                                                        if True:
+                                                         if True:
+                                                          if True:
+                                                           if True:
+                                                            if True:
+                                                             if True:
+                                                              if True:
+                                                               if True:
+                                                                if True:
+                                                                 if True:
+                                                                  if True:
+                                                                   if True:
+                                                                    if True:
+                                                                     if True:
+                                                                      if True:
+                                                                       if True:
+                                                                        if True:
+                                                                         if True:
+                                                                          if True:
+                                                                           if True:
+                                                                            if True:
+                                                                             if True:
+                                                                              if True:
+                                                                               if True:
+                                                                                if True:
+                                                                                 if True:
+                                                                                  if True:
+                                                                                   if True:
+                                                                                    if True:
+                                                                                     if True:
+                                                                                      if True:
+                                                                                       if True:
+                                                                                        if True:
+                                                                                         if True:
+                                                                                          if True:
+                                                                                           if True:
+                                                                                            if True:
+                                                                                             if True:
+                                                                                              if True:
+                                                                                               if True:
+                                                                                                if True:
+                                                                                                 if True:
+                                                                                                  if True:
+                                                                                                   if True:
+                                                                                                    if True:
+                                                                                                     if True:
+                                                                                                      if True:
+                                                                                                       blocks_at_the_limit_value = 1
+    return
+
+
+@app.cell
+def blocks_past_the_limit():
+    if True:
+     if True:
+      if True:
+       if True:
+        if True:
+         if True:
+          if True:
+           if True:
+            if True:
+             if True:
+              if True:
+               if True:
+                if True:
+                 if True:
+                  if True:
+                   if True:
+                    if True:
+                     if True:
+                      if True:
+                       if True:
+                        if True:
+                         if True:
+                          if True:
+                           if True:
+                            if True:
+                             if True:
+                              if True:
+                               if True:
+                                if True:
+                                 if True:
+                                  if True:
+                                   if True:
+                                    if True:
+                                     if True:
+                                      if True:
+                                       if True:
+                                        if True:
+                                         if True:
+                                          if True:
+                                           if True:
+                                            if True:
+                                             if True:
+                                              if True:
+                                               if True:
+                                                if True:
+                                                 if True:
+                                                  if True:
+                                                   if True:
+                                                    if True:
+                                                     if True:
+                                                      if True:
+                                                       if True:
+                                                        if True:
+                                                         if True:
+                                                          if True:
+                                                           if True:
+                                                            if True:
+                                                             if True:
+                                                              if True:
+                                                               if True:
+                                                                if True:
+                                                                 if True:
+                                                                  if True:
+                                                                   if True:
+                                                                    if True:
+                                                                     if True:
+                                                                      if True:
+                                                                       if True:
+                                                                        if True:
+                                                                         if True:
+                                                                          if True:
+                                                                           if True:
+                                                                            if True:
+                                                                             if True:
+                                                                              if True:
+                                                                               if True:
+                                                                                if True:
+                                                                                 if True:
+                                                                                  if True:
+                                                                                   if True:
+                                                                                    if True:
+                                                                                     if True:
+                                                                                      if True:
+                                                                                       if True:
+                                                                                        if True:
+                                                                                         if True:
+                                                                                          if True:
+                                                                                           if True:
+                                                                                            if True:
+                                                                                             if True:
+                                                                                              if True:
+                                                                                               if True:
+                                                                                                if True:
+                                                                                                 if True:
+                                                                                                  if True:
+                                                                                                   if True:
+                                                                                                    if True:
+                                                                                                     if True:
+                                                                                                      if True:
+                                                                                                       if True:
+                                                                                                        blocks_past_the_limit_value = 1
+    return
+
+
+@app.cell
+def strings_inside_fields():
+    field = f"""{'''
+  in field'''}
+    kept"""
+    after = '''
+        two'''
+    return
+
+
+@app.cell
+def strings_dedented_with_the_code():
+    plain = """
+        indented
+
+          more"""
+# a comment at column 0
+    under = """
+  under
+    kept"""
+    return
+
+
 if __name__ == "__main__":
     app.run()
