@@ -1,11 +1,17 @@
 //! `cargo xtask fuzz [--seconds N] [--seed N]`: runs `cellrun` on random
 //! notebooks for a time budget and fails on the first run that misbehaves.
 //!
-//! Notebooks are made of random cells from a small grammar of Rhai
-//! fragments, valid and broken: definitions, functions, closures, loops,
-//! throws, `sleep`, large allocations, computed calls, imports, terminal
-//! escapes, stray markers and every kind of line break. Each notebook runs
-//! through `cellrun run --json` (with a timeout and a memory limit, and
+//! Notebooks alternate between Rhai (percent format) and marimo's Python
+//! format. Rhai cells come from a small grammar of fragments, valid and
+//! broken: definitions, functions, closures, loops, throws, `sleep`, large
+//! allocations, computed calls, imports, terminal escapes, stray markers and
+//! every kind of line break. Python notebooks mix every kind of marimo cell
+//! (`@app.cell` with and without arguments, `async`, `@app.function`,
+//! `@app.class_definition`, the setup cell, unparsable cells, stray
+//! statements) with statements that fail, loop, sleep, allocate, recurse,
+//! print, await, read stdin, exit, nest past CPython's limits or do not
+//! parse; they run with the python plugin built beside `cellrun`. Each
+//! notebook runs through `cellrun run --json` (with a timeout and a memory limit, and
 //! sometimes `--strict` or `--cache`) and `cellrun check --json`. A run
 //! misbehaves when it dies from a signal, takes longer than its limits
 //! allow, exits with a code the docs do not list, prints a panic or an
@@ -33,13 +39,17 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .map_or(1, |elapsed| elapsed.as_nanos() as u64 | 1),
     };
     let root = project_root();
+    // The python plugin beside `cellrun`, where a run finds it by default.
     let status = Command::new(cargo())
         .args(["build", "--release", "-p", "runner", "--bin", "cellrun"])
+        .args(["-p", "plugin-python"])
         .current_dir(&root)
         .status()?;
     if !status.success() {
-        bail!("building cellrun failed");
+        bail!("building cellrun and the python plugin failed");
     }
+    // The environment `.ci/run` makes, when there is one (marimo imports).
+    let venv = root.join("target/py-venv");
     let cellrun = root.join("target/release/cellrun");
     let work = root.join("target/fuzz");
     let failures = work.join("failures");
@@ -51,9 +61,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut n_runs = 0u64;
     while started.elapsed() < budget {
-        let notebook = notebook(&mut random);
-        let path = work.join("nb.rhai");
-        fs::write(&path, &notebook)?;
+        let (name, notebook) = if n_runs % 2 == 0 {
+            ("nb.rhai", rhai_notebook(&mut random))
+        } else {
+            ("nb.py", python_notebook(&mut random))
+        };
+        fs::write(work.join(name), &notebook)?;
         let mut extra: Vec<String> = Vec::new();
         if random.below(4) == 0 {
             extra.push("--strict".to_owned());
@@ -61,12 +74,17 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         if random.below(4) == 0 {
             extra.push(format!("--cache={}", work.join("cache").display()));
         }
-        let problem = check_run(&cellrun, &work, &extra)
-            .and_then(|()| check_check(&cellrun, &work))
+        let run = Cellrun {
+            path: &cellrun,
+            dir: &work,
+            venv: venv.is_dir().then_some(venv.as_path()),
+        };
+        let problem = check_run(&run, name, &extra)
+            .and_then(|()| check_check(&run, name))
             .err();
         n_runs += 1;
         if let Some(problem) = problem {
-            let kept = failures.join(format!("{seed}-{n_runs}.rhai"));
+            let kept = failures.join(format!("{seed}-{n_runs}-{name}"));
             fs::write(&kept, &notebook)?;
             bail!(
                 "run {n_runs} misbehaved: {problem:#}\nnotebook kept as {} (flags {extra:?}); replay with --seed {seed}",
@@ -156,8 +174,8 @@ const STATEMENTS: &[&str] = &[
     "V",
 ];
 
-/// A random notebook of up to 12 cells.
-fn notebook(random: &mut Random) -> String {
+/// A random Rhai notebook of up to 12 cells.
+fn rhai_notebook(random: &mut Random) -> String {
     let breaks = ["\n", "\n", "\n", "\r\n", "\r"];
     let newline = random.pick(&breaks);
     let mut text = String::new();
@@ -186,6 +204,134 @@ fn notebook(random: &mut Random) -> String {
     text
 }
 
+/// Python statements a cell is made of; `N` is replaced by a small number
+/// and `V` by a variable name. None ends the process itself (`os._exit`, a
+/// signal to itself): a cell may do that, and no runner survives it.
+const PY_STATEMENTS: &[&str] = &[
+    "V = N",
+    "V = [N, V, 's']",
+    "V += N",
+    "V.append(N)",
+    "def fV(x):\n    return x * V + N",
+    "fV(N)",
+    "V = lambda y: y + V",
+    "class KV:\n    value = N\n    def get(self):\n        return self.value + V",
+    "KV().get()",
+    "import math\nV = math.sqrt(N)",
+    "import nowhere_to_be_found",
+    "from os import path as V",
+    "import marimo as mo\nmo.md(f'**{V}**')",
+    "for i in range(N):\n    V += i",
+    "while V < N:\n    V += 1",
+    "while True:\n    V += 1",
+    "raise ValueError('boom N')",
+    "raise SystemExit(N)",
+    "import sys\nsys.exit(N)",
+    "V / 0",
+    "print(f'V is {V}')",
+    "print('\\x1b[31mred\\x1b]0;title\\x07')",
+    "import sys\nsys.stderr.write('to stderr N\\n')",
+    "import time\ntime.sleep(0.0N)",
+    "V = bytearray(N00000000)",
+    "V = [0] * N0000000",
+    "def deep(n):\n    return deep(n + 1)\ndeep(0)",
+    "import asyncio\nawait asyncio.sleep(0.0N)",
+    "input()",
+    "V = (yield N)",
+    "return N",
+    "nonlocal V",
+    "global V\nV = N",
+    "del V",
+    "(V := N)",
+    "[V for V in range(N)]",
+    "try:\n    V = 1 / 0\nexcept ZeroDivisionError as _e:\n    V = N",
+    "V = {",
+    "V = (N,",
+    "if V:\n  pass\n    broken = N",
+    "V = '''multi\nline'''",
+    "_private = N",
+    "V",
+    "V;",
+    "N +",
+    "𝔘 = N",
+    "V = '\\u0000'",
+    "import gc\ngc.collect()",
+];
+
+/// A random marimo notebook of up to 10 cells, sometimes with a broken
+/// header or statements outside the cells.
+fn python_notebook(random: &mut Random) -> String {
+    let newline = random.pick(&["\n", "\n", "\n", "\r\n"]);
+    let mut text = String::new();
+    if random.below(8) == 0 {
+        text.push('\u{feff}');
+    }
+    match random.below(10) {
+        0 => {}
+        1 => text.push_str("import marimo\napp = marimo.App(width=\n"),
+        _ => text.push_str("import marimo\n\n__generated_with = \"0.25.2\"\napp = marimo.App()\n"),
+    }
+    if random.below(4) == 0 {
+        text.push_str("\nwith app.setup:\n    import math\n    base = 2\n");
+    }
+    for index in 0..=random.below(10) {
+        let header = match random.below(12) {
+            0 => format!("@app.cell(hide_code=True)\ndef c{index}(x, y):"),
+            1 => "@app.cell\ndef _():".to_owned(),
+            2 => format!("@app.cell\nasync def c{index}():"),
+            3 => "@app.cell\ndef dup():".to_owned(),
+            4 => format!("@app.function\ndef f{index}(v):"),
+            5 => format!("@app.class_definition\nclass K{index}:"),
+            6 => {
+                text.push_str(&format!(
+                    "\napp._unparsable_cell(\n    r\"\"\"\n    not python {index}\n    \"\"\",\n    name=\"u{index}\"\n)\n"
+                ));
+                continue;
+            }
+            7 => {
+                text.push_str(&format!("\nstray_{index} = 1\n"));
+                continue;
+            }
+            _ => format!("@app.cell\ndef c{index}():"),
+        };
+        text.push_str("\n\n");
+        text.push_str(&header);
+        text.push('\n');
+        for _ in 0..=random.below(4) {
+            let name = random.pick(&["x", "y", "z", "total", "_q", "base"]);
+            let number = (1 + random.below(9)).to_string();
+            let statement = match random.below(40) {
+                0 => format!("{name} = {}0{}", "[".repeat(201), "]".repeat(201)),
+                1 => {
+                    let mut block = String::new();
+                    for level in 0..100 {
+                        block.push_str(&" ".repeat(level));
+                        block.push_str("if True:\n");
+                    }
+                    block.push_str(&" ".repeat(100));
+                    block.push_str("pass");
+                    block
+                }
+                2 => format!("{name} = {}1", "-".repeat(20_000)),
+                _ => random
+                    .pick(PY_STATEMENTS)
+                    .replace('V', name)
+                    .replace('N', &number),
+            };
+            for line in statement.split('\n') {
+                text.push_str("    ");
+                text.push_str(line);
+                text.push_str(newline);
+            }
+        }
+        text.push_str(random.pick(&["    return\n", "    return (x,)\n", "    return x\n", ""]));
+    }
+    if random.below(2) == 0 {
+        text.push_str("\n\nif __name__ == \"__main__\":\n    app.run()\n");
+    }
+    text
+}
+
 /// What `cellrun` printed and how it ended.
 struct Finished {
     code: Option<i32>,
@@ -194,17 +340,26 @@ struct Finished {
     elapsed: Duration,
 }
 
-/// Runs `cellrun ARGS` in `dir` with no input, killing it past `deadline`.
-fn cellrun(
-    cellrun: &Path,
-    dir: &Path,
-    args: &[String],
-    deadline: Duration,
-) -> anyhow::Result<Finished> {
+/// The `cellrun` under test, the directory it runs in and the virtual
+/// environment its Python notebooks see.
+struct Cellrun<'a> {
+    path: &'a Path,
+    dir: &'a Path,
+    venv: Option<&'a Path>,
+}
+
+/// Runs `cellrun ARGS` in its directory with no input, killing it past
+/// `deadline`.
+fn cellrun(cellrun: &Cellrun<'_>, args: &[String], deadline: Duration) -> anyhow::Result<Finished> {
     let started = Instant::now();
-    let mut child = Command::new(cellrun)
+    let mut command = Command::new(cellrun.path);
+    match cellrun.venv {
+        Some(venv) => command.env("VIRTUAL_ENV", venv),
+        None => command.env_remove("VIRTUAL_ENV"),
+    };
+    let mut child = command
         .args(args)
-        .current_dir(dir)
+        .current_dir(cellrun.dir)
         .env("NO_COLOR", "1")
         .env_remove("CELLRUN_LOG")
         .stdin(Stdio::null())
@@ -257,11 +412,11 @@ fn read_all<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::
     })
 }
 
-/// `cellrun run nb.rhai --json` keeps its contract.
-fn check_run(path: &Path, dir: &Path, extra: &[String]) -> anyhow::Result<()> {
+/// `cellrun run NOTEBOOK --json` keeps its contract.
+fn check_run(under_test: &Cellrun<'_>, notebook: &str, extra: &[String]) -> anyhow::Result<()> {
     let mut args: Vec<String> = [
         "run",
-        "nb.rhai",
+        notebook,
         "--json",
         "--timeout",
         "2",
@@ -271,7 +426,7 @@ fn check_run(path: &Path, dir: &Path, extra: &[String]) -> anyhow::Result<()> {
     .map(str::to_owned)
     .to_vec();
     args.extend_from_slice(extra);
-    let run = cellrun(path, dir, &args, Duration::from_secs(120))?;
+    let run = cellrun(under_test, &args, Duration::from_secs(120))?;
     match run.code {
         Some(0 | 1) => {}
         // A notebook that cannot be split (two cells of one name, a bad option).
@@ -284,8 +439,13 @@ fn check_run(path: &Path, dir: &Path, extra: &[String]) -> anyhow::Result<()> {
         .map(|line| serde_json::from_str(line).with_context(|| format!("not JSON: {line:?}")))
         .collect::<anyhow::Result<_>>()?;
     let kind = |event: &Value| event["event"].as_str().unwrap_or_default().to_owned();
-    let Some(started) = events.first().filter(|event| kind(event) == "run_started") else {
-        bail!("the first event is not run_started");
+    // Warnings about the notebook itself come before the run starts.
+    let Some(started) = events
+        .iter()
+        .find(|event| kind(event) != "warning")
+        .filter(|event| kind(event) == "run_started")
+    else {
+        bail!("the first event but warnings is not run_started");
     };
     let planned: Vec<&str> = started["cells"]
         .as_array()
@@ -319,10 +479,10 @@ fn check_run(path: &Path, dir: &Path, extra: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cellrun check nb.rhai --json` prints one JSON document or a usage error.
-fn check_check(path: &Path, dir: &Path) -> anyhow::Result<()> {
-    let args = ["check", "nb.rhai", "--json"].map(str::to_owned);
-    let check = cellrun(path, dir, &args, Duration::from_secs(60))?;
+/// `cellrun check NOTEBOOK --json` prints one JSON document or a usage error.
+fn check_check(under_test: &Cellrun<'_>, notebook: &str) -> anyhow::Result<()> {
+    let args = ["check", notebook, "--json"].map(str::to_owned);
+    let check = cellrun(under_test, &args, Duration::from_secs(60))?;
     match check.code {
         Some(0 | 1) => {
             serde_json::from_str::<Value>(check.stdout.trim())

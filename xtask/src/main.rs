@@ -6,7 +6,7 @@
 //!   snapshot.
 //! - `bench`: end-to-end timings of `cellrun run` on generated notebooks and
 //!   the in-process pipeline benchmarks; results under `target/bench/`.
-//! - `fuzz [--seconds N] [--seed N]`: runs `cellrun` on random notebooks for
+//! - `fuzz [--seconds N] [--seed N]`: runs `cellrun` on random Rhai and Python notebooks for
 //!   a time budget and fails on the first crash, hang, panic or broken JSON
 //!   stream, keeping the notebook under `target/fuzz/failures/`.
 //! - `build-plugins [--release] [--out DIR]`: builds every plugin crate and
