@@ -21,6 +21,10 @@ use ruff_text_size::{Ranged, TextSize};
 /// ("too many nested parentheses"), so marimo cannot compile such a cell.
 pub(crate) const MAX_BRACKET_DEPTH: usize = 200;
 
+/// How many blocks may nest: CPython's tokenizer refuses the 100th level of
+/// indentation ("too many levels of indentation").
+pub(crate) const MAX_INDENT_DEPTH: usize = 99;
+
 /// Stack a walk must have left before it descends one more level.
 const RED_ZONE: usize = 128 * 1024;
 
@@ -28,7 +32,7 @@ const RED_ZONE: usize = 128 * 1024;
 const SEGMENT: usize = 2 * 1024 * 1024;
 
 /// A bound on the stack one level of a tree takes while it is dropped
-/// (drops of expressions measured at under 100 bytes a level).
+/// (the drops measured here took under 100 bytes a level).
 const DROP_BYTES_PER_LEVEL: usize = 512;
 
 /// Trees nesting deeper than this are not dropped but left to the process's
@@ -93,10 +97,6 @@ impl Drop for Tree {
         }
     }
 }
-
-/// How many blocks may nest: CPython's tokenizer refuses the 100th level of
-/// indentation ("too many levels of indentation").
-pub(crate) const MAX_INDENT_DEPTH: usize = 99;
 
 /// The first place where the code passes one of the nesting limits of
 /// CPython 3.11's tokenizer, with CPython's message: brackets (`(`, `[`,
