@@ -415,39 +415,26 @@ impl<'a> File<'a> {
         };
         let shift = base.chars().count();
         let mut code = String::new();
-        let mut index = 0;
-        while index < lines.len() {
-            let (line, inside) = lines[index];
-            if !inside {
-                if !line.trim().is_empty() {
-                    code.push_str(if line.starts_with(base) {
-                        strip_indent(line, shift)
-                    } else {
-                        line
-                    });
+        // Each string's inner lines come as one group, every other line alone.
+        for group in lines.chunk_by(|(_, before), (_, after)| *before && *after) {
+            let kept_string = group[0].1
+                && group.iter().any(|(line, _)| {
+                    !line.trim().is_empty() && leading(line).chars().count() < shift
+                });
+            for (line, inside) in group {
+                let kept = if kept_string {
+                    line
+                } else if *inside || line.starts_with(base) {
+                    strip_indent(line, shift)
+                } else {
+                    line
+                };
+                // Blank lines of code keep no whitespace.
+                if *inside || !kept.trim().is_empty() {
+                    code.push_str(kept);
                 }
                 code.push('\n');
-                index += 1;
-                continue;
             }
-            // One string's inner lines, together.
-            let block_end = lines[index..]
-                .iter()
-                .position(|(_, inside)| !inside)
-                .map_or(lines.len(), |offset| index + offset);
-            let block = &lines[index..block_end];
-            let under_indented = block
-                .iter()
-                .any(|(line, _)| !line.trim().is_empty() && leading(line).chars().count() < shift);
-            for (line, _) in block {
-                code.push_str(if under_indented {
-                    line
-                } else {
-                    strip_indent(line, shift)
-                });
-                code.push('\n');
-            }
-            index = block_end;
         }
         let column = if on_header_line {
             self.text[self.line_start(first)..start].chars().count()
@@ -602,7 +589,6 @@ fn decorator_flag(decorator: &ast::Decorator, flag: &str) -> bool {
     })
 }
 
-/// Strips blank lines around `text` and the indentation its lines share.
 /// The whitespace `line` starts with.
 fn leading(line: &str) -> &str {
     &line[..line.len() - line.trim_start().len()]
@@ -619,6 +605,7 @@ fn strip_indent(line: &str, shift: usize) -> &str {
     &line[cut..]
 }
 
+/// Strips blank lines around `text` and the indentation its lines share.
 fn dedent(text: &str) -> (String, u32) {
     let lines: Vec<&str> = text.trim_matches('\n').lines().collect();
     let indent = lines
