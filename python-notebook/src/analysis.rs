@@ -235,22 +235,20 @@ pub fn is_builtin(name: &str) -> bool {
 /// the top level.
 pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
     let parsed = crate::deep::parse_module(code);
-    // Whichever CPython meets first: its tokenizer counts nesting as it goes.
-    let limit = crate::deep::past_tokenizer_limits(parsed.tokens());
-    let parse_error = parsed.errors().first().map(|error| error.location.start());
-    match (limit, parse_error) {
-        (Some((at, message)), error) if error.is_none_or(|error| at <= error) => {
-            return Err(syntax_error(code, at, message.into()));
-        }
-        (_, Some(_)) => {
-            let error = &parsed.errors()[0];
-            return Err(syntax_error(
-                code,
-                error.location.start(),
-                error.error.to_string(),
-            ));
-        }
-        _ => {}
+    // Whichever CPython meets first (its tokenizer counts nesting as it
+    // goes); the nesting limit when both are at one place.
+    let limit = crate::deep::past_tokenizer_limits(parsed.tokens())
+        .map(|(at, message)| (at, message.to_owned()));
+    let parse_error = parsed
+        .errors()
+        .first()
+        .map(|error| (error.location.start(), error.error.to_string()));
+    if let Some((at, message)) = [limit, parse_error]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
+    {
+        return Err(syntax_error(code, at, message));
     }
     let Some(module) = parsed.syntax().as_module() else {
         return Err(syntax_error(code, TextSize::new(0), "not a module".into()));
