@@ -95,6 +95,19 @@ def _placed(error, delta):
     return error
 
 
+def _compiled(source, filename, mode, delta):
+    """`source` (text or a syntax tree) compiled for code that starts
+    `delta` lines into the notebook: the code object's lines, and a
+    SyntaxError's, are the notebook's."""
+    try:
+        code = compile(
+            source, filename, mode, flags=_ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+        )
+    except SyntaxError as error:
+        raise _placed(error, delta) from None
+    return _shifted(code, delta)
+
+
 def _compile(code, filename, first_line):
     import ast
 
@@ -102,39 +115,29 @@ def _compile(code, filename, first_line):
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     try:
         tree = compile(code, filename, "exec", flags=flags, dont_inherit=True)
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr) and not _ends_with_semicolon(code):
-            last = tree.body.pop()
-        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
-        expr = None
-        if last is not None:
-            expression = ast.Expression(last.value)
-            ast.copy_location(expression, last)
-            expr = compile(expression, filename, "eval", flags=flags, dont_inherit=True)
     except SyntaxError as error:
         raise _placed(error, delta) from None
-    return _shifted(body, delta), expr and _shifted(expr, delta)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr) and not _ends_with_semicolon(code):
+        last = tree.body.pop()
+    body = _compiled(tree, filename, "exec", delta)
+    expr = None
+    if last is not None:
+        expression = ast.Expression(last.value)
+        ast.copy_location(expression, last)
+        expr = _compiled(expression, filename, "eval", delta)
+    return body, expr
 
 
 def _compile_split(split, filename, first_line):
     """Compiles code already cut before its output expression: the
     statements, and the expression starting `output_line` lines further."""
     body, output, output_line = split
-    flags = _ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     delta = first_line - 1
-    try:
-        compiled = compile(body, filename, "exec", flags=flags, dont_inherit=True)
-    except SyntaxError as error:
-        raise _placed(error, delta) from None
-    compiled = _shifted(compiled, delta)
+    compiled = _compiled(body, filename, "exec", delta)
     expr = None
     if output is not None:
-        try:
-            expr = compile(output, filename, "eval", flags=flags, dont_inherit=True)
-        except SyntaxError as error:
-            raise _placed(error, delta + output_line) from None
-        expr = _shifted(expr, delta + output_line)
+        expr = _compiled(output, filename, "eval", delta + output_line)
     return compiled, expr
 
 
