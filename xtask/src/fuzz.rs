@@ -205,8 +205,9 @@ fn rhai_notebook(random: &mut Random) -> String {
 }
 
 /// Python statements a cell is made of; `N` is replaced by a small number
-/// and `V` by a variable name. None ends the process itself (`os._exit`, a
-/// signal to itself): a cell may do that, and no runner survives it.
+/// and `V` by a variable name (no other capital V or N appears). None ends
+/// the process itself (`os._exit`, a signal to itself): a cell may do that,
+/// and no runner survives it.
 const PY_STATEMENTS: &[&str] = &[
     "V = N",
     "V = [N, V, 's']",
@@ -224,7 +225,7 @@ const PY_STATEMENTS: &[&str] = &[
     "for i in range(N):\n    V += i",
     "while V < N:\n    V += 1",
     "while True:\n    V += 1",
-    "raise ValueError('boom N')",
+    "raise RuntimeError('boom N')",
     "raise SystemExit(N)",
     "import sys\nsys.exit(N)",
     "V / 0",
