@@ -360,7 +360,7 @@ impl<'a> File<'a> {
     /// and blank lines after it that are indented like the block's body.
     fn trailing_comments(&self, end: usize, body_start: usize) -> usize {
         let body_line = self.line_text(self.line_of(body_start));
-        let indent = &body_line[..body_line.len() - body_line.trim_start().len()];
+        let indent = leading(body_line);
         if indent.is_empty() {
             return end;
         }
@@ -477,7 +477,7 @@ impl<'a> File<'a> {
         };
         let colon = self.header_end(first.start());
         if self.line_of(colon) == self.line_of(first.start().into()) {
-            colon + self.text[colon..].len() - self.text[colon..].trim_start().len()
+            colon + leading(&self.text[colon..]).len()
         } else {
             self.line_start(self.line_of(colon) + 1)
         }
@@ -559,9 +559,7 @@ impl<'a> File<'a> {
             ),
             other => (String::new(), self.line_of(other.start().into())),
         };
-        let leading_lines = raw[..raw.len() - raw.trim_start().len()]
-            .matches('\n')
-            .count();
+        let leading_lines = leading(&raw).matches('\n').count();
         let (code, column_offset) = dedent(&raw);
         PyCellSource {
             name,
@@ -611,7 +609,7 @@ fn dedent(text: &str) -> (String, u32) {
     let indent = lines
         .iter()
         .filter(|line| !line.trim().is_empty())
-        .map(|line| line.len() - line.trim_start().len())
+        .map(|line| leading(line).len())
         .min()
         .unwrap_or(0);
     let mut code = String::new();
