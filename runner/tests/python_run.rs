@@ -218,6 +218,60 @@ fn compile_errors_of_cpython_alone_are_at_their_notebook_line() {
     assert_eq!(run.finished("after")["output"], 2);
 }
 
+/// The plugin compiles, runs and captures cells through CPython's C API;
+/// each of these is what `compile` of a `str` and `exec` give in marimo.
+#[test]
+fn cells_compile_and_print_as_compile_and_exec_do() {
+    let dir = Dir::new("py-compile-exec");
+    let text = notebook(&[
+        // A coding cookie in a cell is ignored: the code is text already.
+        ("cookie", "# -*- coding: latin-1 -*-\ns = \"é\"\nlen(s)"),
+        // A compile-time warning is printed in the cell's output.
+        ("warns", "literal = 1\nliteral is 1"),
+        // Nested code is shifted to its notebook lines too.
+        ("nested", "def boom():\n    return 1 / 0\n\nboom()"),
+        // stdout and stderr together, in the order written.
+        (
+            "streams",
+            "import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')",
+        ),
+        // A cell rebinding sys.stdout has it put back after it.
+        (
+            "rebinds",
+            "import io\nimport sys as _sys\n_sys.stdout = io.StringIO()\nprint('hidden')",
+        ),
+        ("after_rebind", "x = 1\nprint('shown')"),
+    ]);
+    let Some(run) = run_py(&dir, &text, &[]) else {
+        return;
+    };
+    assert_eq!(run.finished("cookie")["output"], 1, "{:#?}", run.events);
+    let warns = run.finished("warns");
+    assert_eq!(warns["output"], true);
+    assert!(
+        warns["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("SyntaxWarning: \"is\" with a literal"),
+        "{warns}"
+    );
+    let line = |needle: &str| text.lines().position(|line| line.contains(needle)).unwrap() + 1;
+    let error = &run.finished("nested")["error"];
+    assert_eq!(error["message"], "ZeroDivisionError: division by zero");
+    assert_eq!(error["line"], json!(line("return 1 / 0")), "{error}");
+    let traceback = run.finished("nested")["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        traceback.contains(&format!("line {}, in boom", line("return 1 / 0"))),
+        "{traceback}"
+    );
+    assert_eq!(run.finished("streams")["stdout"], "a\nb\nc\n");
+    assert_eq!(run.finished("rebinds")["stdout"], "");
+    assert_eq!(run.finished("after_rebind")["stdout"], "shown\n");
+}
+
 #[test]
 fn order_follows_the_graph_not_the_file() {
     let dir = Dir::new("py-order");

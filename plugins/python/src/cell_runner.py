@@ -1,9 +1,14 @@
 """Runs one notebook cell inside cellrun's embedded interpreter.
 
-The Rust side calls `run_cell` with the cell's code, the notebook's path and
-the code's first notebook line, and the globals dictionary shared by every
-cell.  Compiling against the notebook's path with shifted line numbers makes
-tracebacks and `linecache` point at the notebook file itself.
+The Rust side compiles, runs and captures a cell itself, as `run_cell`
+does, and calls in here for what is not the common path: `_failure` for the
+error of a cell that raised, `_placed` for a syntax error, `_evaluate` for
+code awaiting at its top level, and `run_cell` (the cell's code, the
+notebook's path, the code's first notebook line and the globals dictionary
+shared by every cell) for code it could not cut before its output
+expression, which compiles here to fail with Python's own error.  Compiling
+against the notebook's path with shifted line numbers makes tracebacks and
+`linecache` point at the notebook file itself.
 """
 
 # Only what every cell needs is imported here: the helper loads as the
@@ -250,16 +255,11 @@ def _failure(error, filename):
     }
 
 
-def run_cell(code, filename, first_line, globals_, split=None, compiled=None):
+def run_cell(code, filename, first_line, globals_):
     """Runs `code` in `globals_`: returns (output, stdout, failure or None).
 
-    `split` is the code already cut before its output expression
-    (statements, expression or None, the expression's line in the code);
-    without it the code is parsed here.  `compiled` is the code compiled
-    ahead (the statements' and the expression's code objects), which
-    replaces the compile; `code` may then be None.  stdout and stderr are
-    captured for the cell's duration and returned together, in the order
-    written.
+    stdout and stderr are captured for the cell's duration and returned
+    together, in the order written.
     """
     capture = _Capture()
     saved = sys.stdout, sys.stderr
@@ -267,12 +267,7 @@ def run_cell(code, filename, first_line, globals_, split=None, compiled=None):
     output = None
     failure = None
     try:
-        if compiled is not None:
-            body, expr = compiled
-        elif split is None:
-            body, expr = _compile(code, filename, first_line)
-        else:
-            body, expr = _compile_split(split, filename, first_line)
+        body, expr = _compile(code, filename, first_line)
         _evaluate(body, globals_)
         if expr is not None:
             output = _evaluate(expr, globals_)

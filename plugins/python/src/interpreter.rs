@@ -67,6 +67,15 @@ fn load_cell_runner(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 pub struct Interpreter {
     python: PathBuf,
     helper: Py<PyModule>,
+    /// The cell runner's `_Capture`, the stream a cell's prints go to.
+    capture: Py<PyAny>,
+    /// The interpreter's minor version: the grammar a compile accepts.
+    minor: i32,
+    /// `sys.__dict__`, where a cell's prints are redirected.
+    sys: Py<PyDict>,
+    /// The keyword names of the `code.replace` calls that shift code.
+    shift_names: Py<PyTuple>,
+    shift_nested_names: Py<PyTuple>,
     globals: Py<PyDict>,
     /// The Python thread ids of the threads running a cell; locked while a
     /// cell starts or ends, so an interrupt never hits the gap.
@@ -277,8 +286,23 @@ impl Interpreter {
             let globals = PyModule::import(py, "__main__")
                 .map(|main| main.dict())
                 .map_err(|error| format!("cannot prepare the globals: {error}"))?;
+            let capture = helper
+                .getattr("_Capture")
+                .map_err(|error| format!("cannot load the cell runner: {error}"))?;
+            let sys = PyModule::import(py, "sys")
+                .map(|sys| sys.dict())
+                .map_err(|error| format!("cannot prepare the globals: {error}"))?;
+            let names = |names: &[&str]| PyTuple::new(py, names).map(Bound::unbind);
+            let (shift_names, shift_nested_names) = names(&["co_firstlineno"])
+                .and_then(|one| Ok((one, names(&["co_firstlineno", "co_consts"])?)))
+                .map_err(|error| format!("cannot prepare the globals: {error}"))?;
             Ok(Interpreter {
                 python: python.to_path_buf(),
+                capture: capture.unbind(),
+                minor: i32::from(py.version_info().minor),
+                sys: sys.unbind(),
+                shift_names,
+                shift_nested_names,
                 helper: helper.unbind(),
                 globals: globals.unbind(),
                 running: Mutex::new(Vec::new()),
@@ -335,8 +359,11 @@ impl Interpreter {
     ///
     /// The code is cut before its output expression here, with Rust's
     /// parser, so Python compiles the source as it is instead of building a
-    /// syntax tree of Python objects and compiling that; code that does not
-    /// parse goes to Python whole, to fail with Python's own error.
+    /// syntax tree of Python objects and compiling that. Compiling, running
+    /// and capturing are done here through CPython's C API, as the cell
+    /// runner's `run_cell` does them: its Python frames cost more than a
+    /// one-line cell's own code. Code that does not parse, or holds a NUL
+    /// byte, goes to `run_cell` whole, to fail with Python's own error.
     ///
     /// `compiled`, the code compiled ahead as `marshal` data, replaces
     /// the compile (and the cut) when it loads.
@@ -347,33 +374,36 @@ impl Interpreter {
         first_line: u32,
         compiled: Option<&[u8]>,
     ) -> CellRun {
+        let text = code;
         Python::attach(|py| {
             // Loaded here, not by a call into the cell runner; data that
             // does not load leaves the cell to compile its source.
-            let compiled = compiled.and_then(|data| pyo3::marshal::loads(py, data).ok());
-            let split = match compiled {
-                None => python_notebook::split_output(code)
-                    .map(|split| (split.body, split.output, split.output_line)),
-                Some(_) => None,
-            };
-            // The source is not needed when the code comes compiled.
-            let source = compiled.is_none().then_some(code);
+            let compiled = compiled
+                .and_then(|data| pyo3::marshal::loads(py, data).ok())
+                .and_then(|loaded| {
+                    let (body, output) = loaded
+                        .extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()
+                        .ok()?;
+                    Some(Code::Compiled {
+                        body,
+                        output: (!output.is_none()).then_some(output),
+                    })
+                });
+            let code = compiled.or_else(|| {
+                let split = python_notebook::split_output(text)?;
+                let holds_nul = |text: &str| text.contains('\0');
+                if holds_nul(split.body) || split.output.is_some_and(holds_nul) {
+                    return None;
+                }
+                Some(Code::Source(split))
+            });
             // SAFETY: reads the current thread's id; the GIL is held.
             let ident = unsafe { ffi::PyThread_get_thread_ident() } as u64;
             self.running_cells().push(ident);
-            let result = self
-                .helper(py)
-                .getattr(intern!(py, "run_cell"))
-                .and_then(|run| {
-                    run.call1((
-                        source,
-                        filename,
-                        first_line,
-                        self.globals(py),
-                        split,
-                        compiled,
-                    ))
-                });
+            let result = match code {
+                Some(code) => self.run_here(py, code, filename, first_line),
+                None => self.run_in_cell_runner(py, text, filename, first_line),
+            };
             {
                 let mut running = self.running_cells();
                 running.retain(|running| *running != ident);
@@ -384,7 +414,7 @@ impl Interpreter {
                 }
             }
             match result {
-                Ok(tuple) => CellRun::from_tuple(py, &tuple),
+                Ok(run) => run,
                 // An interrupt that landed in the helper itself, outside the
                 // cell's code (as it starts or ends), is still an interrupt.
                 Err(error) if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
@@ -396,6 +426,233 @@ impl Interpreter {
                 ),
             }
         })
+    }
+
+    /// Runs code that parsed (or came compiled) with its prints captured:
+    /// what the cell runner's `run_cell` does, without its frames.
+    fn run_here<'py>(
+        &self,
+        py: Python<'py>,
+        code: Code<'py, '_>,
+        filename: &str,
+        first_line: u32,
+    ) -> PyResult<CellRun> {
+        let capture = self.capture.bind(py).call0()?;
+        let sys = self.sys.bind(py);
+        let names = [intern!(py, "stdout"), intern!(py, "stderr")];
+        let saved = names.map(|name| sys.get_item(name).ok().flatten());
+        let ran = names
+            .iter()
+            .try_for_each(|name| sys.set_item(name, &capture))
+            .and_then(|()| self.compile_and_run(py, code, filename, first_line));
+        for (name, stream) in names.into_iter().zip(saved) {
+            // As the cell runner's `finally`: what was there before, even
+            // nothing.
+            let _ = match stream {
+                Some(stream) => sys.set_item(name, stream),
+                None => sys.del_item(name),
+            };
+        }
+        let (output, failure) = match ran {
+            Ok(output) => (
+                output.filter(|value| !value.is_none()).map(Bound::unbind),
+                None,
+            ),
+            Err(error) => {
+                let failure = self.helper_call(py, "_failure", (error.into_value(py), filename))?;
+                (None, Some(Failure::from_dict(py, &failure)))
+            }
+        };
+        let stdout = capture
+            .call_method0(intern!(py, "getvalue"))?
+            .extract::<String>()?;
+        Ok(CellRun {
+            output,
+            stdout,
+            failure,
+        })
+    }
+
+    /// Compiles `code` (unless it came compiled) and runs it in the
+    /// globals: the value of its output expression, or what it raised
+    /// (a syntax error placed at its notebook line).
+    fn compile_and_run<'py>(
+        &self,
+        py: Python<'py>,
+        code: Code<'py, '_>,
+        filename: &str,
+        first_line: u32,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let (body, output) = match code {
+            Code::Compiled { body, output } => (body, output),
+            Code::Source(split) => {
+                let filename = pyo3::types::PyString::new(py, filename);
+                let delta = first_line - 1;
+                let body = self.compile(py, split.body, &filename, ffi::Py_file_input, delta)?;
+                let output = split
+                    .output
+                    .map(|output| {
+                        let delta = delta + split.output_line as u32;
+                        self.compile(py, output, &filename, ffi::Py_eval_input, delta)
+                    })
+                    .transpose()?;
+                (body, output)
+            }
+        };
+        let globals = self.globals(py);
+        // What `exec` does before it runs code in a dictionary.
+        if !globals.contains(intern!(py, "__builtins__"))? {
+            // SAFETY: the GIL is held; returns a borrowed reference.
+            let builtins = unsafe { Bound::from_borrowed_ptr(py, ffi::PyEval_GetBuiltins()) };
+            globals.set_item(intern!(py, "__builtins__"), builtins)?;
+        }
+        self.evaluate(py, &body)?;
+        output.map(|output| self.evaluate(py, &output)).transpose()
+    }
+
+    /// Runs a code object in the globals; a coroutine (top-level `await`)
+    /// runs to its end on the cell runner's event loop.
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        code: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let flags = code.getattr(intern!(py, "co_flags"))?.extract::<i32>()?;
+        if flags & ffi::CO_COROUTINE != 0 {
+            return self.helper_call(py, "_evaluate", (code, self.globals(py)));
+        }
+        let globals = self.globals(py).as_ptr();
+        // SAFETY: the GIL is held; `code` is a code object (compiled here or
+        // loaded by marshal) and the call returns a new reference or null
+        // with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyEval_EvalCode(code.as_ptr(), globals, globals))
+        }
+    }
+
+    /// `source` compiled as `compile(source, filename, mode,
+    /// flags=PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)` does, for code
+    /// starting `delta` lines into the notebook: its lines (and those of a
+    /// syntax error) are the notebook's.
+    fn compile<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        filename: &Bound<'py, pyo3::types::PyString>,
+        start: std::ffi::c_int,
+        delta: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let source = CString::new(source).map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err("source code string cannot contain null bytes")
+        })?;
+        // `compile` of a `str`: UTF-8 text, any coding cookie ignored.
+        let mut flags = ffi::PyCompilerFlags {
+            cf_flags: PY_CF_SOURCE_IS_UTF8 | PY_CF_IGNORE_COOKIE | PY_CF_ALLOW_TOP_LEVEL_AWAIT,
+            cf_feature_version: self.minor,
+        };
+        // SAFETY: the GIL is held; `source` is NUL-terminated and `filename`
+        // a str; the call returns a new reference or null with an exception.
+        let compiled = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::Py_CompileStringObject(
+                    source.as_ptr(),
+                    filename.as_ptr(),
+                    start,
+                    &mut flags,
+                    -1,
+                ),
+            )
+        };
+        match compiled {
+            Ok(code) => self.shifted(py, code, delta),
+            Err(error) if error.is_instance_of::<pyo3::exceptions::PySyntaxError>(py) => {
+                let error = error.into_value(py);
+                self.helper_call(py, "_placed", (&error, delta))?;
+                Err(PyErr::from_value(error.into_bound(py).into_any()))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `code` with every line number `delta` lines further, nested code
+    /// too, as the cell runner's `_shifted` makes it: shifting each code
+    /// object's first line moves its whole line table.
+    fn shifted<'py>(
+        &self,
+        py: Python<'py>,
+        code: Bound<'py, PyAny>,
+        delta: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if delta == 0 {
+            return Ok(code);
+        }
+        // SAFETY: reads the type of a live object; the GIL is held.
+        let is_code = |value: &Bound<'_, PyAny>| unsafe { ffi::PyCode_Check(value.as_ptr()) != 0 };
+        let consts = code
+            .getattr(intern!(py, "co_consts"))?
+            .cast_into::<PyTuple>()?;
+        let consts = if consts.iter().any(|value| is_code(&value)) {
+            let shifted = consts
+                .iter()
+                .map(|value| {
+                    if is_code(&value) {
+                        self.shifted(py, value, delta)
+                    } else {
+                        Ok(value)
+                    }
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            Some(PyTuple::new(py, shifted)?)
+        } else {
+            None
+        };
+        let first_line = code
+            .getattr(intern!(py, "co_firstlineno"))?
+            .extract::<u32>()?;
+        let first_line = (first_line + delta).into_pyobject(py)?;
+        let (names, args) = match &consts {
+            Some(consts) => (
+                &self.shift_nested_names,
+                [code.as_ptr(), first_line.as_ptr(), consts.as_ptr()],
+            ),
+            None => (
+                &self.shift_names,
+                [code.as_ptr(), first_line.as_ptr(), std::ptr::null_mut()],
+            ),
+        };
+        // `code.replace(co_firstlineno=..., co_consts=...)`: `self`, then
+        // one value per keyword name.
+        // SAFETY: the GIL is held; `args` holds live objects for `self`
+        // and each name of `names`, and the call returns a new reference or
+        // null with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_VectorcallMethod(
+                    intern!(py, "replace").as_ptr(),
+                    args.as_ptr(),
+                    1,
+                    names.as_ptr(),
+                ),
+            )
+        }
+    }
+
+    /// Runs code in the cell runner's `run_cell`, which compiles it whole.
+    fn run_in_cell_runner(
+        &self,
+        py: Python<'_>,
+        code: &str,
+        filename: &str,
+        first_line: u32,
+    ) -> PyResult<CellRun> {
+        let tuple = self.helper_call(
+            py,
+            "run_cell",
+            (code, filename, first_line, self.globals(py)),
+        )?;
+        Ok(CellRun::from_tuple(py, &tuple))
     }
 
     /// Calls the helper's function `name` with `args`.
@@ -623,6 +880,22 @@ pub struct Description {
     /// MIME type and data from marimo's `_mime_` or a `_repr_*_` method.
     pub rich: Option<(String, String)>,
 }
+
+/// A cell's code as [`Interpreter::run`] runs it.
+enum Code<'py, 'a> {
+    /// Compiled ahead: the statements and the output expression.
+    Compiled {
+        body: Bound<'py, PyAny>,
+        output: Option<Bound<'py, PyAny>>,
+    },
+    /// Source text, cut before its output expression.
+    Source(python_notebook::OutputSplit<'a>),
+}
+
+/// `compile`'s flags (CPython's `PyCF_*`, which the FFI crate leaves out).
+const PY_CF_SOURCE_IS_UTF8: std::ffi::c_int = 0x0100;
+const PY_CF_IGNORE_COOKIE: std::ffi::c_int = 0x0800;
+const PY_CF_ALLOW_TOP_LEVEL_AWAIT: std::ffi::c_int = 0x2000;
 
 /// What running a cell's code gave.
 pub struct CellRun {
