@@ -226,7 +226,7 @@ pub(crate) fn run(
     // the helper and without, in alternating pairs.
     writeln!(
         report,
-        "\nCompiled ahead (`python.precompile=always`; `auto`, the default, from 750 cells) against compiled in place (`=never`), median of {AHEAD_PAIRS} alternating pairs:\n"
+        "\nCompiled ahead (`python.precompile=always`; `auto`, the default, from 2,000 cells) against compiled in place (`=never`), median of {AHEAD_PAIRS} alternating pairs:\n"
     )?;
     writeln!(
         report,

@@ -69,11 +69,14 @@ impl Precompile {
 
 /// The fewest cells for which `auto` starts a helper. The helper starts
 /// beside the run's own interpreter, and a cell that finds its code
-/// compiled takes about half the time of one that compiles; from some hundreds
-/// of one-line cells the helper pays for its start: paired runs
-/// (`precompile=always` against `never`) gave 0.93x (fan-out) and 1.11x
-/// (chain) at 500 cells, 0.80x and 0.76x at 1,000.
-pub const AUTO_CELLS: usize = 750;
+/// compiled takes about half the time of one that compiles; from some
+/// thousands of one-line cells the helper pays for its start and for the
+/// second core it takes. Paired runs of `precompile=always` against
+/// `never` (medians of 11 to 21 pairs), fan-out and chain: 1.03x and 1.01x
+/// at 1,000 cells, 1.01x and 1.03x at 1,500, 0.97x and 0.91x at 2,000,
+/// 0.84x and 0.95x at 3,000. (With the cell runner's Python frames still
+/// around each cell it paid from 750.)
+pub const AUTO_CELLS: usize = 2000;
 
 /// How many cells go to the helper in one write, and come back in one.
 const BATCH: usize = 16;
