@@ -276,16 +276,25 @@ pub struct OutputSplit<'a> {
 /// `code` cut into its statements and the expression whose value is its
 /// output, as marimo shows a cell's last expression; `None` when the code
 /// does not parse.
+///
+/// One line that starts an assignment or a statement keyword (`x = ...`,
+/// `import ...`) has no output whatever follows, so it comes back whole
+/// without being parsed (a third of what a one-line cell costs the plugin
+/// besides CPython's compile); should it not parse, compiling it fails as
+/// it would have.
 pub fn split_output(code: &str) -> Option<OutputSplit<'_>> {
-    let parsed = crate::deep::parse_module(code);
-    if !parsed.errors().is_empty() {
-        return None;
-    }
     let whole = OutputSplit {
         body: code,
         output: None,
         output_line: 0,
     };
+    if is_one_silent_line(code) {
+        return Some(whole);
+    }
+    let parsed = crate::deep::parse_module(code);
+    if !parsed.errors().is_empty() {
+        return None;
+    }
     let Some(Stmt::Expr(last)) = parsed.syntax().as_module()?.body.last() else {
         return Some(whole);
     };
@@ -301,6 +310,53 @@ pub fn split_output(code: &str) -> Option<OutputSplit<'_>> {
         output: Some(&code[start..end]),
         output_line: code[..start].matches('\n').count(),
     })
+}
+
+/// Keywords that start a statement which is not an expression.
+const STATEMENT_KEYWORDS: &[&str] = &[
+    "assert", "async", "break", "class", "continue", "def", "del", "for", "from", "global", "if",
+    "import", "nonlocal", "pass", "raise", "return", "try", "while", "with",
+];
+
+/// Python's other keywords: a line starting with one of them may be an
+/// expression (`not x`, `lambda: 0`, `await f()`) or a syntax error.
+const OTHER_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "await", "elif", "else", "except", "finally", "in", "is",
+    "lambda", "not", "or", "yield",
+];
+
+/// Augmented assignment operators, longest first.
+const AUGMENTED: &[&str] = &[
+    "**=", "//=", ">>=", "<<=", "+=", "-=", "*=", "/=", "%=", "&=", "^=", "|=", "@=",
+];
+
+/// Whether `code` is one line (no `;`, no continuation) whose statement
+/// cannot be an expression, judged from how it starts: a statement
+/// keyword, or a plain name followed by `=`, an augmented assignment or
+/// an annotation's `:`. Anything else (`x == 1`, `x := 1`, `a.b = 1`,
+/// `lambda: 0`) says no, and the caller parses.
+fn is_one_silent_line(code: &str) -> bool {
+    let line = code.trim_end_matches([' ', '\t', '\n']);
+    if line.contains(['\n', '\r', ';', '\\']) {
+        return false;
+    }
+    let end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(line.len());
+    let (word, rest) = line.split_at(end);
+    if !word.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return false;
+    }
+    if STATEMENT_KEYWORDS.contains(&word) {
+        return true;
+    }
+    if OTHER_KEYWORDS.contains(&word) {
+        return false;
+    }
+    let rest = rest.trim_start_matches([' ', '\t']);
+    (rest.starts_with('=') && !rest.starts_with("=="))
+        || (rest.starts_with(':') && !rest.starts_with(":="))
+        || AUGMENTED.iter().any(|operator| rest.starts_with(operator))
 }
 
 /// The public names a cell that does not parse appears to mean to define,
@@ -1278,11 +1334,87 @@ mod tests {
             let split = split_output(silent).unwrap();
             assert_eq!((split.body, split.output), (silent, None), "{silent:?}");
         }
-        assert_eq!(split_output("a = (").map(|split| split.output), None);
+        assert_eq!(split_output("a = (\nb").map(|split| split.output), None);
         assert_eq!(
             split_output("await f()").unwrap().output,
             Some("await f()"),
             "a top-level await is an expression too"
         );
+    }
+
+    /// The one-line shortcut says "no output" only where the parser does.
+    #[test]
+    fn one_silent_line_agrees_with_the_parser() {
+        let starts = [
+            "x", "_x", "match", "type", "case", "print", "lambda", "not", "await", "None", "True",
+            "import", "from", "del", "pass", "global", "assert", "raise", "if", "for", "while",
+            "with", "try", "def", "class", "async", "return", "yield", "a.b", "a[0]", "a, b",
+            "(a)", "1", "é", "x1",
+        ];
+        let middles = [
+            " = ", "=", " == ", " := ", ": int = ", ": ", " += ", " -= ", " *= ", " **= ", " //= ",
+            " >>= ", " <<= ", " <= ", " >= ", " != ", " @= ", " |= ", "(", " ", ".y = ", "[0] = ",
+            " = y = ", " < ", "* ", " in ",
+        ];
+        let ends = [
+            "1",
+            "(1,\n 2)",
+            "f(x)",
+            "x; x",
+            "lambda: 0",
+            "'a = b'",
+            "\"s\"  # c = d",
+            "",
+            "1 \\\n+ 2",
+            "y\n",
+            "y\n\n",
+            "y\r\nz",
+            "y\nz",
+            "x:\n    pass",
+            "os.path",
+            "os",
+            "y if z else w",
+        ];
+        let mut shortcuts = 0;
+        for start in starts {
+            for middle in middles {
+                for end in ends {
+                    let code = format!("{start}{middle}{end}");
+                    if !is_one_silent_line(&code) {
+                        continue;
+                    }
+                    shortcuts += 1;
+                    let parsed = crate::deep::parse_module(&code);
+                    if !parsed.errors().is_empty() {
+                        continue;
+                    }
+                    let module = parsed.syntax().as_module().unwrap();
+                    assert!(
+                        !matches!(module.body.last(), Some(Stmt::Expr(_))),
+                        "{code:?} ends with an expression"
+                    );
+                }
+            }
+        }
+        assert!(shortcuts > 500, "{shortcuts} codes took the shortcut");
+        for code in [
+            "x = 1",
+            "import os",
+            "x += 1",
+            "x: int = 1",
+            "from a import b\n",
+        ] {
+            assert!(is_one_silent_line(code), "{code:?}");
+        }
+        for code in [
+            "x == 1",
+            "x := 1",
+            "lambda: 0",
+            "x = 1; x",
+            "a.b = 1",
+            "x = (1,\n2)",
+        ] {
+            assert!(!is_one_silent_line(code), "{code:?}");
+        }
     }
 }
