@@ -23,22 +23,15 @@ pub(crate) fn is_python_notebook(path: &Path) -> bool {
 /// cell, or names two cells alike.
 pub(crate) fn compile(text: &str) -> Result<(Notebook, Vec<String>), python_notebook::FormatError> {
     let parsed = python_notebook::parse_notebook(text)?;
-    let analysed: Vec<(PyCellSource, AnalysedCell)> = parsed
-        .cells
-        .into_iter()
-        .map(|cell| {
-            let analysed = analyse(&cell);
-            (cell, analysed)
-        })
-        .collect();
+    let analysed = analyse_all(&parsed.cells);
     let defined: HashSet<&str> = analysed
         .iter()
-        .flat_map(|(_, cell)| cell.defs.iter().map(String::as_str))
+        .flat_map(|cell| cell.defs.iter().map(String::as_str))
         .collect();
     let defined: HashSet<String> = defined.into_iter().map(str::to_owned).collect();
     let cells = analysed
         .into_iter()
-        .map(|(_, mut cell)| {
+        .map(|mut cell| {
             cell.refs
                 .retain(|name| !is_builtin(name) || defined.contains(name));
             cell
@@ -73,6 +66,50 @@ pub(crate) fn worker_notebook(
         .refs
         .retain(|name| !is_builtin(name) || provided(name));
     Notebook::from_analysed(PYTHON, vec![analysed])
+}
+
+/// From how many cells a notebook's cells are analysed on several threads.
+/// Below, the analysis takes less time than the python plugin's
+/// interpreter takes to start beside it, and a second thread would only
+/// compete with that start (paired runs of the 1,000-cell fan-out: 1.08x).
+/// `cellrun check` of fan-outs of 5,000 and 10,000 cells: 0.91x and 0.92x
+/// (medians of 9 runs); their runs, 0.97x and 0.99x.
+const PARALLEL_CELLS: usize = 2000;
+
+/// Each cell's analysis, in order. A cell's analysis depends on no other
+/// cell's, so a large notebook's are shared out among the machine's cores
+/// (four at most), in runs of neighbouring cells; a thread that cannot be
+/// started leaves its run to this one.
+fn analyse_all(cells: &[PyCellSource]) -> Vec<AnalysedCell> {
+    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get().min(4));
+    if threads < 2 || cells.len() < PARALLEL_CELLS {
+        return cells.iter().map(analyse).collect();
+    }
+    let run = cells.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut runs = cells.chunks(run);
+        let mine = runs.next().unwrap_or_default();
+        let others: Vec<_> = runs
+            .map(|cells| {
+                let spawned = std::thread::Builder::new()
+                    .name("cellrun-analyse".into())
+                    .spawn_scoped(scope, move || cells.iter().map(analyse).collect::<Vec<_>>());
+                (cells, spawned)
+            })
+            .collect();
+        let mut analysed: Vec<AnalysedCell> = mine.iter().map(analyse).collect();
+        for (cells, spawned) in others {
+            match spawned {
+                Ok(thread) => analysed.extend(
+                    thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                ),
+                Err(_) => analysed.extend(cells.iter().map(analyse)),
+            }
+        }
+        analysed
+    })
 }
 
 /// One cell's analysis, with errors placed in the notebook.
@@ -148,4 +185,43 @@ pub(crate) fn missing_executor_hint(language: &str) -> String {
         looked.join(" and "),
         if release { " --release" } else { "" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A notebook large enough to be analysed on several threads gives
+    /// the cells, in order, and the errors one thread gives.
+    #[test]
+    fn cells_analysed_on_several_threads_are_those_of_one() {
+        let mut text = String::from("import marimo\napp = marimo.App()\n");
+        let count = PARALLEL_CELLS + 777;
+        for index in 0..count {
+            let body = match index {
+                0 => "x_0 = 0".to_owned(),
+                1234 => "yield 1".to_owned(),
+                2345 => "return 5".to_owned(),
+                _ => format!("x_{index} = x_{} + 1", index - 1),
+            };
+            text.push_str(&format!(
+                "\n\n@app.cell\ndef c{index}():\n    {body}\n    return\n"
+            ));
+        }
+        let parsed = python_notebook::parse_notebook(&text).unwrap();
+        assert_eq!(parsed.cells.len(), count);
+        let one: Vec<AnalysedCell> = parsed.cells.iter().map(analyse).collect();
+        let several = analyse_all(&parsed.cells);
+        assert_eq!(several, one);
+        assert_eq!(several[2000].defs, ["x_2000"]);
+        assert_eq!(several[2000].refs, ["x_1999"]);
+        let errors: Vec<(usize, u32)> = several
+            .iter()
+            .enumerate()
+            .filter_map(|(index, cell)| Some((index, cell.syntax_error.as_ref()?.line?)))
+            .collect();
+        // Two lines of header, then six a cell, its body the fifth.
+        let line = |index: usize| 7 + 6 * index as u32;
+        assert_eq!(errors, [(1234, line(1234)), (2345, line(2345))]);
+    }
 }
