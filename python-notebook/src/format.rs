@@ -107,49 +107,14 @@ pub fn parse_notebook(text: &str) -> Result<PyNotebook, FormatError> {
     let mut cell_ranges = Vec::new();
     let mut has_app = false;
     for stmt in &module.body {
-        let before = notebook.cells.len();
-        match stmt {
-            Stmt::With(with) if is_setup(with) => {
-                notebook.cells.push(file.setup_cell(with));
+        match file.statement(stmt) {
+            Statement::Cell(cell) => {
+                notebook.cells.push(cell);
+                cell_ranges.push(stmt.range());
             }
-            Stmt::FunctionDef(function) => match app_decorator(&function.decorator_list) {
-                Some((decorator, "cell")) => {
-                    notebook.cells.push(file.function_cell(function, decorator));
-                }
-                Some((decorator, "function")) => {
-                    notebook.cells.push(file.whole_cell(
-                        stmt,
-                        decorator,
-                        function.name.as_str(),
-                        CellKind::Function,
-                        &function.body,
-                    ));
-                }
-                _ => notebook.warnings.push(file.ignored(stmt)),
-            },
-            Stmt::ClassDef(class) => match app_decorator(&class.decorator_list) {
-                Some((decorator, "class_definition")) => {
-                    notebook.cells.push(file.whole_cell(
-                        stmt,
-                        decorator,
-                        class.name.as_str(),
-                        CellKind::Class,
-                        &class.body,
-                    ));
-                }
-                _ => notebook.warnings.push(file.ignored(stmt)),
-            },
-            Stmt::Expr(expr) if unparsable_call(&expr.value).is_some() => {
-                if let Some(call) = unparsable_call(&expr.value) {
-                    notebook.cells.push(file.unparsable_cell(call));
-                }
-            }
-            Stmt::Assign(assign) if is_app_assignment(assign) => has_app = true,
-            _ if is_header_or_guard(stmt) => {}
-            _ => notebook.warnings.push(file.ignored(stmt)),
-        }
-        if notebook.cells.len() > before {
-            cell_ranges.push(stmt.range());
+            Statement::App => has_app = true,
+            Statement::Header => {}
+            Statement::Ignored(warning) => notebook.warnings.push(warning),
         }
     }
     for error in parsed.errors() {
@@ -168,6 +133,50 @@ pub fn parse_notebook(text: &str) -> Result<PyNotebook, FormatError> {
     }
     name_cells(&mut notebook.cells)?;
     Ok(notebook)
+}
+
+/// The cells among `text[from..to]`, a run of whole top-level statements
+/// of the notebook `text` (both bounds at the start of a line), with the
+/// notebook's line numbers; a cell without a name keeps `_`. Nothing when
+/// that part does not parse: this reads the cells of a part of a large
+/// notebook quickly (as the python plugin's compile helper does, from the
+/// end), and checks nothing.
+pub fn parse_cells_in(text: &str, from: usize, to: usize) -> Vec<PyCellSource> {
+    let Some(part) = text.get(from..to) else {
+        return Vec::new();
+    };
+    let parsed = crate::deep::parse_module(part);
+    let Some(module) = parsed.syntax().as_module() else {
+        return Vec::new();
+    };
+    if !parsed.errors().is_empty() {
+        return Vec::new();
+    }
+    let file = File::new(part, parsed.tokens());
+    let lines_before = text[..from].matches('\n').count() as u32;
+    module
+        .body
+        .iter()
+        .filter_map(|stmt| match file.statement(stmt) {
+            Statement::Cell(mut cell) => {
+                cell.first_line += lines_before;
+                Some(cell)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a top-level statement of a notebook is.
+enum Statement {
+    /// A cell.
+    Cell(PyCellSource),
+    /// `app = marimo.App(...)`.
+    App,
+    /// An import of marimo, `__generated_with` or the `__main__` guard.
+    Header,
+    /// Anything else, with the warning that says it is ignored.
+    Ignored(String),
 }
 
 /// Gives unnamed cells their positional name and rejects duplicates.
@@ -312,6 +321,44 @@ impl<'a> File<'a> {
             tokens,
             line_starts,
             multiline_strings,
+        }
+    }
+
+    /// What `stmt`, a top-level statement of this file, is.
+    fn statement(&self, stmt: &Stmt) -> Statement {
+        if let Stmt::Expr(expr) = stmt {
+            if let Some(call) = unparsable_call(&expr.value) {
+                return Statement::Cell(self.unparsable_cell(call));
+            }
+        }
+        match stmt {
+            Stmt::With(with) if is_setup(with) => Statement::Cell(self.setup_cell(with)),
+            Stmt::FunctionDef(function) => match app_decorator(&function.decorator_list) {
+                Some((decorator, "cell")) => {
+                    Statement::Cell(self.function_cell(function, decorator))
+                }
+                Some((decorator, "function")) => Statement::Cell(self.whole_cell(
+                    stmt,
+                    decorator,
+                    function.name.as_str(),
+                    CellKind::Function,
+                    &function.body,
+                )),
+                _ => Statement::Ignored(self.ignored(stmt)),
+            },
+            Stmt::ClassDef(class) => match app_decorator(&class.decorator_list) {
+                Some((decorator, "class_definition")) => Statement::Cell(self.whole_cell(
+                    stmt,
+                    decorator,
+                    class.name.as_str(),
+                    CellKind::Class,
+                    &class.body,
+                )),
+                _ => Statement::Ignored(self.ignored(stmt)),
+            },
+            Stmt::Assign(assign) if is_app_assignment(assign) => Statement::App,
+            _ if is_header_or_guard(stmt) => Statement::Header,
+            _ => Statement::Ignored(self.ignored(stmt)),
         }
     }
 
@@ -761,5 +808,51 @@ mod tests {
             notebook.warnings,
             ["line 6: a statement outside any cell is ignored"]
         );
+    }
+
+    /// Any run of a notebook's cells, read from the lines their decorators
+    /// start, gives the cells (code and lines) reading the whole file gives.
+    #[test]
+    fn cells_read_in_parts_are_those_of_the_whole_file() {
+        for text in [
+            include_str!("../tests/parity/notebooks/tricky.py"),
+            include_str!("../tests/parity/notebooks/layout.py"),
+            include_str!("../tests/parity/notebooks/nesting.py"),
+            include_str!("../../examples/tour.py"),
+        ] {
+            let whole = parse_notebook(text).unwrap();
+            let key = |cell: &PyCellSource| (cell.first_line, cell.code.clone(), cell.kind);
+            let starts: Vec<usize> = text
+                .match_indices("\n@app.")
+                .map(|(at, _)| at + 1)
+                .collect();
+            assert!(starts.len() > 3);
+            for (index, from) in starts.iter().enumerate() {
+                for to in starts[index + 1..].iter().chain([&text.len()]) {
+                    for cell in parse_cells_in(text, *from, *to) {
+                        assert!(
+                            whole.cells.iter().any(|known| key(known) == key(&cell)),
+                            "{cell:?} from {from}..{to}"
+                        );
+                    }
+                }
+            }
+            let from_each: Vec<_> = starts
+                .iter()
+                .zip(starts.iter().skip(1).chain([&text.len()]))
+                .flat_map(|(from, to)| parse_cells_in(text, *from, *to))
+                .map(|cell| key(&cell))
+                .collect();
+            // Every cell from the first decorator on.
+            let first_line = text[..starts[0]].matches('\n').count() as u32 + 1;
+            let after: Vec<_> = whole
+                .cells
+                .iter()
+                .filter(|cell| cell.first_line > first_line)
+                .map(key)
+                .collect();
+            assert_eq!(from_each, after);
+        }
+        assert!(parse_cells_in("x = (\n", 0, 6).is_empty());
     }
 }

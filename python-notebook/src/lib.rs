@@ -28,4 +28,6 @@ pub use crate::analysis::{
     analyze, intended_defs, is_builtin, is_private, split_output, Analysis, OutputSplit,
     SyntaxError,
 };
-pub use crate::format::{parse_notebook, CellKind, FormatError, PyCellSource, PyNotebook};
+pub use crate::format::{
+    parse_cells_in, parse_notebook, CellKind, FormatError, PyCellSource, PyNotebook,
+};

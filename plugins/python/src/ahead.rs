@@ -4,7 +4,7 @@
 //! cell costs, and it compiles under the GIL, so no thread of this process
 //! can do it while a cell runs. A helper process (`python -I -S`, the
 //! interpreter the cells run in) can: when a run starts, a thread reads the
-//! notebook, sends the helper each cell's code cut before its output
+//! notebook from its end, sends the helper each cell's code cut before its output
 //! expression, and the helper sends back the compiled code objects as
 //! `marshal` data, which loads in under a microsecond. A cell whose code
 //! arrived runs it; any other cell (not compiled yet, compiled with a
@@ -254,12 +254,8 @@ impl Ahead {
             self.stop();
             return true;
         }
-        // Without cells to send, the input ends here and so does the helper.
-        let Ok(parsed) = python_notebook::parse_notebook(&text) else {
-            return true;
-        };
         let mut batch = Vec::new();
-        let mut cells = parsed.cells.into_iter().rev().peekable();
+        let mut cells = cells_from_the_end(&text).peekable();
         while cells.peek().is_some() {
             {
                 let mut state = self.lock();
@@ -348,6 +344,37 @@ impl Ahead {
         let _ = child.wait();
         self.finish();
     }
+}
+
+/// How many cells the sender reads at a time, from the end.
+const PART: usize = 64;
+
+/// The notebook's decorated cells, last first, read [`PART`] cells at a
+/// time from the lines their decorators start on (`@app.` at the start of
+/// a line): the first batch goes out once its cells are read, not once the
+/// whole notebook is, and cells the run reached first are never read. A
+/// part that does not parse (a decorator line inside a string) gives no
+/// cells, and a cell read wrongly is only compiled for nothing, since the
+/// run takes a compiled cell only for the very code it has.
+fn cells_from_the_end(text: &str) -> impl Iterator<Item = python_notebook::PyCellSource> + '_ {
+    let starts: Vec<usize> = text
+        .match_indices("\n@app.")
+        .map(|(at, _)| at + 1)
+        .collect();
+    let mut upper = starts.len();
+    let mut read: Vec<python_notebook::PyCellSource> = Vec::new();
+    std::iter::from_fn(move || loop {
+        if let Some(cell) = read.pop() {
+            return Some(cell);
+        }
+        if upper == 0 {
+            return None;
+        }
+        let lower = upper.saturating_sub(PART);
+        let end = starts.get(upper).copied().unwrap_or(text.len());
+        read = python_notebook::parse_cells_in(text, starts[lower], end);
+        upper = lower;
+    })
 }
 
 /// What the sending thread needs.
