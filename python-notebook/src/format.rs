@@ -135,16 +135,13 @@ pub fn parse_notebook(text: &str) -> Result<PyNotebook, FormatError> {
     Ok(notebook)
 }
 
-/// The cells among `text[from..to]`, a run of whole top-level statements
-/// of the notebook `text` (both bounds at the start of a line), with the
-/// notebook's line numbers; a cell without a name keeps `_`. Nothing when
-/// that part does not parse: this reads the cells of a part of a large
-/// notebook quickly (as the python plugin's compile helper does, from the
-/// end), and checks nothing.
-pub fn parse_cells_in(text: &str, from: usize, to: usize) -> Vec<PyCellSource> {
-    let Some(part) = text.get(from..to) else {
-        return Vec::new();
-    };
+/// The cells among `part`, a run of whole top-level statements of a
+/// notebook whose first line is the notebook's line `first_line`
+/// (1-based), with the notebook's line numbers; a cell without a name
+/// keeps `_`. Nothing when the part does not parse: this reads the cells
+/// of a part of a large notebook quickly (as the python plugin's compile
+/// helper does, from the end), and checks nothing.
+pub fn parse_cells_in(part: &str, first_line: u32) -> Vec<PyCellSource> {
     let parsed = crate::deep::parse_module(part);
     let Some(module) = parsed.syntax().as_module() else {
         return Vec::new();
@@ -153,13 +150,12 @@ pub fn parse_cells_in(text: &str, from: usize, to: usize) -> Vec<PyCellSource> {
         return Vec::new();
     }
     let file = File::new(part, parsed.tokens());
-    let lines_before = text[..from].matches('\n').count() as u32;
     module
         .body
         .iter()
         .filter_map(|stmt| match file.statement(stmt) {
             Statement::Cell(mut cell) => {
-                cell.first_line += lines_before;
+                cell.first_line += first_line - 1;
                 Some(cell)
             }
             _ => None,
@@ -827,9 +823,10 @@ mod tests {
                 .map(|(at, _)| at + 1)
                 .collect();
             assert!(starts.len() > 3);
+            let line = |at: usize| text[..at].matches('\n').count() as u32 + 1;
             for (index, from) in starts.iter().enumerate() {
                 for to in starts[index + 1..].iter().chain([&text.len()]) {
-                    for cell in parse_cells_in(text, *from, *to) {
+                    for cell in parse_cells_in(&text[*from..*to], line(*from)) {
                         assert!(
                             whole.cells.iter().any(|known| key(known) == key(&cell)),
                             "{cell:?} from {from}..{to}"
@@ -840,11 +837,11 @@ mod tests {
             let from_each: Vec<_> = starts
                 .iter()
                 .zip(starts.iter().skip(1).chain([&text.len()]))
-                .flat_map(|(from, to)| parse_cells_in(text, *from, *to))
+                .flat_map(|(from, to)| parse_cells_in(&text[*from..*to], line(*from)))
                 .map(|cell| key(&cell))
                 .collect();
             // Every cell from the first decorator on.
-            let first_line = text[..starts[0]].matches('\n').count() as u32 + 1;
+            let first_line = line(starts[0]);
             let after: Vec<_> = whole
                 .cells
                 .iter()
@@ -853,6 +850,6 @@ mod tests {
                 .collect();
             assert_eq!(from_each, after);
         }
-        assert!(parse_cells_in("x = (\n", 0, 6).is_empty());
+        assert!(parse_cells_in("x = (\n", 1).is_empty());
     }
 }

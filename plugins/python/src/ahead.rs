@@ -349,20 +349,34 @@ impl Ahead {
 /// How many cells the sender reads at a time, from the end.
 const PART: usize = 64;
 
+/// A cell as the sender reads it.
+#[derive(Debug, PartialEq, Eq)]
+struct ReadCell {
+    /// The notebook line of its code's first line.
+    first_line: u32,
+    code: String,
+}
+
 /// The notebook's decorated cells, last first, read [`PART`] cells at a
 /// time from the lines their decorators start on (`@app.` at the start of
 /// a line): the first batch goes out once its cells are read, not once the
-/// whole notebook is, and cells the run reached first are never read. A
-/// part that does not parse (a decorator line inside a string) gives no
-/// cells, and a cell read wrongly is only compiled for nothing, since the
-/// run takes a compiled cell only for the very code it has.
-fn cells_from_the_end(text: &str) -> impl Iterator<Item = python_notebook::PyCellSource> + '_ {
-    let starts: Vec<usize> = text
-        .match_indices("\n@app.")
-        .map(|(at, _)| at + 1)
-        .collect();
+/// whole notebook is, and cells the run reached first are never read.
+/// A part whose cells are all simple ([`simple_cell`]) is read from its
+/// lines; any other is parsed, and gives no cells when it does not parse
+/// (a decorator line inside a string). A cell read wrongly is only
+/// compiled for nothing: the run takes a compiled cell only for the very
+/// code it has.
+fn cells_from_the_end(text: &str) -> impl Iterator<Item = ReadCell> + '_ {
+    // Each decorator line's offset and notebook line, in one pass.
+    let mut starts: Vec<(usize, u32)> = Vec::new();
+    let (mut counted, mut line) = (0, 1);
+    for (at, _) in text.match_indices("\n@app.") {
+        line += text[counted..=at].matches('\n').count() as u32;
+        counted = at + 1;
+        starts.push((at + 1, line));
+    }
     let mut upper = starts.len();
-    let mut read: Vec<python_notebook::PyCellSource> = Vec::new();
+    let mut read: Vec<ReadCell> = Vec::new();
     std::iter::from_fn(move || loop {
         if let Some(cell) = read.pop() {
             return Some(cell);
@@ -371,9 +385,75 @@ fn cells_from_the_end(text: &str) -> impl Iterator<Item = python_notebook::PyCel
             return None;
         }
         let lower = upper.saturating_sub(PART);
-        let end = starts.get(upper).copied().unwrap_or(text.len());
-        read = python_notebook::parse_cells_in(text, starts[lower], end);
+        let end = |index: usize| starts.get(index).map_or(text.len(), |(at, _)| *at);
+        let simple: Option<Vec<ReadCell>> = (lower..upper)
+            .map(|index| {
+                let (from, line) = starts[index];
+                simple_cell(&text[from..end(index + 1)], line)
+            })
+            .collect();
+        read = simple.unwrap_or_else(|| {
+            let (from, line) = starts[lower];
+            python_notebook::parse_cells_in(&text[from..end(upper)], line)
+                .into_iter()
+                .map(|cell| ReadCell {
+                    first_line: cell.first_line,
+                    code: cell.code,
+                })
+                .collect()
+        });
         upper = lower;
+    })
+}
+
+/// The `@app.cell` cell whose lines are `part`, starting at notebook line
+/// `line`, read from them as the notebook's parser reads it, when it is
+/// simple: a one-line decorator and signature, a body of lines indented
+/// by four spaces at least (the first not blank, no string spanning lines,
+/// no line continued with `\\`), and a last line `return` or `return ...`.
+/// Its code is the body before that line, four spaces off each line.
+fn simple_cell(part: &str, line: u32) -> Option<ReadCell> {
+    let mut lines = part.lines();
+    let decorator = lines.next()?;
+    let signature = lines.next()?;
+    let is_cell = decorator == "@app.cell"
+        || (decorator.starts_with("@app.cell(") && decorator.ends_with(')'));
+    let is_def = (signature.starts_with("def ") || signature.starts_with("async def "))
+        && signature.ends_with("):");
+    if !is_cell || !is_def {
+        return None;
+    }
+    let mut body: Vec<&str> = lines.collect();
+    let trim_blank = |body: &mut Vec<&str>| {
+        while body.last().is_some_and(|line| line.trim().is_empty()) {
+            body.pop();
+        }
+    };
+    trim_blank(&mut body);
+    let last = body.pop()?;
+    if last != "    return" && !last.starts_with("    return ") {
+        return None;
+    }
+    trim_blank(&mut body);
+    let plain = |line: &&str| {
+        (line.is_empty() || line.starts_with("    "))
+            && !line.contains("\"\"\"")
+            && !line.contains("'''")
+            && !line.ends_with('\\')
+            && !line.contains(['\t', '\r'])
+    };
+    let blank_first = body.first().is_none_or(|first| first.trim().is_empty());
+    if blank_first || !body.iter().all(plain) {
+        return None;
+    }
+    let mut code = String::with_capacity(part.len());
+    for line in body {
+        code.push_str(line.get(4..).unwrap_or(""));
+        code.push('\n');
+    }
+    Some(ReadCell {
+        first_line: line + 2,
+        code,
     })
 }
 
@@ -465,4 +545,105 @@ fn read_bytes(input: &mut impl Read) -> Option<Vec<u8>> {
     let mut bytes = vec![0; size];
     input.read_exact(&mut bytes).ok()?;
     Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cells of many shapes: the simple ones are read from their lines,
+    /// the others parsed.
+    fn shapes() -> String {
+        let bodies = [
+            "x_{i} = {i}",
+            "y_{i} = 1\n\nz_{i} = 2",
+            "# a comment\nc_{i} = 3",
+            "d_{i} = [\n    1,\n    2,\n]",
+            "if True:\n    e_{i} = 1\nelse:\n    e_{i} = 2",
+            "s_{i} = \"\"\"\n  text\n\"\"\"",
+            "t_{i} = 1 + \\\n    2",
+            "u_{i} = 1\n# trailing comment",
+            "v_{i} = 1\n\n",
+        ];
+        let mut text = String::from("import marimo\n\napp = marimo.App()\n");
+        for i in 0..200 {
+            let body = bodies[i % bodies.len()].replace("{i}", &i.to_string());
+            let indented: String = body
+                .lines()
+                .map(|line| {
+                    if line.is_empty() {
+                        "\n".to_owned()
+                    } else {
+                        format!("    {line}\n")
+                    }
+                })
+                .collect();
+            let decorator = if i % 7 == 3 {
+                "@app.cell(hide_code=True)"
+            } else {
+                "@app.cell"
+            };
+            let ret = if i % 5 == 1 {
+                "    return (x,)\n"
+            } else {
+                "    return\n"
+            };
+            text.push_str(&format!(
+                "\n\n{decorator}\ndef cell_{i}():\n{indented}{ret}"
+            ));
+        }
+        text.push_str("\n\nif __name__ == \"__main__\":\n    app.run()\n");
+        text
+    }
+
+    #[test]
+    fn cells_read_from_the_end_are_the_parsers() {
+        let generated = shapes();
+        for text in [
+            generated.as_str(),
+            include_str!("../../../examples/tour.py"),
+            include_str!("../../../examples/inventory.py"),
+            include_str!("../../../python-notebook/tests/parity/notebooks/tricky.py"),
+            include_str!("../../../python-notebook/tests/parity/notebooks/layout.py"),
+            include_str!("../../../python-notebook/tests/parity/notebooks/nesting.py"),
+        ] {
+            let whole = python_notebook::parse_notebook(text).unwrap();
+            let mut read: Vec<ReadCell> = cells_from_the_end(text).collect();
+            read.reverse();
+            for cell in &read {
+                assert!(
+                    whole
+                        .cells
+                        .iter()
+                        .any(|known| known.first_line == cell.first_line && known.code == cell.code),
+                    "{cell:?}"
+                );
+            }
+            // Each cell alone, simple or not: the simple ones agree too.
+            let starts: Vec<usize> = text
+                .match_indices("\n@app.")
+                .map(|(at, _)| at + 1)
+                .collect();
+            let mut simple = 0;
+            for (index, from) in starts.iter().enumerate() {
+                let to = starts.get(index + 1).copied().unwrap_or(text.len());
+                let line = text[..*from].matches('\n').count() as u32 + 1;
+                if let Some(cell) = simple_cell(&text[*from..to], line) {
+                    simple += 1;
+                    assert!(
+                        whole
+                            .cells
+                            .iter()
+                            .any(|known| known.first_line == cell.first_line
+                                && known.code == cell.code),
+                        "{cell:?}"
+                    );
+                }
+            }
+            if text == generated {
+                assert_eq!(read.len(), 200);
+                assert!(simple > 100, "{simple} simple cells");
+            }
+        }
+    }
 }
