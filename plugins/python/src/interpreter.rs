@@ -369,12 +369,11 @@ impl Interpreter {
     /// the compile (and the cut) when it loads.
     pub fn run(
         &self,
-        code: &str,
+        source: &str,
         filename: &str,
         first_line: u32,
         compiled: Option<&[u8]>,
     ) -> CellRun {
-        let text = code;
         Python::attach(|py| {
             // Loaded here, not by a call into the cell runner; data that
             // does not load leaves the cell to compile its source.
@@ -390,8 +389,8 @@ impl Interpreter {
                     })
                 });
             let code = compiled.or_else(|| {
-                let split = python_notebook::split_output(text)?;
-                let holds_nul = |text: &str| text.contains('\0');
+                let split = python_notebook::split_output(source)?;
+                let holds_nul = |part: &str| part.contains('\0');
                 if holds_nul(split.body) || split.output.is_some_and(holds_nul) {
                     return None;
                 }
@@ -402,7 +401,7 @@ impl Interpreter {
             self.running_cells().push(ident);
             let result = match code {
                 Some(code) => self.run_here(py, code, filename, first_line),
-                None => self.run_in_cell_runner(py, text, filename, first_line),
+                None => self.run_in_cell_runner(py, source, filename, first_line),
             };
             {
                 let mut running = self.running_cells();
