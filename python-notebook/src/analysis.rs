@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ruff_python_ast::token::TokenKind;
 use ruff_python_ast::{
     self as ast, ExceptHandler, Expr, ExprContext, InterpolatedStringElement, Parameters, Pattern,
     Stmt, TypeParam,
@@ -231,8 +232,12 @@ pub fn is_builtin(name: &str) -> bool {
 /// # Errors
 /// A [`SyntaxError`] for code Python would not compile as a cell: a parse
 /// error, nesting past CPython's tokenizer limits (200 brackets, 99 indented
-/// blocks), `import *`, `return` or `yield` outside a function, `nonlocal` at
-/// the top level.
+/// blocks), `import *` (which marimo refuses), the errors of CPython's
+/// symbol table (a `global` or `nonlocal` declaration after the name's use,
+/// binding or annotation or of a parameter, a `nonlocal` name nothing
+/// binds, `nonlocal` at the top level, a duplicate parameter), `return`,
+/// `yield` or `await` outside a function (or an `async` one), `break` or
+/// `continue` outside a loop.
 pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
     let parsed = crate::deep::parse_module(code);
     // Whichever CPython meets first (its tokenizer counts nesting as it
@@ -255,7 +260,38 @@ pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
     };
     let mut visitor = Visitor::new();
     visitor.visit_body(&module.body);
-    if let Some((offset, message)) = visitor.error.take() {
+    // In marimo's order: its own refusal of `import *`, then what CPython's
+    // symbol table raises, then its compiler (`return` outside a function).
+    if let Some(offset) = visitor.star_import {
+        let message = "importing symbols with `import *` is not allowed in a notebook cell";
+        return Err(syntax_error(code, offset, message.to_owned()));
+    }
+    // Each of these errors needs one of these keywords in the code: most
+    // cells have none, and skip the walks.
+    let (mut declares, mut jumps) = (false, false);
+    for token in parsed.tokens() {
+        match token.kind() {
+            TokenKind::Global | TokenKind::Nonlocal | TokenKind::Def | TokenKind::Lambda => {
+                declares = true;
+            }
+            TokenKind::Break | TokenKind::Continue | TokenKind::Await => jumps = true,
+            _ => {}
+        }
+    }
+    if declares {
+        if let Some((offset, message)) = crate::symtable::first_error(&module.body) {
+            return Err(syntax_error(code, offset, message));
+        }
+    }
+    // The compiler's own, whichever comes first in the code.
+    let compiler = jumps
+        .then(|| crate::symtable::first_compiler_error(&module.body))
+        .flatten();
+    if let Some((offset, message)) = [visitor.error.take(), compiler]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(offset, _)| *offset)
+    {
         return Err(syntax_error(code, offset, message));
     }
     Ok(visitor.finish())
@@ -419,6 +455,10 @@ struct Visitor {
     /// Functions and lambdas around the current node.
     function_depth: usize,
     top_level_await: bool,
+    /// The first `import *`, which marimo refuses before compiling.
+    star_import: Option<TextSize>,
+    /// The first error CPython's compiler raises (`return` outside a
+    /// function).
     error: Option<(TextSize, String)>,
 }
 
@@ -438,6 +478,7 @@ impl Visitor {
             obscured: Vec::new(),
             function_depth: 0,
             top_level_await: false,
+            star_import: None,
             error: None,
         }
     }
@@ -714,10 +755,7 @@ impl Visitor {
                 let full = alias.name.id.as_str();
                 let base = full.split('.').next().unwrap_or(full);
                 if base == "*" {
-                    self.fail(
-                        statement,
-                        "importing symbols with `import *` is not allowed in a notebook cell",
-                    );
+                    self.star_import.get_or_insert(statement);
                     return;
                 }
                 base.to_owned()

@@ -23,6 +23,7 @@
 mod analysis;
 mod deep;
 mod format;
+mod symtable;
 
 pub use crate::analysis::{
     analyze, intended_defs, is_builtin, is_private, split_output, Analysis, OutputSplit,

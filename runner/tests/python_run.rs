@@ -197,25 +197,40 @@ fn errors_cancel_descendants_and_the_rest_runs() {
 }
 
 /// Errors only CPython's compiler finds (ruff parses the cell) are placed
-/// at their notebook line too, not at the line within the cell.
+/// at their notebook line too, not at the line within the cell; those of
+/// CPython's symbol table are found before the run, as marimo finds them.
 #[test]
 fn compile_errors_of_cpython_alone_are_at_their_notebook_line() {
     let dir = Dir::new("py-compile-errors");
     let text = notebook(&[
         ("base", "x = 1"),
-        ("bad", "y = x\n\ndef f():\n    nonlocal zz"),
+        ("bad", "y = x\n\ndef f():\n    return [await v for v in y]"),
         ("after", "w = x + 1\nw"),
+        ("unbound", "def g():\n    nonlocal zz"),
     ]);
     let Some(run) = run_py(&dir, &text, &[]) else {
         return;
     };
     let error = &run.finished("bad")["error"];
     assert_eq!(
-        error["message"], "SyntaxError: no binding for nonlocal 'zz' found",
+        error["message"],
+        "SyntaxError: asynchronous comprehension outside of an asynchronous function",
         "{error}"
     );
-    assert_eq!(error["line"], 18, "the `nonlocal` line: {error}");
+    assert_eq!(
+        error["kind"], "runtime",
+        "found as the cell compiles: {error}"
+    );
+    let line = |needle: &str| text.lines().position(|line| line.contains(needle)).unwrap() + 1;
+    assert_eq!(error["line"], json!(line("await v for")), "{error}");
     assert_eq!(run.finished("after")["output"], 2);
+    let error = &run.finished("unbound")["error"];
+    assert_eq!(
+        error["message"], "no binding for nonlocal 'zz' found",
+        "{error}"
+    );
+    assert_eq!(error["kind"], "syntax", "found before the run: {error}");
+    assert_eq!(error["line"], json!(line("nonlocal zz")), "{error}");
 }
 
 /// The plugin compiles, runs and captures cells through CPython's C API;
