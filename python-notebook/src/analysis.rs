@@ -274,7 +274,9 @@ pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
             TokenKind::Global | TokenKind::Nonlocal | TokenKind::Def | TokenKind::Lambda => {
                 declares = true;
             }
-            TokenKind::Break | TokenKind::Continue | TokenKind::Await => jumps = true,
+            TokenKind::Break | TokenKind::Continue | TokenKind::Await | TokenKind::Async => {
+                jumps = true;
+            }
             _ => {}
         }
     }

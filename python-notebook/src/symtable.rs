@@ -4,8 +4,8 @@
 //! a name both `global` and `nonlocal`, a `nonlocal` name no enclosing
 //! function binds, `nonlocal` at the top level, a duplicate parameter) and
 //! a few of its compiler's (`break` and `continue` outside a loop, `await`
-//! outside an `async` function; `return` and `yield` outside a function are
-//! the analysis visitor's). (`import *` inside a function is one too, but
+//! outside an `async` function, an awaiting comprehension outside one;
+//! `return` and `yield` outside a function are the analysis visitor's). (`import *` inside a function is one too, but
 //! marimo refuses every `import *` first.)
 //!
 //! marimo compiles each cell, so it reports these as the cell's syntax
@@ -566,16 +566,108 @@ impl Checker {
                 };
                 self.within(inside, |checker| checker.visit_expr(&lambda.body));
             }
-            Expr::ListComp(_) | Expr::SetComp(_) | Expr::DictComp(_) | Expr::Generator(_) => {
-                let inside = Place {
-                    in_comprehension: true,
-                    ..place
-                };
-                self.within(inside, |checker| visitor::walk_expr(checker, expr));
+            Expr::ListComp(comp) => self.comprehension(expr, &comp.generators, &[&comp.elt]),
+            Expr::SetComp(comp) => self.comprehension(expr, &comp.generators, &[&comp.elt]),
+            Expr::DictComp(comp) => {
+                let key = comp.key.as_deref().into_iter();
+                let parts: Vec<&Expr> = key.chain([&*comp.value]).collect();
+                self.comprehension(expr, &comp.generators, &parts);
             }
+            Expr::Generator(comp) => self.comprehension(expr, &comp.generators, &[&comp.elt]),
             _ => visitor::walk_expr(self, expr),
         }
     }
+}
+
+impl Checker {
+    /// A comprehension: its first iterable is evaluated where it stands,
+    /// the rest inside it. A list, set or dict comprehension that awaits
+    /// must be in an `async` function (or at the cell's top level, or in
+    /// another comprehension, which is then the one that awaits).
+    fn comprehension(
+        &mut self,
+        expr: &Expr,
+        generators: &[ast::Comprehension],
+        elements: &[&Expr],
+    ) {
+        let Some(first) = generators.first() else {
+            return;
+        };
+        self.visit_expr(&first.iter);
+        let place = self.place;
+        let outside_async = matches!(
+            place.function,
+            Around::Function { is_async: false } | Around::Class
+        );
+        if !matches!(expr, Expr::Generator(_))
+            && !place.in_comprehension
+            && outside_async
+            && awaits(generators, elements)
+        {
+            self.fail(
+                expr.start(),
+                "asynchronous comprehension outside of an asynchronous function",
+            );
+        }
+        let inside = Place {
+            in_comprehension: true,
+            ..place
+        };
+        self.within(inside, |checker| {
+            for (index, generator) in generators.iter().enumerate() {
+                if index > 0 {
+                    checker.visit_expr(&generator.iter);
+                }
+                checker.visit_expr(&generator.target);
+                for condition in &generator.ifs {
+                    checker.visit_expr(condition);
+                }
+            }
+            for element in elements {
+                checker.visit_expr(element);
+            }
+        });
+    }
+}
+
+/// Whether a comprehension awaits: `async for`, or `await` in it (its
+/// first iterable aside), nested list, set and dict comprehensions
+/// included, functions and generator expressions not.
+fn awaits(generators: &[ast::Comprehension], elements: &[&Expr]) -> bool {
+    struct Finder(bool);
+    impl<'a> Visitor<'a> for Finder {
+        fn visit_expr(&mut self, expr: &'a Expr) {
+            match expr {
+                Expr::Await(_) => self.0 = true,
+                Expr::Lambda(_) | Expr::Generator(_) => {}
+                Expr::ListComp(ast::ExprListComp { generators, .. })
+                | Expr::SetComp(ast::ExprSetComp { generators, .. })
+                | Expr::DictComp(ast::ExprDictComp { generators, .. })
+                    if generators.iter().any(|generator| generator.is_async) =>
+                {
+                    self.0 = true;
+                }
+                _ if !self.0 => crate::deep::guarded(|| visitor::walk_expr(self, expr)),
+                _ => {}
+            }
+        }
+    }
+    if generators.iter().any(|generator| generator.is_async) {
+        return true;
+    }
+    let mut finder = Finder(false);
+    for (index, generator) in generators.iter().enumerate() {
+        if index > 0 {
+            finder.visit_expr(&generator.iter);
+        }
+        for condition in &generator.ifs {
+            finder.visit_expr(condition);
+        }
+    }
+    for element in elements {
+        finder.visit_expr(element);
+    }
+    finder.0
 }
 
 impl<'a> Visitor<'a> for Checker {
@@ -667,6 +759,34 @@ mod tests {
             ("for x in y:\n    with z:\n        continue\n", None),
             ("return 1\nbreak\n", Some(("'return' outside function", 1, 1))),
             ("break\nreturn 1\n", Some(("'break' outside loop", 1, 1))),
+            (
+                "def f():\n    [await y for y in z]\n",
+                Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),
+            ),
+            ("def f():\n    (await y for y in z)\n", None),
+            (
+                "def f():\n    [y async for y in z]\n",
+                Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),
+            ),
+            (
+                "def f():\n    {await y: 1 for y in z}\n",
+                Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),
+            ),
+            ("[await y for y in z]\n", None),
+            (
+                "def f():\n    [[await y for y in z] for w in v]\n",
+                Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),
+            ),
+            (
+                "class C:\n    [await y for y in z]\n",
+                Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),
+            ),
+            (
+                "async def f():\n    def g():\n        [await y for y in z]\n",
+                Some(("asynchronous comprehension outside of an asynchronous function", 3, 9)),
+            ),
+            ("def f():\n    [y for y in await z]\n", Some(("'await' outside async function", 2, 17))),
+            ("async def f():\n    [await y for y in z]\n", None),
         ];
         for (code, expected) in cases {
             let found = analyze(code)

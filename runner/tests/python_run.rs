@@ -204,7 +204,7 @@ fn compile_errors_of_cpython_alone_are_at_their_notebook_line() {
     let dir = Dir::new("py-compile-errors");
     let text = notebook(&[
         ("base", "x = 1"),
-        ("bad", "y = x\n\ndef f():\n    return [await v for v in y]"),
+        ("bad", "y = x\n\nasync def f():\n    yield 1\n    return y"),
         ("after", "w = x + 1\nw"),
         ("unbound", "def g():\n    nonlocal zz"),
     ]);
@@ -214,7 +214,7 @@ fn compile_errors_of_cpython_alone_are_at_their_notebook_line() {
     let error = &run.finished("bad")["error"];
     assert_eq!(
         error["message"],
-        "SyntaxError: asynchronous comprehension outside of an asynchronous function",
+        "SyntaxError: 'return' with value in async generator",
         "{error}"
     );
     assert_eq!(
@@ -222,7 +222,7 @@ fn compile_errors_of_cpython_alone_are_at_their_notebook_line() {
         "found as the cell compiles: {error}"
     );
     let line = |needle: &str| text.lines().position(|line| line.contains(needle)).unwrap() + 1;
-    assert_eq!(error["line"], json!(line("await v for")), "{error}");
+    assert_eq!(error["line"], json!(line("return y")), "{error}");
     assert_eq!(run.finished("after")["output"], 2);
     let error = &run.finished("unbound")["error"];
     assert_eq!(

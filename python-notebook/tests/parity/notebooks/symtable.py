@@ -229,5 +229,26 @@ def break_in_finally_is_fine():
     return
 
 
+@app.cell
+def awaiting_comprehension_in_a_function():
+    def f(z):
+        return [await y for y in z]
+    return
+
+
+@app.cell
+def awaiting_generator_in_a_function_is_fine():
+    def f(z):
+        return (await y for y in z)
+    return
+
+
+@app.cell
+def awaited_first_iterable():
+    def f():
+        return [y for y in await z]
+    return
+
+
 if __name__ == "__main__":
     app.run()
