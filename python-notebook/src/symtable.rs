@@ -226,18 +226,7 @@ impl Table {
         };
         self.visit_expr(&first.iter);
         self.in_scope(Kind::Comprehension, |table| {
-            for (index, generator) in generators.iter().enumerate() {
-                if index > 0 {
-                    table.visit_expr(&generator.iter);
-                }
-                table.visit_expr(&generator.target);
-                for condition in &generator.ifs {
-                    table.visit_expr(condition);
-                }
-            }
-            for element in elements {
-                table.visit_expr(element);
-            }
+            inner_parts(generators, elements, |part| table.visit_expr(part));
         });
     }
 
@@ -614,18 +603,7 @@ impl Checker {
             ..place
         };
         self.within(inside, |checker| {
-            for (index, generator) in generators.iter().enumerate() {
-                if index > 0 {
-                    checker.visit_expr(&generator.iter);
-                }
-                checker.visit_expr(&generator.target);
-                for condition in &generator.ifs {
-                    checker.visit_expr(condition);
-                }
-            }
-            for element in elements {
-                checker.visit_expr(element);
-            }
+            inner_parts(generators, elements, |part| checker.visit_expr(part));
         });
     }
 }
@@ -656,18 +634,30 @@ fn awaits(generators: &[ast::Comprehension], elements: &[&Expr]) -> bool {
         return true;
     }
     let mut finder = Finder(false);
+    inner_parts(generators, elements, |part| finder.visit_expr(part));
+    finder.0
+}
+
+/// The parts of a comprehension evaluated in its own scope, in CPython's
+/// order: each iterable but the first, each target and condition, then
+/// the elements.
+fn inner_parts<'a>(
+    generators: &'a [ast::Comprehension],
+    elements: &[&'a Expr],
+    mut visit: impl FnMut(&'a Expr),
+) {
     for (index, generator) in generators.iter().enumerate() {
         if index > 0 {
-            finder.visit_expr(&generator.iter);
+            visit(&generator.iter);
         }
+        visit(&generator.target);
         for condition in &generator.ifs {
-            finder.visit_expr(condition);
+            visit(condition);
         }
     }
     for element in elements {
-        finder.visit_expr(element);
+        visit(element);
     }
-    finder.0
 }
 
 impl<'a> Visitor<'a> for Checker {

@@ -213,8 +213,7 @@ fn compile_errors_of_cpython_alone_are_at_their_notebook_line() {
     };
     let error = &run.finished("bad")["error"];
     assert_eq!(
-        error["message"],
-        "SyntaxError: 'return' with value in async generator",
+        error["message"], "SyntaxError: 'return' with value in async generator",
         "{error}"
     );
     assert_eq!(
