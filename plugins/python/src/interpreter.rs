@@ -291,11 +291,11 @@ impl Interpreter {
                 .map_err(|error| format!("cannot load the cell runner: {error}"))?;
             let sys = PyModule::import(py, "sys")
                 .map(|sys| sys.dict())
-                .map_err(|error| format!("cannot prepare the globals: {error}"))?;
+                .map_err(|error| format!("cannot prepare the cell runner: {error}"))?;
             let names = |names: &[&str]| PyTuple::new(py, names).map(Bound::unbind);
             let (shift_names, shift_nested_names) = names(&["co_firstlineno"])
                 .and_then(|one| Ok((one, names(&["co_firstlineno", "co_consts"])?)))
-                .map_err(|error| format!("cannot prepare the globals: {error}"))?;
+                .map_err(|error| format!("cannot prepare the cell runner: {error}"))?;
             Ok(Interpreter {
                 python: python.to_path_buf(),
                 capture: capture.unbind(),
@@ -541,6 +541,8 @@ impl Interpreter {
         start: std::ffi::c_int,
         delta: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
+        // `run` gives code holding a NUL byte to the cell runner, whose
+        // `compile` raises what this Python raises for it.
         let source = CString::new(source).map_err(|_| {
             pyo3::exceptions::PyValueError::new_err("source code string cannot contain null bytes")
         })?;
@@ -642,14 +644,14 @@ impl Interpreter {
     fn run_in_cell_runner(
         &self,
         py: Python<'_>,
-        code: &str,
+        source: &str,
         filename: &str,
         first_line: u32,
     ) -> PyResult<CellRun> {
         let tuple = self.helper_call(
             py,
             "run_cell",
-            (code, filename, first_line, self.globals(py)),
+            (source, filename, first_line, self.globals(py)),
         )?;
         Ok(CellRun::from_tuple(py, &tuple))
     }
