@@ -271,10 +271,19 @@ pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
     let (mut declares, mut jumps) = (false, false);
     for token in parsed.tokens() {
         match token.kind() {
-            TokenKind::Global | TokenKind::Nonlocal | TokenKind::Def | TokenKind::Lambda => {
+            TokenKind::Global
+            | TokenKind::Nonlocal
+            | TokenKind::Def
+            | TokenKind::Lambda
+            | TokenKind::ColonEqual => {
                 declares = true;
             }
-            TokenKind::Break | TokenKind::Continue | TokenKind::Await | TokenKind::Async => {
+            TokenKind::Break
+            | TokenKind::Continue
+            | TokenKind::Await
+            | TokenKind::Async
+            | TokenKind::Return
+            | TokenKind::Yield => {
                 jumps = true;
             }
             _ => {}

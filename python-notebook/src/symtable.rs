@@ -3,9 +3,9 @@
 //! a name its scope already uses, binds, annotates or takes as a parameter,
 //! a name both `global` and `nonlocal`, a `nonlocal` name no enclosing
 //! function binds, `nonlocal` at the top level, a duplicate parameter) and
-//! a few of its compiler's (`break` and `continue` outside a loop, `await`
-//! outside an `async` function, an awaiting comprehension outside one;
-//! `return` and `yield` outside a function are the analysis visitor's). (`import *` inside a function is one too, but
+//! a few of its compiler's (`break` and `continue` outside a loop, `return`
+//! and `yield` outside a function, a class body included, `await` outside
+//! an `async` function, an awaiting comprehension outside one). (`import *` inside a function is one too, but
 //! marimo refuses every `import *` first.)
 //!
 //! marimo compiles each cell, so it reports these as the cell's syntax
@@ -27,6 +27,8 @@ const GLOBAL: u8 = 1 << 3;
 const NONLOCAL: u8 = 1 << 4;
 const ANNOTATED: u8 = 1 << 5;
 const IMPORTED: u8 = 1 << 6;
+/// Bound as a comprehension's iteration variable.
+const ITERATED: u8 = 1 << 7;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -81,6 +83,8 @@ pub(crate) fn first_error(body: &[Stmt]) -> Option<(TextSize, String)> {
     let mut table = Table {
         scopes: vec![Scope::new(Kind::Module)],
         stack: vec![0],
+        in_target: false,
+        in_iterable: 0,
         error: None,
     };
     for stmt in body {
@@ -89,13 +93,18 @@ pub(crate) fn first_error(body: &[Stmt]) -> Option<(TextSize, String)> {
     if table.error.is_some() {
         return table.error;
     }
-    table.unbound_nonlocal(0, &[])
+    table.unbound_nonlocal(0, None)
 }
 
 struct Table {
     scopes: Vec<Scope>,
     /// Indices of the scopes around the node being visited, innermost last.
     stack: Vec<usize>,
+    /// Visiting a comprehension's iteration target.
+    in_target: bool,
+    /// How many comprehension iterables are around the node being
+    /// visited, lambdas and comprehensions in them included.
+    in_iterable: usize,
     error: Option<(TextSize, String)>,
 }
 
@@ -118,20 +127,15 @@ impl Table {
         let parent = self.stack[self.stack.len() - 1];
         self.scopes[parent].children.push(at);
         self.stack.push(at);
+        let in_target = std::mem::replace(&mut self.in_target, false);
         visit(self);
+        self.in_target = in_target;
         self.stack.pop();
     }
 
     /// A `global` or `nonlocal` statement at `at` declaring `names`.
     fn declare(&mut self, names: &[ast::Identifier], flag: u8, at: TextSize) {
         let word = if flag == GLOBAL { "global" } else { "nonlocal" };
-        if flag == NONLOCAL && self.current().kind == Kind::Module {
-            self.fail(
-                at,
-                "nonlocal declaration not allowed at module level".into(),
-            );
-            return;
-        }
         for name in names {
             let name = name.as_str();
             let flags = self.current().flags(name);
@@ -152,23 +156,43 @@ impl Table {
                 self.fail(at, message);
             }
             self.current().add(name, flag, Some(at));
+            // A name declared `global` anywhere is global at the top level
+            // too (which makes a top-level `nonlocal` of it "nonlocal and
+            // global").
+            if flag == GLOBAL {
+                self.scopes[0].add(name, GLOBAL, None);
+            }
         }
     }
 
     /// Names `nonlocal` in the scope at `at` or below that neither it nor
-    /// an enclosing function binds (`bound`), or that are `global` too.
-    fn unbound_nonlocal(&self, at: usize, bound: &[&str]) -> Option<(TextSize, String)> {
+    /// an enclosing function binds (`bound`; none at the top level, where
+    /// `nonlocal` is not allowed), or that are `global` too: CPython's
+    /// analysis after its symbol table is built, scope by scope.
+    fn unbound_nonlocal(&self, at: usize, bound: Option<&[&str]>) -> Option<(TextSize, String)> {
         let scope = &self.scopes[at];
         for (name, flags, directive) in &scope.names {
             let directive = directive.unwrap_or_default();
             if flags & GLOBAL != 0 && flags & NONLOCAL != 0 {
                 return Some((directive, format!("name '{name}' is nonlocal and global")));
             }
-            if flags & NONLOCAL != 0 && !bound.contains(&name.as_str()) {
-                return Some((directive, format!("no binding for nonlocal '{name}' found")));
+            if flags & NONLOCAL != 0 {
+                match bound {
+                    None => {
+                        let message = "nonlocal declaration not allowed at module level";
+                        return Some((directive, message.to_owned()));
+                    }
+                    Some(bound) if !bound.contains(&name.as_str()) => {
+                        return Some((
+                            directive,
+                            format!("no binding for nonlocal '{name}' found"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
             }
         }
-        let mut inner: Vec<&str> = bound.to_vec();
+        let mut inner: Vec<&str> = bound.unwrap_or_default().to_vec();
         if matches!(scope.kind, Kind::Function | Kind::Comprehension) {
             inner.extend(
                 scope
@@ -183,7 +207,7 @@ impl Table {
         scope
             .children
             .iter()
-            .find_map(|child| self.unbound_nonlocal(*child, &inner))
+            .find_map(|child| self.unbound_nonlocal(*child, Some(&inner)))
     }
 
     fn bind(&mut self, name: &str, flags: u8) {
@@ -224,10 +248,77 @@ impl Table {
         let Some(first) = generators.first() else {
             return;
         };
-        self.visit_expr(&first.iter);
+        self.visit_iterable(&first.iter);
         self.in_scope(Kind::Comprehension, |table| {
-            inner_parts(generators, elements, |part| table.visit_expr(part));
+            for (index, generator) in generators.iter().enumerate() {
+                if index > 0 {
+                    table.visit_iterable(&generator.iter);
+                }
+                table.in_target = true;
+                table.visit_expr(&generator.target);
+                table.in_target = false;
+                for condition in &generator.ifs {
+                    table.visit_expr(condition);
+                }
+            }
+            for element in elements {
+                table.visit_expr(element);
+            }
         });
+    }
+
+    /// A comprehension's iterable, where an assignment expression is an
+    /// error.
+    fn visit_iterable(&mut self, iterable: &Expr) {
+        self.in_iterable += 1;
+        self.visit_expr(iterable);
+        self.in_iterable -= 1;
+    }
+
+    /// An assignment expression's target: bound in the nearest scope that
+    /// is no comprehension, where it may not rebind a comprehension's
+    /// iteration variable or land in a class body.
+    fn bind_assignment_target(&mut self, named: &ast::ExprNamed) {
+        let Expr::Name(target) = &*named.target else {
+            return;
+        };
+        let name = target.id.as_str();
+        if self.in_iterable > 0 {
+            let message =
+                "assignment expression cannot be used in a comprehension iterable expression";
+            self.fail(named.start(), message.to_owned());
+        }
+        let mut at = 0;
+        let mut rebinds = false;
+        for index in self.stack.iter().rev().copied() {
+            let scope = &self.scopes[index];
+            if scope.kind != Kind::Comprehension {
+                at = index;
+                break;
+            }
+            rebinds |= scope.flags(name) & ITERATED != 0;
+        }
+        if rebinds {
+            let message = format!(
+                "assignment expression cannot rebind comprehension iteration variable '{name}'"
+            );
+            self.fail(named.start(), message);
+        }
+        let in_comprehension = self.current().kind == Kind::Comprehension;
+        if in_comprehension && self.scopes[at].kind == Kind::Class {
+            let message =
+                "assignment expression within a comprehension cannot be used in a class body";
+            self.fail(named.start(), message.to_owned());
+        }
+        self.visit_expr(&named.value);
+        // From a comprehension, a target at the top level is a global
+        // (CPython declares it so rather than binding it there).
+        let binding = if in_comprehension && self.scopes[at].kind == Kind::Module {
+            GLOBAL
+        } else {
+            LOCAL
+        };
+        self.scopes[at].add(name, binding, None);
     }
 
     fn visit_stmt_here(&mut self, stmt: &Stmt) {
@@ -267,7 +358,9 @@ impl Table {
             Stmt::AnnAssign(assign) => {
                 if let (Expr::Name(name), true) = (&*assign.target, assign.simple) {
                     let flags = self.current().flags(name.id.as_str());
-                    if flags & (GLOBAL | NONLOCAL) != 0 {
+                    // At the top level a `global` name is the module's own.
+                    let top_level = self.current().kind == Kind::Module;
+                    if flags & (GLOBAL | NONLOCAL) != 0 && !top_level {
                         let word = if flags & GLOBAL != 0 {
                             "global"
                         } else {
@@ -333,6 +426,7 @@ impl Table {
             Expr::Name(name) => {
                 let flags = match name.ctx {
                     ExprContext::Load => USE,
+                    _ if self.in_target => LOCAL | ITERATED,
                     _ => LOCAL,
                 };
                 self.bind(name.id.as_str(), flags);
@@ -356,21 +450,10 @@ impl Table {
                 let parts: Vec<&Expr> = key.chain([&*comp.value]).collect();
                 self.visit_comprehension_scope(&comp.generators, &parts);
             }
-            Expr::Named(named) => {
-                self.visit_expr(&named.value);
-                // CPython's own errors about assignment expressions in
-                // comprehensions are not repeated here.
-                if let Expr::Name(target) = &*named.target {
-                    let at = self
-                        .stack
-                        .iter()
-                        .rev()
-                        .copied()
-                        .find(|at| self.scopes[*at].kind != Kind::Comprehension)
-                        .unwrap_or(0);
-                    self.scopes[at].add(target.id.as_str(), LOCAL, None);
-                }
-            }
+            Expr::Named(named) => match &*named.target {
+                Expr::Name(_) => self.bind_assignment_target(named),
+                _ => visitor::walk_expr(self, expr),
+            },
             _ => visitor::walk_expr(self, expr),
         }
     }
@@ -420,8 +503,8 @@ enum Around {
 
 /// The first error CPython's compiler (after its symbol table) raises for
 /// `body` that this crate finds without CPython: `break` or `continue`
-/// outside a loop, `await` outside an `async` function (the cell's top
-/// level allows it).
+/// outside a loop, `return` or `yield` outside a function, `await` outside
+/// an `async` function (the cell's top level allows it).
 pub(crate) fn first_compiler_error(body: &[Stmt]) -> Option<(TextSize, String)> {
     let mut checker = Checker {
         place: Place {
@@ -469,7 +552,12 @@ impl Checker {
             in_loop: false,
             ..place
         };
+        let outside_function = matches!(place.function, Around::TopLevel | Around::Class);
         match stmt {
+            Stmt::Return(_) if outside_function => {
+                self.fail(stmt.start(), "'return' outside function");
+                visitor::walk_stmt(self, stmt);
+            }
             Stmt::Break(_) if !place.in_loop => self.fail(stmt.start(), "'break' outside loop"),
             Stmt::Continue(_) if !place.in_loop => {
                 self.fail(stmt.start(), "'continue' not properly in loop");
@@ -535,6 +623,13 @@ impl Checker {
     fn visit_expr_here(&mut self, expr: &Expr) {
         let place = self.place;
         match expr {
+            Expr::Yield(_) | Expr::YieldFrom(_)
+                if !place.in_comprehension
+                    && matches!(place.function, Around::TopLevel | Around::Class) =>
+            {
+                self.fail(expr.start(), "'yield' outside function");
+                visitor::walk_expr(self, expr);
+            }
             Expr::Await(await_) if !place.in_comprehension => {
                 match place.function {
                     Around::TopLevel | Around::Function { is_async: true } => {}
@@ -551,6 +646,7 @@ impl Checker {
                 }
                 let inside = Place {
                     function: Around::Function { is_async: false },
+                    in_comprehension: false,
                     ..place
                 };
                 self.within(inside, |checker| checker.visit_expr(&lambda.body));
@@ -730,6 +826,41 @@ mod tests {
             ),
             ("def f():\n    (y := 1)\n    global y\n", Some(("name 'y' is assigned to before global declaration", 3, 5))),
             ("nonlocal x\n", Some(("nonlocal declaration not allowed at module level", 1, 1))),
+            ("global a\na: int = 1\n", None),
+            (
+                "[x for x in (y := [1])]\n",
+                Some(("assignment expression cannot be used in a comprehension iterable expression", 1, 14)),
+            ),
+            (
+                "[x for x in a for z in (y := x)]\n",
+                Some(("assignment expression cannot be used in a comprehension iterable expression", 1, 25)),
+            ),
+            (
+                "[x for x in (lambda: (y := 1))()]\n",
+                Some(("assignment expression cannot be used in a comprehension iterable expression", 1, 23)),
+            ),
+            (
+                "[(x := 1) for x in a]\n",
+                Some(("assignment expression cannot rebind comprehension iteration variable 'x'", 1, 3)),
+            ),
+            (
+                "class C:\n    [(y := 1) for x in a]\n",
+                Some(("assignment expression within a comprehension cannot be used in a class body", 2, 7)),
+            ),
+            ("class C:\n    (y := 1)\n", None),
+            ("[(y := x) for x in a]\nprint(y)\n", None),
+            ("x: int = 1\nglobal x\n", Some(("annotated name 'x' can't be global", 2, 1))),
+            ("nonlocal b\nb: int = 1\n", Some(("nonlocal declaration not allowed at module level", 1, 1))),
+            ("def f():\n    global a\nnonlocal a\n", Some(("name 'a' is nonlocal and global", 3, 1))),
+            ("nonlocal a\ndef f():\n    global a\n", Some(("name 'a' is nonlocal and global", 1, 1))),
+            (
+                "x = 1\nnonlocal x\n",
+                Some(("name 'x' is assigned to before nonlocal declaration", 2, 1)),
+            ),
+            (
+                "nonlocal b\nclass C:\n    del a\n    nonlocal a\n",
+                Some(("name 'a' is assigned to before nonlocal declaration", 4, 5)),
+            ),
             ("def f(a, a):\n    pass\n", Some(("duplicate argument 'a' in function definition", 1, 10))),
             ("def f():\n    def g(a, b, a): pass\n", Some(("duplicate argument 'a' in function definition", 2, 17))),
             ("def f():\n    await x\n", Some(("'await' outside async function", 2, 5))),
@@ -763,6 +894,14 @@ mod tests {
                 Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),
             ),
             ("[await y for y in z]\n", None),
+            (
+                "async def f():\n    class C:\n        return 1\n    break\n",
+                Some(("'return' outside function", 3, 9)),
+            ),
+            ("def f():\n    class C:\n        yield 1\n", Some(("'yield' outside function", 3, 9))),
+            ("[(b := 1) for y in a]\nglobal b\n", None),
+            ("def f():\n    [(b := 1) for y in a]\n    global b\n", Some(("name 'b' is assigned to before global declaration", 3, 5))),
+            ("[lambda y: (await a) for y in z]\n", Some(("'await' outside async function", 1, 13))),
             (
                 "def f():\n    [[await y for y in z] for w in v]\n",
                 Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),

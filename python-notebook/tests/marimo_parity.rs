@@ -215,3 +215,61 @@ fn every_builtin_of_the_environment_is_known() {
         "builtins missing from the list: {unknown:?}"
     );
 }
+
+/// Random cells (`parity/random_cells.py`: nested functions, classes,
+/// loops, comprehensions, `await`, `global`, `nonlocal`, most of them
+/// refused) fail here exactly where CPython's compile, which marimo calls,
+/// refuses them: never a cell CPython compiles, never one it refuses
+/// passed, each refusal at CPython's line with its message (but for
+/// parse errors, which CPython words as "invalid syntax").
+#[test]
+fn random_cells_are_refused_where_cpython_refuses_them() {
+    let Some(python) = marimo_python() else {
+        return;
+    };
+    let script = workspace_root().join("python-notebook/tests/parity/random_cells.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args(["20261203", "1500"])
+        .output()
+        .expect("the venv's Python runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cells: Vec<Value> = serde_json::from_slice(&output.stdout).expect("the script's JSON");
+    let mut differences = Vec::new();
+    let mut refused = 0;
+    for cell in &cells {
+        let code = cell["code"].as_str().unwrap_or_default();
+        let theirs = cell["error"].as_array().map(|error| {
+            (
+                error[0].as_str().unwrap_or_default().to_owned(),
+                error[1].as_u64().unwrap_or_default(),
+            )
+        });
+        let ours = python_notebook::analyze(code)
+            .err()
+            .map(|error| (error.message, u64::from(error.line)));
+        refused += usize::from(theirs.is_some());
+        let same = match (&ours, &theirs) {
+            (None, None) => true,
+            (Some((mine, my_line)), Some((their, their_line))) => {
+                my_line == their_line && (mine == their || their == "invalid syntax")
+            }
+            _ => false,
+        };
+        if !same {
+            differences.push(format!("{code:?}: ours {ours:?}, CPython's {theirs:?}"));
+        }
+    }
+    assert!(refused > 500, "only {refused} of the cells are refused");
+    assert!(
+        differences.is_empty(),
+        "{} of {} cells differ:\n{}",
+        differences.len(),
+        cells.len(),
+        differences.join("\n")
+    );
+}
