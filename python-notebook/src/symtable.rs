@@ -2,11 +2,13 @@
 //! any: those of its symbol table (a `global` or `nonlocal` declaration of
 //! a name its scope already uses, binds, annotates or takes as a parameter,
 //! a name both `global` and `nonlocal`, a `nonlocal` name no enclosing
-//! function binds, `nonlocal` at the top level, a duplicate parameter) and
-//! a few of its compiler's (`break` and `continue` outside a loop, `return`
-//! and `yield` outside a function, a class body included, `await` outside
-//! an `async` function, an awaiting comprehension outside one). (`import *` inside a function is one too, but
-//! marimo refuses every `import *` first.)
+//! function binds, `nonlocal` at the top level, a duplicate parameter, an
+//! assignment expression in a comprehension's iterable, rebinding its
+//! iteration variable or reaching a class body) and a few of its
+//! compiler's (`break` and `continue` outside a loop, `return` and `yield`
+//! outside a function, a class body included, `await` outside an `async`
+//! function, an awaiting comprehension outside one). `import *` inside a
+//! function is one too, but marimo refuses every `import *` first.
 //!
 //! marimo compiles each cell, so it reports these as the cell's syntax
 //! error before anything runs; CPython raises the symbol table's before
@@ -250,20 +252,15 @@ impl Table {
         };
         self.visit_iterable(&first.iter);
         self.in_scope(Kind::Comprehension, |table| {
-            for (index, generator) in generators.iter().enumerate() {
-                if index > 0 {
-                    table.visit_iterable(&generator.iter);
+            inner_parts(generators, elements, |part, kind| match kind {
+                Part::Iterable => table.visit_iterable(part),
+                Part::Target => {
+                    table.in_target = true;
+                    table.visit_expr(part);
+                    table.in_target = false;
                 }
-                table.in_target = true;
-                table.visit_expr(&generator.target);
-                table.in_target = false;
-                for condition in &generator.ifs {
-                    table.visit_expr(condition);
-                }
-            }
-            for element in elements {
-                table.visit_expr(element);
-            }
+                Part::Other => table.visit_expr(part),
+            });
         });
     }
 
@@ -699,7 +696,7 @@ impl Checker {
             ..place
         };
         self.within(inside, |checker| {
-            inner_parts(generators, elements, |part| checker.visit_expr(part));
+            inner_parts(generators, elements, |part, _| checker.visit_expr(part));
         });
     }
 }
@@ -730,8 +727,19 @@ fn awaits(generators: &[ast::Comprehension], elements: &[&Expr]) -> bool {
         return true;
     }
     let mut finder = Finder(false);
-    inner_parts(generators, elements, |part| finder.visit_expr(part));
+    inner_parts(generators, elements, |part, _| finder.visit_expr(part));
     finder.0
+}
+
+/// What a part of a comprehension is, for [`inner_parts`].
+#[derive(Clone, Copy)]
+enum Part {
+    /// An iterable (after the first).
+    Iterable,
+    /// An iteration variable's target.
+    Target,
+    /// A condition or an element.
+    Other,
 }
 
 /// The parts of a comprehension evaluated in its own scope, in CPython's
@@ -740,19 +748,19 @@ fn awaits(generators: &[ast::Comprehension], elements: &[&Expr]) -> bool {
 fn inner_parts<'a>(
     generators: &'a [ast::Comprehension],
     elements: &[&'a Expr],
-    mut visit: impl FnMut(&'a Expr),
+    mut visit: impl FnMut(&'a Expr, Part),
 ) {
     for (index, generator) in generators.iter().enumerate() {
         if index > 0 {
-            visit(&generator.iter);
+            visit(&generator.iter, Part::Iterable);
         }
-        visit(&generator.target);
+        visit(&generator.target, Part::Target);
         for condition in &generator.ifs {
-            visit(condition);
+            visit(condition, Part::Other);
         }
     }
     for element in elements {
-        visit(element);
+        visit(element, Part::Other);
     }
 }
 
