@@ -278,12 +278,14 @@ pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
             | TokenKind::ColonEqual => {
                 declares = true;
             }
+            // In a comprehension, the symbol table's error; elsewhere, the
+            // compiler's.
+            TokenKind::Yield => (declares, jumps) = (true, true),
             TokenKind::Break
             | TokenKind::Continue
             | TokenKind::Await
             | TokenKind::Async
-            | TokenKind::Return
-            | TokenKind::Yield => {
+            | TokenKind::Return => {
                 jumps = true;
             }
             _ => {}
@@ -294,16 +296,10 @@ pub fn analyze(code: &str) -> Result<Analysis, SyntaxError> {
             return Err(syntax_error(code, offset, message));
         }
     }
-    // The compiler's own, whichever comes first in the code.
-    let compiler = jumps
-        .then(|| crate::symtable::first_compiler_error(&module.body))
-        .flatten();
-    if let Some((offset, message)) = [visitor.error.take(), compiler]
-        .into_iter()
-        .flatten()
-        .min_by_key(|(offset, _)| *offset)
-    {
-        return Err(syntax_error(code, offset, message));
+    if jumps {
+        if let Some((offset, message)) = crate::symtable::first_compiler_error(&module.body) {
+            return Err(syntax_error(code, offset, message));
+        }
     }
     Ok(visitor.finish())
 }
@@ -468,9 +464,6 @@ struct Visitor {
     top_level_await: bool,
     /// The first `import *`, which marimo refuses before compiling.
     star_import: Option<TextSize>,
-    /// The first error CPython's compiler raises (`return` outside a
-    /// function).
-    error: Option<(TextSize, String)>,
 }
 
 impl Visitor {
@@ -490,7 +483,6 @@ impl Visitor {
             function_depth: 0,
             top_level_await: false,
             star_import: None,
-            error: None,
         }
     }
 
@@ -516,12 +508,6 @@ impl Visitor {
             refs,
             deleted_refs,
             top_level_await: self.top_level_await,
-        }
-    }
-
-    fn fail(&mut self, offset: TextSize, message: &str) {
-        if self.error.is_none() {
-            self.error = Some((offset, message.to_owned()));
         }
     }
 
@@ -619,12 +605,7 @@ impl Visitor {
         match stmt {
             Stmt::FunctionDef(function) => self.visit_function(function),
             Stmt::ClassDef(class) => self.visit_class(class),
-            Stmt::Return(ret) => {
-                if self.function_depth == 0 {
-                    self.fail(ret.start(), "'return' outside function");
-                }
-                self.visit_opt(ret.value.as_deref());
-            }
+            Stmt::Return(ret) => self.visit_opt(ret.value.as_deref()),
             Stmt::Delete(delete) => {
                 for target in &delete.targets {
                     self.visit_expr(target);
@@ -739,16 +720,12 @@ impl Visitor {
                     }
                 }
             }
-            Stmt::Nonlocal(nonlocal) => {
-                if self.blocks.len() == 1 {
-                    self.fail(
-                        nonlocal.start(),
-                        "nonlocal declaration not allowed at module level",
-                    );
-                }
-            }
             Stmt::Expr(expr) => self.visit_expr(&expr.value),
-            Stmt::Pass(_) | Stmt::Break(_) | Stmt::Continue(_) | Stmt::IpyEscapeCommand(_) => {}
+            Stmt::Nonlocal(_)
+            | Stmt::Pass(_)
+            | Stmt::Break(_)
+            | Stmt::Continue(_)
+            | Stmt::IpyEscapeCommand(_) => {}
         }
     }
 
@@ -1046,18 +1023,8 @@ impl Visitor {
                 self.note_await();
                 self.visit_expr(&await_.value);
             }
-            Expr::Yield(yield_) => {
-                if self.function_depth == 0 {
-                    self.fail(yield_.start(), "'yield' outside function");
-                }
-                self.visit_opt(yield_.value.as_deref());
-            }
-            Expr::YieldFrom(yield_) => {
-                if self.function_depth == 0 {
-                    self.fail(yield_.start(), "'yield' outside function");
-                }
-                self.visit_expr(&yield_.value);
-            }
+            Expr::Yield(yield_) => self.visit_opt(yield_.value.as_deref()),
+            Expr::YieldFrom(yield_) => self.visit_expr(&yield_.value),
             Expr::Compare(compare) => {
                 self.visit_expr(&compare.left);
                 for comparator in &compare.comparators {

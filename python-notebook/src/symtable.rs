@@ -50,6 +50,9 @@ struct Scope {
     names: Vec<(String, u8, Option<TextSize>)>,
     index: HashMap<String, usize>,
     children: Vec<usize>,
+    /// What a comprehension's scope is, as CPython words it ("list
+    /// comprehension"); empty for other scopes.
+    comprehension: &'static str,
 }
 
 impl Scope {
@@ -59,6 +62,7 @@ impl Scope {
             names: Vec::new(),
             index: HashMap::new(),
             children: Vec::new(),
+            comprehension: "",
         }
     }
 
@@ -246,12 +250,18 @@ impl Table {
 
     /// A comprehension's scope: its first iterable belongs to the scope
     /// around it, the rest to its own.
-    fn visit_comprehension_scope(&mut self, generators: &[ast::Comprehension], elements: &[&Expr]) {
+    fn visit_comprehension_scope(
+        &mut self,
+        what: &'static str,
+        generators: &[ast::Comprehension],
+        elements: &[&Expr],
+    ) {
         let Some(first) = generators.first() else {
             return;
         };
         self.visit_iterable(&first.iter);
         self.in_scope(Kind::Comprehension, |table| {
+            table.current().comprehension = what;
             inner_parts(generators, elements, |part, kind| match kind {
                 Part::Iterable => table.visit_iterable(part),
                 Part::Target => {
@@ -439,13 +449,32 @@ impl Table {
                     table.visit_expr(&lambda.body);
                 });
             }
-            Expr::ListComp(comp) => self.visit_comprehension_scope(&comp.generators, &[&comp.elt]),
-            Expr::SetComp(comp) => self.visit_comprehension_scope(&comp.generators, &[&comp.elt]),
-            Expr::Generator(comp) => self.visit_comprehension_scope(&comp.generators, &[&comp.elt]),
+            Expr::ListComp(comp) => {
+                self.visit_comprehension_scope(
+                    "list comprehension",
+                    &comp.generators,
+                    &[&comp.elt],
+                );
+            }
+            Expr::SetComp(comp) => {
+                self.visit_comprehension_scope("set comprehension", &comp.generators, &[&comp.elt]);
+            }
+            Expr::Generator(comp) => {
+                self.visit_comprehension_scope(
+                    "generator expression",
+                    &comp.generators,
+                    &[&comp.elt],
+                );
+            }
+            Expr::Yield(_) | Expr::YieldFrom(_) if self.current().kind == Kind::Comprehension => {
+                let what = self.current().comprehension;
+                self.fail(expr.start(), format!("'yield' inside {what}"));
+                visitor::walk_expr(self, expr);
+            }
             Expr::DictComp(comp) => {
                 let key = comp.key.as_deref().into_iter();
                 let parts: Vec<&Expr> = key.chain([&*comp.value]).collect();
-                self.visit_comprehension_scope(&comp.generators, &parts);
+                self.visit_comprehension_scope("dict comprehension", &comp.generators, &parts);
             }
             Expr::Named(named) => match &*named.target {
                 Expr::Name(_) => self.bind_assignment_target(named),
@@ -902,6 +931,12 @@ mod tests {
                 Some(("asynchronous comprehension outside of an asynchronous function", 2, 5)),
             ),
             ("[await y for y in z]\n", None),
+            ("[(yield) for x in y]\n", Some(("'yield' inside list comprehension", 1, 3))),
+            ("def f():\n    ((yield) for x in y)\n", Some(("'yield' inside generator expression", 2, 7))),
+            ("{(yield): 1 for x in y}\n", Some(("'yield' inside dict comprehension", 1, 3))),
+            ("[x for x in (yield)]\n", Some(("'yield' outside function", 1, 14))),
+            ("return 1\n", Some(("'return' outside function", 1, 1))),
+            ("yield 1\n", Some(("'yield' outside function", 1, 1))),
             (
                 "async def f():\n    class C:\n        return 1\n    break\n",
                 Some(("'return' outside function", 3, 9)),
